@@ -1,0 +1,47 @@
+# The two first commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench soak schema clean services
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+services:
+	bash scripts/services.sh --postgres
+
+demo: $(STAMP)
+	bash scripts/services.sh
+	$(BIN)/python -m worker.demo
+
+test: $(STAMP)
+	bash scripts/services.sh --postgres
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+schema: $(STAMP)
+	$(BIN)/python -m contracts schema
+
+bench: $(STAMP)
+	bash scripts/services.sh
+	$(BIN)/python -m bench.throughput
+
+soak: $(STAMP)
+	bash scripts/services.sh
+	$(BIN)/python -m bench.soak
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

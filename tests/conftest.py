@@ -1,0 +1,13 @@
+"""Shared fixtures live in tests/fixtures/, one file per real service."""
+
+import importlib.util
+
+pytest_plugins = [
+    name
+    for name in (
+        "tests.fixtures.broker",
+        "tests.fixtures.sandbox",
+        "tests.fixtures.postgres",
+    )
+    if importlib.util.find_spec(name) is not None
+]

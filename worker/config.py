@@ -1,0 +1,204 @@
+"""Configuration: named defaults, environment variables, ``*_FILE`` secrets, one clear error.
+
+Every setting is read from ``PROVISIONER_<NAME>`` (and ``SENTRY_DSN``); secrets may instead
+come from ``PROVISIONER_<NAME>_FILE`` (a mounted Kubernetes Secret). Every setting also has
+a CLI flag (``--<name>``) that wins over the environment. A bad value raises ``ConfigError``
+naming the variable, which the CLI prints as one line before exiting with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+# Tunables, each overridable by PROVISIONER_<NAME without the unit suffix>.
+AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
+API_URL = "https://api.sendgrid.com/apiv2/"
+API_NAMINGS = ("apiv2", "distributor")
+API_TIMEOUT_S = 30.0
+API_CONNECT_TIMEOUT_S = 5.0
+STORE_URL = "sqlite:///provisioner.db"
+CONCURRENCY = 16
+PREFETCH_PER_WORKER = 2
+PREFIX = "provisioning"
+RETRY_DELAYS_S = (30.0, 120.0, 600.0, 3600.0)
+HTTP_PORT = 9191
+DELIVERY_LIMIT = 20
+IMMEDIATE_RETRIES = 3
+IMMEDIATE_RETRY_BUDGET_S = 5.0
+LEASE_TTL_S = 300.0
+WORKER_HEARTBEAT_S = 5.0
+WORKER_DEAD_AFTER_S = 20.0
+DRAIN_TIMEOUT_S = 30.0
+RETENTION_DAYS = 30.0
+RECONNECT_MAX_S = 30.0
+STARTUP_CONNECT_ATTEMPTS = 5
+LOG_FORMAT = "json"
+
+SECRET_FIELDS = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed. ``variable`` names the environment variable."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    amqp_url: str = AMQP_URL
+    api_url: str = API_URL
+    api_user: str = ""
+    api_key: str = field(default="", repr=False)
+    api_naming: str = "apiv2"
+    api_timeout_s: float = API_TIMEOUT_S
+    api_connect_timeout_s: float = API_CONNECT_TIMEOUT_S
+    store_url: str = STORE_URL
+    concurrency: int = CONCURRENCY
+    prefetch_per_worker: int = PREFETCH_PER_WORKER
+    prefix: str = PREFIX
+    retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
+    http_port: int = HTTP_PORT
+    sentry_dsn: str = field(default="", repr=False)
+    delivery_limit: int = DELIVERY_LIMIT
+    immediate_retries: int = IMMEDIATE_RETRIES
+    immediate_retry_budget_s: float = IMMEDIATE_RETRY_BUDGET_S
+    lease_ttl_s: float = LEASE_TTL_S
+    worker_heartbeat_s: float = WORKER_HEARTBEAT_S
+    worker_dead_after_s: float = WORKER_DEAD_AFTER_S
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
+    retention_days: float = RETENTION_DAYS
+    reconnect_max_s: float = RECONNECT_MAX_S
+    startup_connect_attempts: int = STARTUP_CONNECT_ATTEMPTS
+    log_format: str = LOG_FORMAT
+    log_level: str = "INFO"
+    worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
+
+    def __repr__(self) -> str:  # secrets never reach a log line through repr
+        shown = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in SECRET_FIELDS:
+            if shown[name]:
+                shown[name] = "***"
+        return "Settings(" + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
+
+    __str__ = __repr__
+
+    @property
+    def prefetch(self) -> int:
+        return max(1, self.concurrency * self.prefetch_per_worker)
+
+
+def env_name(field_name: str) -> str:
+    """``api_timeout_s`` -> ``PROVISIONER_API_TIMEOUT``; ``sentry_dsn`` -> ``SENTRY_DSN``."""
+    if field_name == "sentry_dsn":
+        return "SENTRY_DSN"
+    base = re.sub(r"_(s|days)$", "", field_name) if field_name != "retention_days" else field_name
+    return "PROVISIONER_" + base.upper()
+
+
+def flag_name(field_name: str) -> str:
+    return "--" + env_name(field_name).removeprefix("PROVISIONER_").lower().replace("_", "-")
+
+
+FILE_ALLOWED = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
+KNOWN_ENV = frozenset(env_name(f.name) for f in fields(Settings)) | frozenset(
+    env_name(n) + "_FILE" for n in FILE_ALLOWED
+)
+
+
+def parse_duration_s(text: str) -> float:
+    """``30s``, ``2m``, ``1h``, ``500ms`` or a bare number of seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 2m, 1h)")
+    value = float(m.group(1))
+    scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
+    return value * scale
+
+
+def _parse_delays(text: str) -> tuple[float, ...]:
+    delays = tuple(parse_duration_s(part) for part in text.split(",") if part.strip())
+    if not delays:
+        raise ValueError("at least one delay is needed")
+    if any(d <= 0 for d in delays):
+        raise ValueError("delays must be positive")
+    return delays
+
+
+def _convert(name: str, raw: str) -> Any:
+    default = getattr(Settings, name, None)
+    if name == "retry_delays_s":
+        return _parse_delays(raw)
+    if name == "api_naming":
+        if raw not in API_NAMINGS:
+            raise ValueError(f"must be one of {', '.join(API_NAMINGS)}")
+        return raw
+    if name == "log_format":
+        if raw not in ("json", "text"):
+            raise ValueError("must be json or text")
+        return raw
+    if name in ("amqp_url",):
+        if urlsplit(raw).scheme not in ("amqp", "amqps"):
+            raise ValueError("must be an amqp:// or amqps:// URL")
+        return raw
+    if name == "api_url":
+        if urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
+            raise ValueError("must be an http:// or https:// URL")
+        return raw
+    if name == "store_url":
+        if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must be sqlite:///path.db or postgresql://...")
+        return raw
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        value = int(raw)
+        if value < 0 or (name == "concurrency" and value < 1):
+            raise ValueError("must be a positive whole number")
+        return value
+    if isinstance(default, float):
+        value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)
+        if value_f <= 0:
+            raise ValueError("must be positive")
+        return value_f
+    return raw
+
+
+def _read_file(variable: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(variable, f"cannot read the file ({exc.strerror})") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Build ``Settings`` from the environment, then CLI ``overrides`` (field name -> raw text)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        var = env_name(f.name)
+        raw: str | None = env.get(var)
+        if f.name in FILE_ALLOWED and env.get(var + "_FILE"):
+            if raw:
+                raise ConfigError(var, f"set either {var} or {var}_FILE, not both")
+            raw = _read_file(var + "_FILE", env[var + "_FILE"])
+        if overrides and overrides.get(f.name) is not None:
+            raw = str(overrides[f.name])
+        if raw is None or raw == "":
+            continue
+        try:
+            values[f.name] = _convert(f.name, raw)
+        except ValueError as exc:
+            shown = "***" if f.name in SECRET_FIELDS else repr(raw)
+            raise ConfigError(var, f"{exc} (got {shown})") from None
+    return Settings(**values)
