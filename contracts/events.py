@@ -1,0 +1,315 @@
+"""Result events: exactly one per command, published on the events exchange.
+
+Events never contain a ``Secret``: no event type has a password field, and ``encode_event``
+refuses any ``Secret`` that might slip into one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import msgspec
+
+from contracts.secret import Secret
+
+UNKNOWN_COMMAND_TYPE = "unknown"
+
+
+class ErrorCode(StrEnum):
+    """Stable machine-readable failure codes (consumers switch on these)."""
+
+    INVALID_COMMAND = "invalid_command"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    CUSTOMER_NOT_FOUND = "customer_not_found"
+    ALREADY_EXISTS = "already_exists"
+    API_REJECTED = "api_rejected"
+    AUTH_FAILED = "auth_failed"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    NOT_FOUND = "not_found"
+    DELIVERY_LIMIT = "delivery_limit"
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    code: ErrorCode
+    message: str
+    api_errors: list[str] = []
+    retryable: bool = False
+
+
+class Customer(msgspec.Struct, frozen=True):
+    """One row of the API's ``profile/get`` answer, typed."""
+
+    id: str = ""
+    username: str = ""
+    email: str = ""
+    active: bool = True
+    first_name: str = ""
+    last_name: str = ""
+    address: str = ""
+    city: str = ""
+    state: str = ""
+    zip: str = ""
+    country: str = ""
+    phone: str = ""
+    website: str = ""
+    company: str = ""
+
+
+class App(msgspec.Struct, frozen=True):
+    name: str
+    title: str = ""
+    description: str = ""
+    activated: bool = False
+
+
+# Events do not forbid unknown fields: consumers must keep decoding when a later version
+# adds a field. Subclasses inherit frozen/kw_only/tag_field; each writes its tag explicitly
+# so that renaming a class never changes the wire.
+class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    event_id: str
+    command_type: str
+    idempotency_key: str
+    customer: str | None
+    correlation_id: str | None
+    occurred_at: datetime
+    attempts: int
+
+    def __post_init__(self) -> None:
+        offset = self.occurred_at.utcoffset()
+        if offset is None or offset != timedelta(0):
+            raise ValueError("occurred_at must be a UTC datetime")
+
+
+class CustomerCreated(EventBase, tag="CustomerCreated"):
+    pass
+
+
+class CustomerDeleted(EventBase, tag="CustomerDeleted"):
+    pass
+
+
+class CustomerEnabled(EventBase, tag="CustomerEnabled"):
+    pass
+
+
+class CustomerDisabled(EventBase, tag="CustomerDisabled"):
+    pass
+
+
+class WebsiteAccessEnabled(EventBase, tag="WebsiteAccessEnabled"):
+    pass
+
+
+class WebsiteAccessDisabled(EventBase, tag="WebsiteAccessDisabled"):
+    pass
+
+
+class CustomerProfileUpdated(EventBase, tag="CustomerProfileUpdated"):
+    pass
+
+
+class PasswordReset(EventBase, tag="PasswordReset"):
+    pass
+
+
+class UsernameChanged(EventBase, tag="UsernameChanged"):
+    pass
+
+
+class EmailChanged(EventBase, tag="EmailChanged"):
+    pass
+
+
+class CredentialAdded(EventBase, tag="CredentialAdded"):
+    pass
+
+
+class CredentialPasswordChanged(EventBase, tag="CredentialPasswordChanged"):
+    pass
+
+
+class CredentialDeleted(EventBase, tag="CredentialDeleted"):
+    pass
+
+
+class AppActivated(EventBase, tag="AppActivated"):
+    pass
+
+
+class AppDeactivated(EventBase, tag="AppDeactivated"):
+    pass
+
+
+class AppConfigured(EventBase, tag="AppConfigured"):
+    pass
+
+
+class CustomersListed(EventBase, tag="CustomersListed"):
+    customers: list[Customer]
+
+
+class AppsListed(EventBase, tag="AppsListed"):
+    apps: list[App]
+
+
+class AppSettingsRetrieved(EventBase, tag="AppSettingsRetrieved"):
+    settings: dict[str, str]
+
+
+class CommandFailed(EventBase, tag="CommandFailed"):
+    """The API refused the command, or transient errors outlasted every retry."""
+
+    error: ErrorInfo
+
+
+class CommandRejected(EventBase, tag="CommandRejected"):
+    """Not a valid command: no API call was made."""
+
+    error: ErrorInfo
+
+
+Event = (
+    CustomerCreated
+    | CustomerDeleted
+    | CustomerEnabled
+    | CustomerDisabled
+    | WebsiteAccessEnabled
+    | WebsiteAccessDisabled
+    | CustomerProfileUpdated
+    | PasswordReset
+    | UsernameChanged
+    | EmailChanged
+    | CredentialAdded
+    | CredentialPasswordChanged
+    | CredentialDeleted
+    | AppActivated
+    | AppDeactivated
+    | AppConfigured
+    | CustomersListed
+    | AppsListed
+    | AppSettingsRetrieved
+    | CommandFailed
+    | CommandRejected
+)
+
+
+# Command type name -> the event its success produces (DESIGN.md's table).
+SUCCESS_EVENTS: dict[str, type[EventBase]] = {
+    "CreateCustomer": CustomerCreated,
+    "DeleteCustomer": CustomerDeleted,
+    "ListCustomers": CustomersListed,
+    "EnableCustomer": CustomerEnabled,
+    "DisableCustomer": CustomerDisabled,
+    "EnableWebsiteAccess": WebsiteAccessEnabled,
+    "DisableWebsiteAccess": WebsiteAccessDisabled,
+    "UpdateCustomerProfile": CustomerProfileUpdated,
+    "ResetPassword": PasswordReset,
+    "ChangeUsername": UsernameChanged,
+    "ChangeEmail": EmailChanged,
+    "AddCredential": CredentialAdded,
+    "ChangeCredentialPassword": CredentialPasswordChanged,
+    "DeleteCredential": CredentialDeleted,
+    "ListApps": AppsListed,
+    "ActivateApp": AppActivated,
+    "DeactivateApp": AppDeactivated,
+    "ConfigureApp": AppConfigured,
+    "GetAppSettings": AppSettingsRetrieved,
+}
+
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    cls.__name__: cls
+    for cls in (
+        CustomerCreated,
+        CustomerDeleted,
+        CustomerEnabled,
+        CustomerDisabled,
+        WebsiteAccessEnabled,
+        WebsiteAccessDisabled,
+        CustomerProfileUpdated,
+        PasswordReset,
+        UsernameChanged,
+        EmailChanged,
+        CredentialAdded,
+        CredentialPasswordChanged,
+        CredentialDeleted,
+        AppActivated,
+        AppDeactivated,
+        AppConfigured,
+        CustomersListed,
+        AppsListed,
+        AppSettingsRetrieved,
+        CommandFailed,
+        CommandRejected,
+    )
+}
+
+EventT = TypeVar("EventT", bound=EventBase)
+
+
+def routing_key(command_type: str | None, outcome: Outcome) -> str:
+    """``<CommandType>.<outcome>``; ``unknown`` stands for a missing or unknown type."""
+    known = command_type if command_type in SUCCESS_EVENTS else UNKNOWN_COMMAND_TYPE
+    return f"{known}.{Outcome(outcome).value}"
+
+
+def outcome_of(event: EventBase) -> Outcome:
+    if isinstance(event, CommandFailed):
+        return Outcome.FAILED
+    if isinstance(event, CommandRejected):
+        return Outcome.REJECTED
+    return Outcome.SUCCEEDED
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+def make_event(
+    cls: type[EventT],
+    *,
+    command_type: str,
+    idempotency_key: str,
+    customer: str | None,
+    correlation_id: str | None,
+    attempts: int,
+    **payload: Any,
+) -> EventT:
+    """Build an event with a fresh ``event_id`` and ``occurred_at`` = now (UTC)."""
+    return cls(
+        event_id=new_event_id(),
+        command_type=command_type,
+        idempotency_key=idempotency_key,
+        customer=customer,
+        correlation_id=correlation_id,
+        occurred_at=datetime.now(UTC),
+        attempts=attempts,
+        **payload,
+    )
+
+
+def _refuse_secret(obj: Any) -> Any:
+    if isinstance(obj, Secret):
+        raise TypeError("a Secret must never be encoded into an event")
+    raise NotImplementedError(f"cannot encode {type(obj).__name__} into an event")
+
+
+_EVENT_ENCODER = msgspec.json.Encoder(enc_hook=_refuse_secret)
+_EVENT_DECODER = msgspec.json.Decoder(Event)
+
+
+def encode_event(event: EventBase) -> bytes:
+    return _EVENT_ENCODER.encode(event)
+
+
+def decode_event(data: bytes | bytearray | memoryview | str) -> Event:
+    """Decode an event; raises ``msgspec.DecodeError``/``ValidationError`` on a bad body."""
+    return _EVENT_DECODER.decode(data)
