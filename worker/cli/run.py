@@ -1,16 +1,51 @@
-"""`provisioner run` (placeholder until its issue lands)."""
+"""``provisioner run``: the worker."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Any
+
+from worker.cli import EXIT_BROKER, EXIT_USAGE
+from worker.cli.common import add_settings_flags, fail_config, settings_from_args
+from worker.config import ConfigError
+
+DESCRIPTION = """Consume commands from RabbitMQ, execute them against the reseller API and
+publish one result event per command. Every setting comes from the environment
+(PROVISIONER_*, secrets also as PROVISIONER_*_FILE) or the flags below; flags win.
+SIGTERM stops taking messages, finishes or returns the in-flight ones, and exits 0."""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("run", help="(not yet implemented)")
+    parser = subparsers.add_parser(
+        "run",
+        help="run the worker",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_settings_flags(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    print("not yet implemented")
-    return 1
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        return fail_config(exc)
+    from worker.app import run_worker
+    from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable
+    from worker.observability.logs import configure_logging
+    from worker.store import StoreError
+
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        return run_worker(settings)
+    except (BrokerUnreachable, BrokerAuthFailed) as exc:
+        print(f"provisioner: broker: {exc}", file=sys.stderr)
+        return EXIT_BROKER
+    except StoreError as exc:
+        print(f"provisioner: configuration error: PROVISIONER_STORE_URL: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        logging.shutdown()

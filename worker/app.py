@@ -1,0 +1,127 @@
+"""Wiring for ``provisioner run``: settings in, a running worker out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from worker import __version__
+from worker.api import ResellerClient
+from worker.broker.topology import Topology
+from worker.config import Settings
+from worker.consumer import Consumer
+from worker.execute import Envelope, Executor, ExecutorConfig
+from worker.observability import sentry
+from worker.observability.health import Health
+from worker.observability.http import ObservabilityServer
+from worker.observability.metrics import Metrics
+from worker.observability.redact import register_secret
+from worker.report import OutcomeReporter
+from worker.store import IdempotencyStore, open_store
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 3600.0
+LIVENESS_STALL_S = 60.0
+
+
+def register_secrets(settings: Settings) -> None:
+    from urllib.parse import urlsplit
+
+    for value in (settings.api_key, urlsplit(settings.amqp_url).password):
+        if value:
+            register_secret(value)
+    store_password = urlsplit(settings.store_url).password
+    if store_password:
+        register_secret(store_password)
+
+
+class StoreMaintenance(threading.Thread):
+    """Keeps this worker's heartbeat fresh (so its leases count as live) and purges old keys."""
+
+    def __init__(self, store: IdempotencyStore, settings: Settings) -> None:
+        super().__init__(name="store-maintenance", daemon=True)
+        self._store, self._settings = store, settings
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        since_purge = PURGE_EVERY_S
+        while not self.stopped.is_set():
+            try:
+                self._store.heartbeat(self._settings.worker_id)
+                if since_purge >= PURGE_EVERY_S:
+                    purged = self._store.purge_expired(self._settings.retention_days * 86400)
+                    log.info("purged expired keys", extra={"fields": {"count": purged}})
+                    since_purge = 0.0
+            except Exception:  # a store blip must not kill the heartbeat thread
+                log.exception("store maintenance failed")
+            self.stopped.wait(self._settings.worker_heartbeat_s)
+            since_purge += self._settings.worker_heartbeat_s
+
+
+class ScopedExecutor(Executor):
+    """Runs each command in its own Sentry isolation scope; reports unexpected errors."""
+
+    def process(self, envelope: Envelope) -> Any:
+        command = envelope.command
+        with sentry.message_scope(
+            type(command).__name__ if command is not None else "unknown",
+            command.idempotency_key if command is not None else None,
+            envelope.correlation_id,
+            envelope.delayed_attempts + 1,
+        ) as scope:
+            try:
+                decision = super().process(envelope)
+            except Exception as exc:
+                sentry.capture_unexpected(exc)
+                raise
+            scope.set_outcome(decision.outcome)
+            return decision
+
+
+def run_worker(settings: Settings, *, install_signals: bool = True) -> int:
+    register_secrets(settings)
+    sentry.init_sentry(settings.sentry_dsn, release=__version__)
+    metrics = Metrics()
+    health = Health(stall_after_s=LIVENESS_STALL_S)
+    http = ObservabilityServer("0.0.0.0", settings.http_port, metrics, health)
+    http.start()
+    store = open_store(settings.store_url)
+    client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
+    executor = ScopedExecutor(client, store, executor_config(settings), metrics)
+    consumer = Consumer(
+        settings,
+        executor,
+        Topology.from_settings(settings),
+        metrics=metrics,
+        health=health,
+        observer=OutcomeReporter(metrics),
+    )
+    maintenance = StoreMaintenance(store, settings)
+    store.heartbeat(settings.worker_id)
+    maintenance.start()
+    if install_signals:
+        consumer.install_signal_handlers()
+    log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})
+    try:
+        consumer.run()
+    finally:
+        maintenance.stopped.set()
+        store.forget_worker(settings.worker_id)
+        http.stop()
+        client.close()
+        store.close()
+    return 0
+
+
+def executor_config(settings: Settings) -> ExecutorConfig:
+    return ExecutorConfig(
+        owner=settings.worker_id,
+        retry_delays_s=settings.retry_delays_s,
+        immediate_retries=settings.immediate_retries,
+        immediate_retry_budget_s=settings.immediate_retry_budget_s,
+        lease_ttl_s=settings.lease_ttl_s,
+        dead_after_s=settings.worker_dead_after_s,
+        fingerprint_key=(settings.api_key or "provisioner").encode(),
+    )

@@ -1,0 +1,290 @@
+"""Executing one command, on a pool thread: claim the key, call the API, decide the outcome.
+
+``Executor.process`` never touches the broker (pika is not thread-safe): it returns a
+``Decision`` that the consumer carries out on the connection's thread — publish the event,
+schedule a delayed retry or dead-letter, then ack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from contracts import (
+    SUCCESS_EVENTS,
+    Command,
+    CommandFailed,
+    CommandRejected,
+    ErrorCode,
+    ErrorInfo,
+    InvalidCommand,
+    command_customer,
+    decode_event,
+    encode_event,
+    fingerprint_material,
+    make_event,
+)
+from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
+from worker.readback import check_applied, needs_resolution, tolerate_after_ambiguity
+from worker.retry import immediate_retrying, next_delay_s
+from worker.store import ClaimStatus, IdempotencyStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What the consumer knows about a delivery, decoded on the connection's thread."""
+
+    command: Command | None
+    invalid: InvalidCommand | None
+    correlation_id: str | None
+    delayed_attempts: int  # delayed retries this message has been through
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    error_code: str
+    last_error: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with the message. Exactly one of: publish ``event`` (terminal), or
+    ``retry_in_s`` (no event yet). ``dead_letter`` accompanies failed/rejected events."""
+
+    command_type: str
+    outcome: str  # succeeded | failed | rejected | retry
+    event: bytes | None = None
+    routing_key: str | None = None
+    retry_in_s: float | None = None
+    dead_letter: DeadLetter | None = None
+    replayed: bool = False
+    error_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    owner: str
+    retry_delays_s: tuple[float, ...]
+    immediate_retries: int
+    immediate_retry_budget_s: float
+    lease_ttl_s: float
+    dead_after_s: float
+    fingerprint_key: bytes
+
+
+class Executor:
+    def __init__(
+        self, client: Any, store: IdempotencyStore, config: ExecutorConfig, metrics: Any = None
+    ) -> None:
+        self._client = client
+        self._store = store
+        self._config = config
+        self._metrics = metrics
+
+    def process(self, envelope: Envelope) -> Decision:
+        if envelope.command is None:
+            assert envelope.invalid is not None
+            return self._rejected_invalid(envelope, envelope.invalid)
+        return self._process_command(envelope, envelope.command)
+
+    def fingerprint(self, command: Command) -> str:
+        # Keyed: the material holds passwords, and a bare hash of them would be guessable.
+        material = fingerprint_material(command)
+        return hmac.new(self._config.fingerprint_key, material, hashlib.sha256).hexdigest()
+
+    def _process_command(self, env: Envelope, command: Command) -> Decision:
+        key = command.idempotency_key
+        claim = self._store.claim(
+            key,
+            self.fingerprint(command),
+            self._config.owner,
+            self._config.lease_ttl_s,
+            self._config.dead_after_s,
+        )
+        if claim.status is ClaimStatus.SUCCEEDED:
+            assert claim.event is not None
+            return self._replay(command, claim.event)
+        if claim.status is ClaimStatus.CONFLICT:
+            return self._rejected_conflict(env, command)
+        if claim.status is ClaimStatus.BUSY:
+            # Another live worker holds the key: come back later rather than run it twice.
+            return self._retry_or_give_up(env, command, TransientError("key is being executed"))
+        # A crash mid-call or any earlier execution may have left the effect applied.
+        suspect = claim.status is ClaimStatus.ACQUIRED_AFTER_CRASH or claim.attempts > 1
+        try:
+            result = self._call_with_retries(command, resolve_first=suspect)
+        except PermanentError as exc:
+            return self._failed(env, command, exc, exc.code, retryable=False, reason="failed")
+        except (TransientError, AmbiguousError) as exc:
+            return self._retry_or_give_up(env, command, exc, lease_held=True)
+        except Exception:
+            self._store.release(key, self._config.owner)
+            raise
+        return self._succeeded(env, command, result)
+
+    def _call_with_retries(self, command: Command, *, resolve_first: bool) -> Any:
+        state = {"ambiguous": resolve_first and needs_resolution(command)}
+
+        def attempt() -> Any:
+            try:
+                if state["ambiguous"] and check_applied(self._client, command):
+                    return None
+                return self._client.execute(command)
+            except AmbiguousError:
+                state["ambiguous"] = needs_resolution(command)
+                raise
+            except PermanentError as exc:
+                if state["ambiguous"] and tolerate_after_ambiguity(self._client, command, exc):
+                    return None
+                raise
+
+        retrying = immediate_retrying(
+            self._config.immediate_retries,
+            self._config.immediate_retry_budget_s,
+            on_retry=lambda _state: self._count("immediate_retry", type(command).__name__),
+        )
+        return retrying(attempt)
+
+    # -- outcomes ---------------------------------------------------------------------
+
+    def _common(self, env: Envelope, command: Command) -> dict[str, Any]:
+        return {
+            "command_type": type(command).__name__,
+            "idempotency_key": command.idempotency_key,
+            "customer": command_customer(command),
+            "correlation_id": env.correlation_id,
+            "attempts": env.delayed_attempts + 1,
+        }
+
+    def _succeeded(self, env: Envelope, command: Command, result: Any) -> Decision:
+        event_cls = SUCCESS_EVENTS[type(command).__name__]
+        event = make_event(event_cls, **self._common(env, command), **_payload(command, result))
+        body = encode_event(event)
+        self._store.complete(command.idempotency_key, self._config.owner, True, body)
+        return Decision(type(command).__name__, "succeeded", body, _key(command, "succeeded"))
+
+    def _replay(self, command: Command, stored: bytes) -> Decision:
+        self._count("idempotent_replay", type(command).__name__)
+        outcome = "succeeded"
+        decode_event(stored)  # a corrupt record must fail loudly, not publish garbage
+        return Decision(
+            type(command).__name__, outcome, stored, _key(command, outcome), replayed=True
+        )
+
+    def _failed(
+        self,
+        env: Envelope,
+        command: Command,
+        exc: ProvisioningError,
+        code: ErrorCode,
+        *,
+        retryable: bool,
+        reason: str,
+        record: bool = True,
+    ) -> Decision:
+        error = ErrorInfo(
+            code=code, message=str(exc), api_errors=list(exc.api_errors), retryable=retryable
+        )
+        event = make_event(CommandFailed, **self._common(env, command), error=error)
+        body = encode_event(event)
+        if record:  # only the lease holder may write the key's result
+            self._store.complete(command.idempotency_key, self._config.owner, False, body)
+        return Decision(
+            type(command).__name__,
+            "failed",
+            body,
+            _key(command, "failed"),
+            dead_letter=DeadLetter(reason, code.value, str(exc)),
+            error_code=code.value,
+        )
+
+    def _retry_or_give_up(
+        self, env: Envelope, command: Command, exc: ProvisioningError, *, lease_held: bool = False
+    ) -> Decision:
+        retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
+        delay = next_delay_s(env.delayed_attempts, self._config.retry_delays_s, retry_after)
+        if delay is None:
+            return self._failed(
+                env,
+                command,
+                exc,
+                ErrorCode.RETRIES_EXHAUSTED,
+                retryable=True,
+                reason="retries_exhausted",
+                record=lease_held,
+            )
+        if lease_held:
+            self._store.release(command.idempotency_key, self._config.owner)
+        self._count("delayed_retry", type(command).__name__)
+        return Decision(type(command).__name__, "retry", retry_in_s=delay, error_code=str(exc))
+
+    def _rejected_conflict(self, env: Envelope, command: Command) -> Decision:
+        message = "idempotency_key was already used for a different command payload"
+        return self._rejected(
+            env, command, ErrorCode.IDEMPOTENCY_CONFLICT, message, "idempotency_conflict"
+        )
+
+    def _rejected(
+        self, env: Envelope, command: Command, code: ErrorCode, message: str, reason: str
+    ) -> Decision:
+        error = ErrorInfo(code=code, message=message, retryable=False)
+        outcome = "rejected"
+        event = make_event(CommandRejected, **self._common(env, command), error=error)
+        return Decision(
+            type(command).__name__,
+            outcome,
+            encode_event(event),
+            _key(command, outcome),
+            dead_letter=DeadLetter(reason, code.value, message),
+            error_code=code.value,
+        )
+
+    def _rejected_invalid(self, env: Envelope, invalid: InvalidCommand) -> Decision:
+        error = ErrorInfo(code=ErrorCode.INVALID_COMMAND, message=str(invalid), retryable=False)
+        command_type = invalid.command_type or "unknown"
+        event = make_event(
+            CommandRejected,
+            command_type=command_type,
+            idempotency_key=invalid.idempotency_key or "",
+            customer=invalid.customer,
+            correlation_id=env.correlation_id,
+            attempts=env.delayed_attempts + 1,
+            error=error,
+        )
+        return Decision(
+            command_type,
+            "rejected",
+            encode_event(event),
+            routing_key_for(invalid.command_type, "rejected"),
+            dead_letter=DeadLetter("rejected", ErrorCode.INVALID_COMMAND.value, str(invalid)),
+            error_code=ErrorCode.INVALID_COMMAND.value,
+        )
+
+    def _count(self, what: str, command_type: str) -> None:
+        if self._metrics is not None:
+            getattr(self._metrics, what)(command_type)
+
+
+def routing_key_for(command_type: str | None, outcome: str) -> str:
+    from contracts import Outcome, routing_key
+
+    return routing_key(command_type, Outcome(outcome))
+
+
+def _key(command: Command, outcome: str) -> str:
+    return routing_key_for(type(command).__name__, outcome)
+
+
+# The success events that carry what the API returned, and the field that carries it.
+PAYLOAD_FIELDS = {"ListCustomers": "customers", "ListApps": "apps", "GetAppSettings": "settings"}
+
+
+def _payload(command: Command, result: Any) -> dict[str, Any]:
+    field = PAYLOAD_FIELDS.get(type(command).__name__)
+    return {field: result} if field else {}
