@@ -1,0 +1,260 @@
+"""The reseller API client: one pooled session, one form POST per call, one outcome per POST.
+
+Retries are not done here (the worker owns them, and classification must see every failure):
+the adapter never retries, and every request carries an explicit (connect, read) timeout.
+The API user and key travel only in the POST body, never in the URL; secrets are revealed
+only while the body is built, and nothing logged or raised carries them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from contracts.events import App, Customer, ErrorCode
+from worker.api.calls import (
+    CALLS,
+    LIST_FILTERS,
+    CallSpec,
+    Revealable,
+    build_params,
+    command_values,
+    encode_value,
+    secret_values,
+)
+from worker.api.classify import Result, classify_exception, classify_response
+from worker.errors import PermanentError, ProvisioningError
+
+if TYPE_CHECKING:
+    from worker.config import Settings
+
+log = logging.getLogger(__name__)
+
+NAMINGS = {"apiv2": "reseller", "distributor": "distributor"}
+TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 5.0
+POOL_SIZE = 16
+# The client talks to one host; a spare slot covers a base URL that redirects host once.
+POOL_HOSTS = 2
+USER_AGENT = "provisioner/0.1 (+reseller-api-client)"
+
+Password = str | Revealable
+RequestObserver = Callable[[str, str, float], None]
+
+
+class ResellerClient:
+    """A thread-safe client for every documented reseller call."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_user: str,
+        api_key: Password,
+        *,
+        naming: str = "apiv2",
+        timeout_s: float = TIMEOUT_S,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        pool_size: int = POOL_SIZE,
+        on_request: RequestObserver | None = None,
+    ) -> None:
+        if naming not in NAMINGS:
+            raise ValueError(f"naming must be one of {', '.join(NAMINGS)}")
+        self._base = base_url.rstrip("/")
+        self._prefix = NAMINGS[naming]
+        self._api_user = api_user
+        self._api_key = api_key
+        self._timeouts = (connect_timeout_s, timeout_s)
+        self._on_request = on_request
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=POOL_HOSTS, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, on_request: RequestObserver | None = None
+    ) -> ResellerClient:
+        return cls(
+            settings.api_url,
+            settings.api_user,
+            settings.api_key,
+            naming=settings.api_naming,
+            timeout_s=settings.api_timeout_s,
+            connect_timeout_s=settings.api_connect_timeout_s,
+            pool_size=settings.concurrency,
+            on_request=on_request,
+        )
+
+    def __repr__(self) -> str:  # the key never reaches a log line through repr
+        return f"ResellerClient(base_url={self._base!r}, naming={self._prefix!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> ResellerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def url_for(self, call: str) -> str:
+        return f"{self._base}/{self._prefix}.{call}.json"
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def execute(self, command: object) -> Result:
+        """Run any command through its row in the call table."""
+        spec = CALLS.get(type(command).__name__)
+        if spec is None:
+            raise TypeError(f"no reseller call for {type(command).__name__}")
+        return self._call(spec, command_values(spec, command))
+
+    # -- one method per documented call ---------------------------------------------------
+
+    def add_customer(self, command: object) -> None:
+        self._call_none("CreateCustomer", command_values(CALLS["CreateCustomer"], command))
+
+    def delete_customer(self, customer: str) -> None:
+        self._call_none("DeleteCustomer", {"customer": customer})
+
+    def list_customers(
+        self, *, limit: int | None = None, offset: int | None = None, **filters: Any
+    ) -> list[Customer]:
+        unknown = sorted(set(filters) - set(LIST_FILTERS))
+        if unknown:
+            raise TypeError(f"unknown customer filters: {', '.join(unknown)}")
+        values = {**filters, "limit": limit, "offset": offset}
+        return cast(list[Customer], self._call(CALLS["ListCustomers"], values))
+
+    def enable_customer(self, customer: str) -> None:
+        self._call_none("EnableCustomer", {"customer": customer})
+
+    def disable_customer(self, customer: str) -> None:
+        self._call_none("DisableCustomer", {"customer": customer})
+
+    def enable_website_access(self, customer: str) -> None:
+        self._call_none("EnableWebsiteAccess", {"customer": customer})
+
+    def disable_website_access(self, customer: str) -> None:
+        self._call_none("DisableWebsiteAccess", {"customer": customer})
+
+    def update_profile(self, customer: str, **fields: str | None) -> None:
+        known = {name for name, _ in CALLS["UpdateCustomerProfile"].fields}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise TypeError(f"unknown profile fields: {', '.join(unknown)}")
+        self._call_none("UpdateCustomerProfile", {**fields, "customer": customer})
+
+    def reset_password(self, customer: str, new_password: Password) -> None:
+        self._call_none("ResetPassword", {"customer": customer, "new_password": new_password})
+
+    def change_username(self, customer: str, new_username: str) -> None:
+        self._call_none("ChangeUsername", {"customer": customer, "new_username": new_username})
+
+    def change_email(self, customer: str, new_email: str) -> None:
+        self._call_none("ChangeEmail", {"customer": customer, "new_email": new_email})
+
+    def add_credential(
+        self, customer: str, credential_name: str, credential_password: Password
+    ) -> None:
+        values = {"customer": customer, "credential_name": credential_name}
+        self._call_none("AddCredential", {**values, "credential_password": credential_password})
+
+    def change_credential_password(
+        self, customer: str, credential_name: str, new_credential_password: Password
+    ) -> None:
+        values = {"customer": customer, "credential_name": credential_name}
+        values_with_password = {**values, "new_credential_password": new_credential_password}
+        self._call_none("ChangeCredentialPassword", values_with_password)
+
+    def delete_credential(self, customer: str, credential_name: str) -> None:
+        values = {"customer": customer, "credential_name": credential_name}
+        self._call_none("DeleteCredential", values)
+
+    def list_apps(self, customer: str) -> list[App]:
+        return cast(list[App], self._call(CALLS["ListApps"], {"customer": customer}))
+
+    def activate_app(self, customer: str, app: str) -> None:
+        self._call_none("ActivateApp", {"customer": customer, "app": app})
+
+    def deactivate_app(self, customer: str, app: str) -> None:
+        self._call_none("DeactivateApp", {"customer": customer, "app": app})
+
+    def configure_app(self, customer: str, app: str, settings: Mapping[str, str]) -> None:
+        self._call_none("ConfigureApp", {"customer": customer, "app": app, "settings": settings})
+
+    def get_app_settings(self, customer: str, app: str) -> dict[str, str]:
+        values = {"customer": customer, "app": app}
+        return cast(dict[str, str], self._call(CALLS["GetAppSettings"], values))
+
+    # -- the request ----------------------------------------------------------------------
+
+    def _call_none(self, command_type: str, values: Mapping[str, object]) -> None:
+        self._call(CALLS[command_type], values)
+
+    def _call(self, spec: CallSpec, values: Mapping[str, object]) -> Result:
+        label = spec.label
+        try:
+            params = build_params(spec, values)
+        except ValueError as exc:  # only names (never values) are in its text
+            raise PermanentError(ErrorCode.API_REJECTED, f"{label}: {exc}") from None
+        form = [("api_user", self._api_user), ("api_key", encode_value(self._api_key)), *params]
+        response, error = self._post(label, self.url_for(spec.call), form)
+        del form  # the revealed secrets live no longer than the request
+        if error is not None:
+            raise error from None
+        assert response is not None  # _post returns exactly one of the two
+        secrets = (*secret_values(spec, values), encode_value(self._api_key))
+        return classify_response(
+            label, response.status_code, response.headers, response.content, spec.payload, secrets
+        )
+
+    def _post(
+        self, label: str, url: str, form: list[tuple[str, str]]
+    ) -> tuple[requests.Response | None, ProvisioningError | None]:
+        """One POST; a failure comes back as its outcome, built outside the ``except`` block
+        so that the raised error carries no ``__context__`` holding the request."""
+        started = time.monotonic()
+        try:
+            response = self._session.post(
+                url, data=form, timeout=self._timeouts, allow_redirects=False
+            )
+        except requests.RequestException as exc:
+            error = classify_exception(label, exc)
+            is_timeout = isinstance(exc, requests.Timeout)
+            self._observe(label, "timeout" if is_timeout else "error", started)
+            return None, error
+        code = response.status_code
+        self._observe(label, _status_class(code), started, status=str(code))
+        return response, None
+
+    def _observe(self, label: str, status_class: str, started: float, status: str = "") -> None:
+        duration_s = time.monotonic() - started
+        log.debug("reseller API %s -> %s in %.3fs", label, status or status_class, duration_s)
+        if self._on_request is not None:
+            try:
+                self._on_request(label, status_class, duration_s)
+            except Exception:  # a metrics bug must not change a call's outcome
+                log.warning("on_request observer failed for %s", label, exc_info=True)
+
+
+def _status_class(status: int) -> str:
+    if 200 <= status < 300:
+        return "2xx"
+    if 400 <= status < 500:
+        return "4xx"
+    if status >= 500:
+        return "5xx"
+    return "error"
