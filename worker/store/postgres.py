@@ -1,0 +1,190 @@
+"""The shared store for many replicas: PostgreSQL through psycopg 3, a connection per thread.
+
+Connections run in autocommit mode because every hot operation is one statement, which is
+then its own transaction in a single round trip; the schema DDL runs in an explicit
+transaction under an advisory lock. Statements are prepared on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import psycopg
+
+from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT_S = 5
+# Serialises schema creation between processes opening the store at the same moment.
+SCHEMA_LOCK_ID = 0x70726F76  # "prov"
+
+_CLAIM = schema.to_pyformat(schema.CLAIM)
+_READ_CLAIM = schema.to_pyformat(schema.READ_CLAIM)
+_COMPLETE = schema.to_pyformat(schema.COMPLETE)
+_RELEASE = schema.to_pyformat(schema.RELEASE)
+_HEARTBEAT = schema.to_pyformat(schema.HEARTBEAT)
+_FORGET_WORKER = schema.to_pyformat(schema.FORGET_WORKER)
+_PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS)
+_PURGE_WORKERS = schema.to_pyformat(schema.PURGE_WORKERS)
+_GET = schema.to_pyformat(schema.GET)
+
+Connection = psycopg.Connection[Any]
+
+
+def describe(url: str) -> str:
+    """``host:port/dbname`` of a URL, for messages: never the user's password."""
+    parts = urlsplit(url)
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove the URL's password from a driver message, whatever the driver put in it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password or "")} - {None, ""}:
+        text = text.replace(str(secret), "***")
+    return text
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, clock: Clock) -> None:
+        self._url = url
+        self._clock = clock
+        self._local = threading.local()
+        self._connections: list[Connection] = []
+        self._registry_lock = threading.Lock()
+        self._closed = False
+        try:
+            self._create_schema(self._thread_connection())
+        except psycopg.Error as exc:
+            self.close()
+            raise self._error("cannot create the schema in", exc) from None
+
+    # -- connections -------------------------------------------------------------------
+
+    def _error(self, doing: str, exc: BaseException) -> StoreError:
+        return StoreError(
+            f"{doing} the PostgreSQL store at {describe(self._url)}: {scrub(str(exc), self._url)}"
+        )
+
+    def _connect(self) -> Connection:
+        try:
+            conn = psycopg.connect(
+                self._url, autocommit=True, prepare_threshold=0, connect_timeout=CONNECT_TIMEOUT_S
+            )
+        except (psycopg.Error, ValueError) as exc:
+            raise self._error("cannot open", exc) from None
+        with self._registry_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _thread_connection(self) -> Connection:
+        if self._closed:
+            raise StoreError("the store is closed")
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    def _drop_thread_connection(self) -> None:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._registry_lock:
+                if conn in self._connections:
+                    self._connections.remove(conn)
+            conn.close()
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work``; after a broken connection, once more on a fresh one."""
+        try:
+            return work(self._thread_connection())
+        except psycopg.OperationalError:
+            self._drop_thread_connection()
+        except psycopg.Error as exc:
+            raise self._error("failed using", exc) from exc
+        try:
+            return work(self._thread_connection())
+        except psycopg.Error as exc:
+            raise self._error("failed using", exc) from exc
+
+    def _create_schema(self, conn: Connection) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,), prepare=False)
+            for statement in schema.create_schema_sql(real="DOUBLE PRECISION", blob="BYTEA"):
+                conn.execute(statement, prepare=False)
+
+    # -- the store ---------------------------------------------------------------------
+
+    def claim(
+        self, key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float
+    ) -> Claim:
+        params = schema.claim_params(
+            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock()
+        )
+
+        def decide(conn: Connection) -> Claim:
+            # The read-back is a separate snapshot: when the record became claimable in
+            # between (its holder finished), claim again rather than report stale news.
+            for _ in range(schema.CLAIM_ROUNDS):
+                row = conn.execute(_CLAIM, params).fetchone()
+                if row is not None:
+                    return schema.acquired(row)
+                refusal = schema.refused(conn.execute(_READ_CLAIM, params).fetchone(), params)
+                if refusal is not None:
+                    return refusal
+            return Claim(ClaimStatus.BUSY, 0)
+
+        return self._run(decide)
+
+    def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
+        state = "succeeded" if succeeded else "failed"
+        params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
+        return self._run(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
+
+    def release(self, key: str, owner: str) -> bool:
+        params = {"key": key, "owner": owner, "now": self._clock()}
+        return self._run(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
+
+    def heartbeat(self, owner: str) -> None:
+        params = {"owner": owner, "now": self._clock()}
+        self._run(lambda conn: conn.execute(_HEARTBEAT, params))
+
+    def forget_worker(self, owner: str) -> None:
+        self._run(lambda conn: conn.execute(_FORGET_WORKER, {"owner": owner}))
+
+    def purge_expired(self, retention_s: float) -> int:
+        params = {"cutoff": self._clock() - retention_s, "batch": schema.PURGE_BATCH_ROWS}
+
+        def purge(conn: Connection) -> int:
+            deleted = 0
+            while True:
+                batch = conn.execute(_PURGE_RECORDS, params).rowcount
+                deleted += batch
+                if batch < schema.PURGE_BATCH_ROWS:
+                    break
+            conn.execute(_PURGE_WORKERS, params)
+            return deleted
+
+        return self._run(purge)
+
+    def get(self, key: str) -> StoredRecord | None:
+        row = self._run(lambda conn: conn.execute(_GET, {"key": key}).fetchone())
+        return None if row is None else schema.stored_record(row)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._registry_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()

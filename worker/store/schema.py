@@ -1,0 +1,178 @@
+"""SQL shared by both backends, and the claim decision they both apply.
+
+Statements use ``:name`` parameters (SQLite's style); ``to_pyformat`` converts them for
+psycopg. Timestamps are epoch seconds (double precision) from the store's injected clock, so
+both backends behave identically under a test clock.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from worker.store import Claim, ClaimStatus, RecordState, StoredRecord
+
+# Rows deleted per purge statement, so a large purge never holds the write lock for long.
+PURGE_BATCH_ROWS = 1000
+# How often claim re-tries when a record changes between its upsert and its read-back.
+CLAIM_ROUNDS = 3
+
+RECORDS = "idempotency_records"
+WORKERS = "idempotency_workers"
+
+
+def create_schema_sql(real: str, blob: str) -> list[str]:
+    """DDL with the dialect's names for a double and a byte string."""
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {RECORDS} (
+            key TEXT PRIMARY KEY,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL
+                CHECK (state IN ('running', 'succeeded', 'failed', 'released')),
+            lease_owner TEXT,
+            lease_expires_at {real},
+            attempts INTEGER NOT NULL,
+            after_crash INTEGER NOT NULL DEFAULT 0,
+            event {blob},
+            created_at {real} NOT NULL,
+            updated_at {real} NOT NULL
+        )""",
+        f"CREATE INDEX IF NOT EXISTS {RECORDS}_updated_at ON {RECORDS} (updated_at)",
+        f"CREATE INDEX IF NOT EXISTS {RECORDS}_lease_expires_at ON {RECORDS} (lease_expires_at)",
+        f"""CREATE TABLE IF NOT EXISTS {WORKERS} (
+            owner TEXT PRIMARY KEY,
+            last_seen_at {real} NOT NULL
+        )""",
+    ]
+
+
+# A running record may be taken when its lease expired, or when it is held by another
+# owner whose heartbeat is missing or older than the dead cutoff.
+_TAKEABLE = """(
+    idempotency_records.state IN ('failed', 'released')
+    OR (idempotency_records.state = 'running' AND (
+        idempotency_records.lease_expires_at <= :now
+        OR (idempotency_records.lease_owner <> :owner AND NOT EXISTS (
+            SELECT 1 FROM idempotency_workers w
+            WHERE w.owner = idempotency_records.lease_owner
+              AND w.last_seen_at >= :dead_cutoff)))))"""
+
+# One statement creates a new record or takes over a claimable one; it returns no row when
+# the key is in conflict, finished or busy, which READ_CLAIM then tells apart.
+CLAIM = (
+    """
+INSERT INTO idempotency_records (key, fingerprint, state, lease_owner, lease_expires_at, attempts,
+                       after_crash, event, created_at, updated_at)
+VALUES (:key, :fingerprint, 'running', :owner, :lease_expires_at, 1, 0, NULL, :now, :now)
+ON CONFLICT (key) DO UPDATE SET
+    state = 'running',
+    lease_owner = excluded.lease_owner,
+    lease_expires_at = excluded.lease_expires_at,
+    attempts = idempotency_records.attempts + 1,
+    after_crash = CASE WHEN idempotency_records.state = 'running' THEN 1 ELSE 0 END,
+    event = NULL,
+    updated_at = excluded.updated_at
+WHERE idempotency_records.fingerprint = excluded.fingerprint AND """
+    + _TAKEABLE
+    + """
+RETURNING attempts, after_crash"""
+)
+
+READ_CLAIM = """
+SELECT r.fingerprint, r.state, r.lease_owner, r.lease_expires_at, r.attempts, r.event,
+       w.last_seen_at
+FROM idempotency_records r LEFT JOIN idempotency_workers w ON w.owner = r.lease_owner
+WHERE r.key = :key"""
+
+# Repeating a completion that already landed (same owner, state and event) reports success,
+# so a call retried after a lost connection gives the right answer.
+COMPLETE = """
+UPDATE idempotency_records SET state = :state, event = :event, lease_expires_at = NULL,
+                     updated_at = :now
+WHERE key = :key AND lease_owner = :owner
+  AND (state = 'running' OR (state = :state AND event = :event))"""
+
+RELEASE = """
+UPDATE idempotency_records SET state = 'released', event = NULL, lease_expires_at = NULL,
+                     updated_at = :now
+WHERE key = :key AND lease_owner = :owner AND state IN ('running', 'released')"""
+
+HEARTBEAT = """
+INSERT INTO idempotency_workers (owner, last_seen_at) VALUES (:owner, :now)
+ON CONFLICT (owner) DO UPDATE SET last_seen_at = excluded.last_seen_at"""
+
+FORGET_WORKER = "DELETE FROM idempotency_workers WHERE owner = :owner"
+
+# Finished records older than the cutoff, and running ones whose lease ran out before it;
+# a running record with a live lease is never touched.
+PURGE_RECORDS = """
+DELETE FROM idempotency_records WHERE key IN (
+    SELECT key FROM idempotency_records
+    WHERE (state IN ('succeeded', 'failed', 'released') AND updated_at < :cutoff)
+       OR (state = 'running' AND lease_expires_at < :cutoff)
+    LIMIT :batch)"""
+
+PURGE_WORKERS = "DELETE FROM idempotency_workers WHERE last_seen_at < :cutoff"
+
+GET = """
+SELECT key, fingerprint, state, lease_owner, lease_expires_at, attempts, after_crash, event,
+       created_at, updated_at
+FROM idempotency_records WHERE key = :key"""
+
+
+def to_pyformat(sql: str) -> str:
+    """``:name`` -> ``%(name)s`` for psycopg."""
+    return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)
+
+
+def claim_params(
+    key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float, now: float
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "fingerprint": fingerprint,
+        "owner": owner,
+        "now": now,
+        "lease_expires_at": now + lease_ttl_s,
+        "dead_cutoff": now - dead_after_s,
+    }
+
+
+def acquired(row: tuple[Any, ...]) -> Claim:
+    """The claim for a row returned by CLAIM: (attempts, after_crash)."""
+    attempts, after_crash = row
+    status = ClaimStatus.ACQUIRED_AFTER_CRASH if after_crash else ClaimStatus.ACQUIRED
+    return Claim(status, int(attempts))
+
+
+def refused(row: tuple[Any, ...] | None, params: dict[str, Any]) -> Claim | None:
+    """Why CLAIM took nothing, from a READ_CLAIM row; None when the key is claimable now
+    (it changed in between, or vanished), so the caller claims again."""
+    if row is None:
+        return None
+    fingerprint, state, lease_owner, lease_expires_at, attempts, event, seen_at = row
+    if fingerprint != params["fingerprint"]:
+        return Claim(ClaimStatus.CONFLICT, int(attempts))
+    if state == RecordState.SUCCEEDED:
+        return Claim(ClaimStatus.SUCCEEDED, int(attempts), bytes(event))
+    if state != RecordState.RUNNING or lease_expires_at <= params["now"]:
+        return None
+    if lease_owner != params["owner"] and (seen_at is None or seen_at < params["dead_cutoff"]):
+        return None
+    return Claim(ClaimStatus.BUSY, int(attempts))
+
+
+def stored_record(row: tuple[Any, ...]) -> StoredRecord:
+    key, fingerprint, state, owner, expires, attempts, after_crash, event, created, updated = row
+    return StoredRecord(
+        key=key,
+        fingerprint=fingerprint,
+        state=RecordState(state),
+        lease_owner=owner,
+        lease_expires_at=expires,
+        attempts=int(attempts),
+        after_crash=bool(after_crash),
+        event=None if event is None else bytes(event),
+        created_at=float(created),
+        updated_at=float(updated),
+    )

@@ -1,0 +1,167 @@
+"""The embedded store: one SQLite file in WAL mode, a connection per thread.
+
+``sqlite:///relative.db``, ``sqlite:////abs/path.db``, or ``sqlite:///:memory:`` (one shared
+connection behind a lock, since every in-memory connection is its own database).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
+
+T = TypeVar("T")
+
+# How long a writer waits for another connection's write lock before failing.
+BUSY_TIMEOUT_MS = 10_000
+MEMORY_PATH = ":memory:"
+
+
+def sqlite_path(url: str) -> str:
+    path = url.removeprefix("sqlite:///")
+    if not path or "?" in path:
+        raise StoreError("a SQLite store URL is sqlite:///relative.db or sqlite:////abs/path.db")
+    return path
+
+
+class SqliteStore:
+    def __init__(self, url: str, *, clock: Clock) -> None:
+        self.path = sqlite_path(url)
+        self._clock = clock
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._registry_lock = threading.Lock()
+        self._memory_lock = threading.Lock()
+        self._closed = False
+        try:
+            with self._connection() as conn:
+                self._create_schema(conn)
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from None
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if self.path != MEMORY_PATH:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        with self._registry_lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self.path == MEMORY_PATH:
+            with self._memory_lock:
+                if not self._connections:
+                    self._connect()
+                yield self._connections[0]
+            return
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        yield conn
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one write transaction (the write lock is taken up front, so two
+        writers never deadlock upgrading a read)."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in schema.create_schema_sql(real="REAL", blob="BLOB"):
+                conn.execute(statement)
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # -- the store ---------------------------------------------------------------------
+
+    def claim(
+        self, key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float
+    ) -> Claim:
+        params = schema.claim_params(
+            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock()
+        )
+
+        def decide(conn: sqlite3.Connection) -> Claim:
+            rows = conn.execute(schema.CLAIM, params).fetchall()
+            if rows:
+                return schema.acquired(rows[0])
+            row = conn.execute(schema.READ_CLAIM, params).fetchone()
+            # Inside the write lock the record cannot change, so "claimable" cannot happen.
+            return schema.refused(row, params) or Claim(ClaimStatus.BUSY, 0)
+
+        return self._transaction(decide)
+
+    def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
+        state = "succeeded" if succeeded else "failed"
+        params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
+        with self._connection() as conn:
+            return conn.execute(schema.COMPLETE, params).rowcount == 1
+
+    def release(self, key: str, owner: str) -> bool:
+        with self._connection() as conn:
+            params = {"key": key, "owner": owner, "now": self._clock()}
+            return conn.execute(schema.RELEASE, params).rowcount == 1
+
+    def heartbeat(self, owner: str) -> None:
+        with self._connection() as conn:
+            conn.execute(schema.HEARTBEAT, {"owner": owner, "now": self._clock()})
+
+    def forget_worker(self, owner: str) -> None:
+        with self._connection() as conn:
+            conn.execute(schema.FORGET_WORKER, {"owner": owner})
+
+    def purge_expired(self, retention_s: float) -> int:
+        params = {"cutoff": self._clock() - retention_s, "batch": schema.PURGE_BATCH_ROWS}
+        deleted = 0
+        with self._connection() as conn:
+            while True:
+                batch = conn.execute(schema.PURGE_RECORDS, params).rowcount
+                deleted += batch
+                if batch < schema.PURGE_BATCH_ROWS:
+                    break
+            conn.execute(schema.PURGE_WORKERS, params)
+        return deleted
+
+    def get(self, key: str) -> StoredRecord | None:
+        with self._connection() as conn:
+            row = conn.execute(schema.GET, {"key": key}).fetchone()
+        return None if row is None else schema.stored_record(row)
+
+    def journal_mode(self) -> str:
+        with self._connection() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def close(self) -> None:
+        self._closed = True
+        with self._registry_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
