@@ -89,89 +89,117 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
             raise ValueError("occurred_at must be a UTC datetime")
 
 
-class CustomerCreated(EventBase, tag="CustomerCreated"):
+class CustomerCreated(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerCreated"
+):
     pass
 
 
-class CustomerDeleted(EventBase, tag="CustomerDeleted"):
+class CustomerDeleted(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerDeleted"
+):
     pass
 
 
-class CustomerEnabled(EventBase, tag="CustomerEnabled"):
+class CustomerEnabled(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerEnabled"
+):
     pass
 
 
-class CustomerDisabled(EventBase, tag="CustomerDisabled"):
+class CustomerDisabled(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerDisabled"
+):
     pass
 
 
-class WebsiteAccessEnabled(EventBase, tag="WebsiteAccessEnabled"):
+class WebsiteAccessEnabled(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="WebsiteAccessEnabled"
+):
     pass
 
 
-class WebsiteAccessDisabled(EventBase, tag="WebsiteAccessDisabled"):
+class WebsiteAccessDisabled(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="WebsiteAccessDisabled"
+):
     pass
 
 
-class CustomerProfileUpdated(EventBase, tag="CustomerProfileUpdated"):
+class CustomerProfileUpdated(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerProfileUpdated"
+):
     pass
 
 
-class PasswordReset(EventBase, tag="PasswordReset"):
+class PasswordReset(EventBase, frozen=True, kw_only=True, tag_field="type", tag="PasswordReset"):
     pass
 
 
-class UsernameChanged(EventBase, tag="UsernameChanged"):
+class UsernameChanged(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="UsernameChanged"
+):
     pass
 
 
-class EmailChanged(EventBase, tag="EmailChanged"):
+class EmailChanged(EventBase, frozen=True, kw_only=True, tag_field="type", tag="EmailChanged"):
     pass
 
 
-class CredentialAdded(EventBase, tag="CredentialAdded"):
+class CredentialAdded(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CredentialAdded"
+):
     pass
 
 
-class CredentialPasswordChanged(EventBase, tag="CredentialPasswordChanged"):
+class CredentialPasswordChanged(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CredentialPasswordChanged"
+):
     pass
 
 
-class CredentialDeleted(EventBase, tag="CredentialDeleted"):
+class CredentialDeleted(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CredentialDeleted"
+):
     pass
 
 
-class AppActivated(EventBase, tag="AppActivated"):
+class AppActivated(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppActivated"):
     pass
 
 
-class AppDeactivated(EventBase, tag="AppDeactivated"):
+class AppDeactivated(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppDeactivated"):
     pass
 
 
-class AppConfigured(EventBase, tag="AppConfigured"):
+class AppConfigured(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppConfigured"):
     pass
 
 
-class CustomersListed(EventBase, tag="CustomersListed"):
+class CustomersListed(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomersListed"
+):
     customers: list[Customer]
 
 
-class AppsListed(EventBase, tag="AppsListed"):
+class AppsListed(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppsListed"):
     apps: list[App]
 
 
-class AppSettingsRetrieved(EventBase, tag="AppSettingsRetrieved"):
+class AppSettingsRetrieved(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppSettingsRetrieved"
+):
     settings: dict[str, str]
 
 
-class CommandFailed(EventBase, tag="CommandFailed"):
+class CommandFailed(EventBase, frozen=True, kw_only=True, tag_field="type", tag="CommandFailed"):
     """The API refused the command, or transient errors outlasted every retry."""
 
     error: ErrorInfo
 
 
-class CommandRejected(EventBase, tag="CommandRejected"):
+class CommandRejected(
+    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CommandRejected"
+):
     """Not a valid command: no API call was made."""
 
     error: ErrorInfo
@@ -303,7 +331,7 @@ def _refuse_secret(obj: Any) -> Any:
 
 
 _EVENT_ENCODER = msgspec.json.Encoder(enc_hook=_refuse_secret)
-_EVENT_DECODER = msgspec.json.Decoder(Event)
+_EVENT_DECODER: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 
 
 def encode_event(event: EventBase) -> bytes:
