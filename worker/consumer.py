@@ -234,9 +234,7 @@ class Consumer:
             return
         channel.basic_ack(delivery.delivery_tag)
         if self._observer is not None:
-            self._observer.command_done(
-                envelope, decision, time.monotonic() - delivery.started_at
-            )
+            self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
 
     def _carry_out(self, delivery: Delivery, decision: Decision) -> None:
         channel, props = delivery.channel, delivery.properties
@@ -248,7 +246,8 @@ class Consumer:
                 props,
                 delivery.routing_key,
                 decision.retry_in_s,
-                decision.error_code or "",
+                decision.last_error or "",
+                count_attempt=decision.count_attempt,
             )
             return
         assert decision.event is not None and decision.routing_key is not None
@@ -287,4 +286,3 @@ class Consumer:
         else:
             log.error("unexpected error", exc_info=exc)
         delivery.channel.basic_nack(delivery.delivery_tag, requeue=True)
-

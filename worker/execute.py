@@ -65,6 +65,8 @@ class Decision:
     dead_letter: DeadLetter | None = None
     replayed: bool = False
     error_code: str | None = None
+    count_attempt: bool = True  # False when waiting for another worker's lease
+    last_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,15 @@ class Executor:
             return self._rejected_conflict(env, command)
         if claim.status is ClaimStatus.BUSY:
             # Another live worker holds the key: come back later rather than run it twice.
-            return self._retry_or_give_up(env, command, TransientError("key is being executed"))
+            # Not counted as an attempt: the lease's own expiry bounds how long this lasts.
+            self._count("delayed_retry", type(command).__name__)
+            return Decision(
+                type(command).__name__,
+                "retry",
+                retry_in_s=self._config.retry_delays_s[0],
+                last_error="key is being executed by another worker",
+                count_attempt=False,
+            )
         # A crash mid-call or any earlier execution may have left the effect applied.
         suspect = claim.status is ClaimStatus.ACQUIRED_AFTER_CRASH or claim.attempts > 1
         try:
@@ -122,7 +132,7 @@ class Executor:
         except PermanentError as exc:
             return self._failed(env, command, exc, exc.code, retryable=False, reason="failed")
         except (TransientError, AmbiguousError) as exc:
-            return self._retry_or_give_up(env, command, exc, lease_held=True)
+            return self._retry_or_give_up(env, command, exc)
         except Exception:
             self._store.release(key, self._config.owner)
             raise
@@ -186,15 +196,13 @@ class Executor:
         *,
         retryable: bool,
         reason: str,
-        record: bool = True,
     ) -> Decision:
         error = ErrorInfo(
             code=code, message=str(exc), api_errors=list(exc.api_errors), retryable=retryable
         )
         event = make_event(CommandFailed, **self._common(env, command), error=error)
         body = encode_event(event)
-        if record:  # only the lease holder may write the key's result
-            self._store.complete(command.idempotency_key, self._config.owner, False, body)
+        self._store.complete(command.idempotency_key, self._config.owner, False, body)
         return Decision(
             type(command).__name__,
             "failed",
@@ -205,7 +213,7 @@ class Executor:
         )
 
     def _retry_or_give_up(
-        self, env: Envelope, command: Command, exc: ProvisioningError, *, lease_held: bool = False
+        self, env: Envelope, command: Command, exc: ProvisioningError
     ) -> Decision:
         retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
         delay = next_delay_s(env.delayed_attempts, self._config.retry_delays_s, retry_after)
@@ -217,12 +225,16 @@ class Executor:
                 ErrorCode.RETRIES_EXHAUSTED,
                 retryable=True,
                 reason="retries_exhausted",
-                record=lease_held,
             )
-        if lease_held:
-            self._store.release(command.idempotency_key, self._config.owner)
+        self._store.release(command.idempotency_key, self._config.owner)
         self._count("delayed_retry", type(command).__name__)
-        return Decision(type(command).__name__, "retry", retry_in_s=delay, error_code=str(exc))
+        return Decision(
+            type(command).__name__,
+            "retry",
+            retry_in_s=delay,
+            error_code=exc.code.value,
+            last_error=str(exc),
+        )
 
     def _rejected_conflict(self, env: Envelope, command: Command) -> Decision:
         message = "idempotency_key was already used for a different command payload"

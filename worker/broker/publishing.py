@@ -51,9 +51,7 @@ def publish_result(
     )
     unroutable = False
     try:
-        channel.basic_publish(
-            topology.events_exchange, routing_key, event, props, mandatory=True
-        )
+        channel.basic_publish(topology.events_exchange, routing_key, event, props, mandatory=True)
     except UnroutableError:
         unroutable = True
     if reply_to:
@@ -93,10 +91,12 @@ def schedule_retry(
     routing_key: str,
     delay_s: float,
     last_error: str,
+    *,
+    count_attempt: bool = True,
 ) -> None:
     """Send the command to the delay tier; it dead-letters back to the commands exchange."""
     headers = _carried_headers(properties)
-    headers[h.ATTEMPTS] = h.attempts_of(properties) + 1
+    headers[h.ATTEMPTS] = h.attempts_of(properties) + (1 if count_attempt else 0)
     headers.setdefault(h.ORIGINAL_ROUTING_KEY, routing_key)
     headers.setdefault(h.FIRST_FAILURE, now_iso())
     headers[h.LAST_ERROR] = last_error[:500]

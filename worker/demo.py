@@ -1,0 +1,186 @@
+"""``make demo``: a sandbox, a worker and a realistic signup flow, with the events live.
+
+Everything runs on embedded defaults: the local broker, a sandbox on 127.0.0.1 and the
+SQLite store under ``.demo/``. Stops everything cleanly at the end (or on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pika
+
+from worker.broker.topology import Topology
+from worker.config import load_settings
+from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
+
+DEMO_DIR = Path(".demo")
+EVENT_WAIT_S = 60.0
+START_WAIT_S = 30.0
+MARKS = {"succeeded": "OK ", "failed": "ERR", "rejected": "REJ"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {what} did not happen within {timeout_s:.0f}s")
+        time.sleep(0.1)
+
+
+def signup_flow(customer: str) -> list[dict[str, Any]]:
+    key = uuid.uuid4().hex[:8]
+    create = {
+        "type": "CreateCustomer",
+        "idempotency_key": f"{key}-create",
+        "username": customer,
+        "password": "correct-horse-battery",
+        "email": f"{customer}@example.com",
+        "first_name": "Grace",
+        "last_name": "Hopper",
+        "address": "1 Compiler Way",
+        "city": "Arlington",
+        "state": "VA",
+        "zip": "22201",
+        "country": "US",
+        "phone": "555-0100",
+        "website": "example.com",
+        "company": "Cobol Inc",
+        "package": "Pro",
+        "whitelabel": "sendgrid.me",
+    }
+    c = {"customer": customer}
+    return [
+        create,
+        {
+            "type": "AddCredential",
+            "idempotency_key": f"{key}-cred",
+            "credential_name": f"{customer}-smtp",
+            "credential_password": "smtp-secret-42",
+            **c,
+        },
+        {"type": "ActivateApp", "idempotency_key": f"{key}-app", "app": "clicktrack", **c},
+        {
+            "type": "ConfigureApp",
+            "idempotency_key": f"{key}-conf",
+            "app": "clicktrack",
+            "settings": {"enable_text": "1"},
+            **c,
+        },
+        {
+            "type": "UpdateCustomerProfile",
+            "idempotency_key": f"{key}-profile",
+            "city": "Washington",
+            **c,
+        },
+        {"type": "ListApps", "idempotency_key": f"{key}-apps", **c},
+        {"type": "CreateCustomer", "idempotency_key": f"{key}-bad", "username": customer},
+        create,  # a duplicate delivery: answered from the store, no second API call
+    ]
+
+
+def describe(event: dict[str, Any], routing_key: str) -> str:
+    outcome = routing_key.rsplit(".", 1)[-1]
+    line = f"  {MARKS.get(outcome, '   ')} {event['type']:<24} {routing_key:<34}"
+    line += f" customer={event.get('customer')} key={event.get('idempotency_key')}"
+    if "error" in event:
+        line += f"\n        {event['error']['code']}: {event['error']['message'][:160]}"
+    if "apps" in event:
+        active = [a["name"] for a in event["apps"] if a.get("activated")]
+        line += f"\n        {len(event['apps'])} apps, active: {', '.join(active) or '-'}"
+    return line
+
+
+def start_sandbox(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=(DEMO_DIR / "sandbox.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def start_worker(sandbox_port: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.setdefault("PROVISIONER_API_URL", f"http://127.0.0.1:{sandbox_port}/apiv2/")
+    env.setdefault("PROVISIONER_API_USER", DEFAULT_API_USER)
+    env.setdefault("PROVISIONER_API_KEY", DEFAULT_API_KEY)
+    env.setdefault("PROVISIONER_STORE_URL", f"sqlite:///{DEMO_DIR / 'provisioner.db'}")
+    env.setdefault("PROVISIONER_HTTP_PORT", str(_free_port()))
+    env.setdefault("PROVISIONER_LOG_FORMAT", "text")
+    return subprocess.Popen(
+        [sys.executable, "-m", "worker", "run"],
+        env=env,
+        stdout=(DEMO_DIR / "worker.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def main() -> int:
+    DEMO_DIR.mkdir(exist_ok=True)
+    settings = load_settings()
+    topology = Topology.from_settings(settings)
+    connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
+    channel = connection.channel()
+    topology.declare(channel)
+    tap = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(tap, topology.events_exchange, "#")
+    port = _free_port()
+    processes = [start_sandbox(port)]
+    try:
+        processes.append(start_worker(port))
+        consumers = lambda: channel.queue_declare(topology.commands_queue, passive=True)  # noqa: E731
+        _wait(lambda: consumers().method.consumer_count > 0, START_WAIT_S, "worker start")
+        run_flow(channel, topology, tap)
+    finally:
+        for proc in reversed(processes):
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=40)
+        connection.close()
+    print(f"\nstopped cleanly; logs in {DEMO_DIR}/worker.log and {DEMO_DIR}/sandbox.log")
+    return 0
+
+
+def run_flow(channel: Any, topology: Topology, tap: str) -> None:
+    customer = f"demo-{uuid.uuid4().hex[:6]}"
+    commands = signup_flow(customer)
+    print(f"publishing a signup flow for {customer} ({len(commands)} commands)\n")
+    channel.confirm_delivery()
+    for command in commands:
+        props = pika.BasicProperties(
+            content_type="application/json",
+            delivery_mode=2,
+            message_id=uuid.uuid4().hex,
+            correlation_id=f"demo-{command['idempotency_key']}",
+        )
+        body = json.dumps(command).encode()
+        channel.basic_publish(topology.commands_exchange, command["type"], body, props)
+    seen = 0
+    deadline = time.monotonic() + EVENT_WAIT_S
+    for method, _props, body in channel.consume(tap, auto_ack=True, inactivity_timeout=0.2):
+        if method is not None:
+            print(describe(json.loads(body), method.routing_key), flush=True)
+            seen += 1
+        if seen == len(commands) or time.monotonic() > deadline:
+            break
+    channel.cancel()
+    print(f"\n{seen} of {len(commands)} events received")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
