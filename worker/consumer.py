@@ -8,6 +8,7 @@ carried out here: publish, confirm, then ack on the channel that delivered it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -23,7 +24,7 @@ from pika.exceptions import AMQPError, NackError
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
 from worker.broker.connection import connect
-from worker.broker.publishing import EventUnroutable, dead_letter, publish_result, schedule_retry
+from worker.broker.publishing import EventUnroutableError, dead_letter, publish_result, schedule_retry
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.execute import Decision, Envelope, Executor
@@ -125,10 +126,8 @@ class Consumer:
         # Not yet started: their messages return to the queue with the dead channel.
         self._pool.drop_waiting()
         if self._connection is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection is already gone
                 self._connection.close()
-            except Exception:  # noqa: S110 - the connection is already gone
-                pass
         self._connection = None
         if self._metrics is not None:
             self._metrics.broker_reconnected()
@@ -261,7 +260,7 @@ class Consumer:
                 correlation_id,
                 props.reply_to,
             )
-        except EventUnroutable:
+        except EventUnroutableError:
             # Nobody subscribed to this event; it stays in the store for a replay.
             log.warning("event unroutable", extra={"fields": {"routing_key": decision.routing_key}})
             if self._metrics is not None:

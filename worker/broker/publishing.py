@@ -23,7 +23,7 @@ PERSISTENT = pika.DeliveryMode.Persistent
 EVENT_CONTENT_TYPE = "application/json"
 
 
-class EventUnroutable(Exception):
+class EventUnroutableError(Exception):
     """No queue is bound for this event; the event stays in the store for replays."""
 
 
@@ -41,7 +41,7 @@ def publish_result(
 ) -> None:
     """Publish the terminal event to the events exchange, and to ``reply_to`` if asked.
 
-    Raises ``EventUnroutable`` after the reply copy is sent when no binding took the event.
+    Raises ``EventUnroutableError`` after the reply copy is sent when no binding took the event.
     """
     props = pika.BasicProperties(
         content_type=EVENT_CONTENT_TYPE,
@@ -61,7 +61,7 @@ def publish_result(
         except UnroutableError:  # pragma: no cover - not mandatory, kept for safety
             log.warning("reply_to queue did not take the event")
     if unroutable:
-        raise EventUnroutable(routing_key)
+        raise EventUnroutableError(routing_key)
 
 
 def _carried_headers(properties: Any) -> dict[str, Any]:
