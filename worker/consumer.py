@@ -24,7 +24,12 @@ from pika.exceptions import AMQPError, NackError
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
 from worker.broker.connection import connect
-from worker.broker.publishing import EventUnroutableError, dead_letter, publish_result, schedule_retry
+from worker.broker.publishing import (
+    EventUnroutableError,
+    dead_letter,
+    publish_result,
+    schedule_retry,
+)
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.execute import Decision, Envelope, Executor
