@@ -1,0 +1,1 @@
+"""The broker side of the worker: topology, headers, connection, publishing with confirms."""

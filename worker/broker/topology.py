@@ -1,0 +1,229 @@
+"""The exchanges and queues of one deployment, named from a prefix, declared idempotently.
+
+```
+<p>.commands (topic) --#--> <p>.commands (quorum, delivery limit) --dead-letter--> <p>.dead-letter
+<p>.retry (direct) --<label>--> <p>.retry.<label> (quorum, queue TTL) --dead-letter--> <p>.commands
+<p>.events (topic)
+<p>.dead-letter (topic) --#--> <p>.dead-letter (quorum)
+```
+
+One TTL queue per delay tier because a per-message TTL only expires at the head of a queue:
+a short delay behind a long one would wait for the long one. Quorum queues accept a
+queue-wide ``x-message-ttl`` since RabbitMQ 3.10 (checked on the local 3.10.8 broker).
+Dead-lettering is ``at-least-once`` (a message is removed from the source only once the
+target confirmed it), which RabbitMQ only allows together with ``x-overflow=reject-publish``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from pika.exceptions import ChannelClosedByBroker
+
+from worker.config import Settings
+
+QUORUM = "quorum"
+AT_LEAST_ONCE = "at-least-once"
+REJECT_PUBLISH = "reject-publish"
+NOT_FOUND = 404
+PRECONDITION_FAILED = 406
+_UNITS_MS = (("h", 3_600_000), ("m", 60_000), ("s", 1_000))
+
+
+def tier_label(delay_s: float) -> str:
+    """``30.0`` -> ``30s``, ``120`` -> ``2m``, ``3600`` -> ``1h``, ``0.5`` -> ``500ms``."""
+    delay_ms = round(delay_s * 1000)
+    if delay_ms <= 0:
+        raise ValueError(f"a retry delay must be positive, got {delay_s!r}")
+    for unit, size_ms in _UNITS_MS:
+        if delay_ms % size_ms == 0:
+            return f"{delay_ms // size_ms}{unit}"
+    return f"{delay_ms}ms"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    arguments: dict[str, Any]
+    bindings: tuple[tuple[str, str], ...]  # (exchange, routing key)
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    kind: str
+
+
+class Topology:
+    """Names and declarations of every exchange and queue under ``prefix``."""
+
+    def __init__(self, prefix: str, retry_delays_s: Sequence[float], delivery_limit: int) -> None:
+        if not prefix:
+            raise ValueError("the topology prefix must not be empty")
+        self.prefix = prefix
+        self.retry_delays_s = tuple(float(d) for d in retry_delays_s)
+        self.delivery_limit = int(delivery_limit)
+        self.commands_exchange = f"{prefix}.commands"
+        self.commands_queue = f"{prefix}.commands"
+        self.retry_exchange = f"{prefix}.retry"
+        self.events_exchange = f"{prefix}.events"
+        self.dead_letter_exchange = f"{prefix}.dead-letter"
+        self.dead_letter_queue = f"{prefix}.dead-letter"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Topology:
+        return cls(settings.prefix, settings.retry_delays_s, settings.delivery_limit)
+
+    # -- names ------------------------------------------------------------------------
+
+    @staticmethod
+    def tier_label(delay_s: float) -> str:
+        return tier_label(delay_s)
+
+    def _delay_of(self, tier: int | float) -> float:
+        """An ``int`` is a tier index; a ``float`` is a delay in seconds."""
+        if isinstance(tier, int) and not isinstance(tier, bool):
+            return self.retry_delays_s[tier]
+        return float(tier)
+
+    def retry_routing_key(self, tier: int | float) -> str:
+        return tier_label(self._delay_of(tier))
+
+    def retry_queue(self, tier: int | float) -> str:
+        return f"{self.retry_exchange}.{self.retry_routing_key(tier)}"
+
+    @property
+    def retry_queues(self) -> list[str]:
+        return [self.retry_queue(i) for i in range(len(self.retry_delays_s))]
+
+    # -- specs ------------------------------------------------------------------------
+
+    def exchanges(self) -> list[ExchangeSpec]:
+        return [
+            ExchangeSpec(self.commands_exchange, "topic"),
+            ExchangeSpec(self.retry_exchange, "direct"),
+            ExchangeSpec(self.events_exchange, "topic"),
+            ExchangeSpec(self.dead_letter_exchange, "topic"),
+        ]
+
+    def queues(self) -> list[QueueSpec]:
+        commands = QueueSpec(
+            self.commands_queue,
+            {
+                "x-queue-type": QUORUM,
+                "x-delivery-limit": self.delivery_limit,
+                "x-dead-letter-exchange": self.dead_letter_exchange,
+                "x-dead-letter-strategy": AT_LEAST_ONCE,
+                "x-overflow": REJECT_PUBLISH,
+            },
+            ((self.commands_exchange, "#"),),
+        )
+        dead_letter = QueueSpec(
+            self.dead_letter_queue,
+            {"x-queue-type": QUORUM},
+            ((self.dead_letter_exchange, "#"),),
+        )
+        return [commands, *self._retry_specs(), dead_letter]
+
+    def _retry_specs(self) -> list[QueueSpec]:
+        specs: dict[str, QueueSpec] = {}  # equal delays share one tier
+        for delay_s in self.retry_delays_s:
+            label = tier_label(delay_s)
+            specs[label] = QueueSpec(
+                f"{self.retry_exchange}.{label}",
+                {
+                    "x-queue-type": QUORUM,
+                    "x-message-ttl": round(delay_s * 1000),
+                    "x-dead-letter-exchange": self.commands_exchange,
+                    "x-dead-letter-strategy": AT_LEAST_ONCE,
+                    "x-overflow": REJECT_PUBLISH,
+                },
+                ((self.retry_exchange, label),),
+            )
+        return list(specs.values())
+
+    # -- declaring and checking -------------------------------------------------------
+
+    def declare(self, channel: Any) -> list[str]:
+        """Declare everything (a no-op when it exists as specified); returns what it did."""
+        done: list[str] = []
+        for exchange in self.exchanges():
+            _declare_exchange(channel, spec=exchange)
+            done.append(f"exchange {exchange.name} ({exchange.kind})")
+        for queue in self.queues():
+            _declare_queue(channel, spec=queue)
+            done.append(f"queue {queue.name} {_describe(queue.arguments)}")
+            for exchange_name, key in queue.bindings:
+                channel.queue_bind(queue.name, exchange_name, routing_key=key)
+                done.append(f"binding {exchange_name} --{key}--> {queue.name}")
+        return done
+
+    def check(self, channel: Any) -> list[str]:
+        """What is missing or differs from the specification (empty when all is in place).
+
+        A failed declare closes its channel, so every probe runs on a fresh channel of the
+        given channel's connection. A queue's arguments are compared by re-declaring it
+        with the expected ones, which the broker refuses (406) when they differ and
+        otherwise leaves untouched. Bindings cannot be inspected over AMQP.
+        """
+        connection = channel.connection
+        problems: list[str] = []
+        for exchange in self.exchanges():
+            problems += _probe(
+                connection,
+                f"exchange {exchange.name}",
+                partial(_exchange_exists, name=exchange.name),
+                partial(_declare_exchange, spec=exchange),
+                f"is not a durable {exchange.kind} exchange",
+            )
+        for queue in self.queues():
+            problems += _probe(
+                connection,
+                f"queue {queue.name}",
+                partial(_queue_exists, name=queue.name),
+                partial(_declare_queue, spec=queue),
+                "differs from the expected durable queue",
+            )
+        return problems
+
+
+def _exchange_exists(channel: Any, *, name: str) -> None:
+    channel.exchange_declare(name, passive=True)
+
+
+def _declare_exchange(channel: Any, *, spec: ExchangeSpec) -> None:
+    channel.exchange_declare(spec.name, spec.kind, durable=True)
+
+
+def _queue_exists(channel: Any, *, name: str) -> None:
+    channel.queue_declare(name, passive=True)
+
+
+def _declare_queue(channel: Any, *, spec: QueueSpec) -> None:
+    channel.queue_declare(spec.name, durable=True, arguments=spec.arguments)
+
+
+def _describe(arguments: dict[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(arguments.items())) + "}"
+
+
+def _probe(
+    connection: Any,
+    what: str,
+    exists: Callable[[Any], Any],
+    matches: Callable[[Any], Any],
+    difference: str,
+) -> list[str]:
+    for attempt, problem in ((exists, "is missing"), (matches, difference)):
+        channel = connection.channel()
+        try:
+            attempt(channel)
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code in (NOT_FOUND, PRECONDITION_FAILED):
+                return [f"{what} {problem}: {exc.reply_text}"]
+            raise
+        channel.close()
+    return []
