@@ -87,12 +87,18 @@ class Consumer:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self) -> None:
-        """Consume until asked to stop, reconnecting whenever the broker goes away."""
+        """Consume until asked to stop, reconnecting whenever the broker goes away.
+
+        The first connection gets ``startup_connect_attempts`` tries and then raises
+        ``BrokerUnreachable``: a worker that never reached its broker should say so and exit.
+        """
+        self._connect(attempts=self._settings.startup_connect_attempts)
         failures = 0
         while not self._stopping.is_set():
             try:
-                self._connect()
-                failures = 0
+                if self._connection is None:
+                    self._connect(attempts=1)
+                    failures = 0
                 self._consume_until_stopped()
             except AMQPError as exc:
                 self._on_connection_lost(exc)
@@ -100,10 +106,10 @@ class Consumer:
                 self._back_off(failures)
         self._drain()
 
-    def _connect(self) -> None:
+    def _connect(self, attempts: int) -> None:
         self._connection = connect(
             self._settings.amqp_url,
-            attempts=1,
+            attempts=attempts,
             max_backoff_s=self._settings.reconnect_max_s,
             connection_name=f"provisioner {self._settings.worker_id}",
         )
@@ -133,9 +139,9 @@ class Consumer:
         if self._connection is not None:
             with contextlib.suppress(Exception):  # the connection is already gone
                 self._connection.close()
+            if self._metrics is not None:
+                self._metrics.broker_reconnected()
         self._connection = None
-        if self._metrics is not None:
-            self._metrics.broker_reconnected()
 
     def _back_off(self, failures: int) -> None:
         cap = self._settings.reconnect_max_s

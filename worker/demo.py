@@ -44,6 +44,10 @@ def _wait(predicate: Any, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _consumers(channel: Any, topology: Topology) -> int:
+    return int(channel.queue_declare(topology.commands_queue, passive=True).method.consumer_count)
+
+
 def signup_flow(customer: str) -> list[dict[str, Any]]:
     key = uuid.uuid4().hex[:8]
     create = {
@@ -144,8 +148,7 @@ def main() -> int:
     processes = [start_sandbox(port)]
     try:
         processes.append(start_worker(port))
-        consumers = lambda: channel.queue_declare(topology.commands_queue, passive=True)  # noqa: E731
-        _wait(lambda: consumers().method.consumer_count > 0, START_WAIT_S, "worker start")
+        _wait(lambda: _consumers(channel, topology) > 0, START_WAIT_S, "worker start")
         run_flow(channel, topology, tap)
     finally:
         for proc in reversed(processes):

@@ -18,6 +18,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from worker.errors import AmbiguousError, TransientError
 
@@ -43,7 +44,7 @@ class _WaitHonouringRetryAfter:
         return max(self._jitter(state), _retry_after_s(state) or 0.0)
 
 
-class _StopWhenRetryAfterExceeds:
+class _StopWhenRetryAfterExceeds(stop_base):
     """Stop early when the API asks for a pause longer than the whole immediate budget:
     that wait belongs on a delay queue, not on a pool thread."""
 
@@ -52,7 +53,8 @@ class _StopWhenRetryAfterExceeds:
 
     def __call__(self, state: RetryCallState) -> bool:
         retry_after = _retry_after_s(state)
-        return retry_after is not None and retry_after > self._budget_s - state.seconds_since_start
+        elapsed = state.seconds_since_start or 0.0
+        return retry_after is not None and retry_after > self._budget_s - elapsed
 
 
 def immediate_retrying(
