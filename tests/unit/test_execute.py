@@ -1,0 +1,179 @@
+"""The executor's decisions, handler-level: a scripted client and a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts import AddCredential, Customer, ErrorCode, decode_command
+from tests.integration.harness import customer_command
+from worker.errors import AmbiguousError, PermanentError, TransientError
+from worker.execute import Envelope, Executor, ExecutorConfig
+from worker.store import IdempotencyStore, open_store
+
+Step = Callable[[Any], Any]
+
+
+class ScriptedClient:
+    """Answers ``execute`` from a script of results or exceptions; records every call."""
+
+    def __init__(self, *script: Any, customers: list[Customer] | None = None) -> None:
+        self.script = list(script)
+        self.calls: list[str] = []
+        self.customers = customers or []
+
+    def execute(self, command: Any) -> Any:
+        self.calls.append(type(command).__name__)
+        step = self.script.pop(0) if self.script else None
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    def list_customers(self, **filters: Any) -> list[Customer]:
+        self.calls.append("read-back")
+        return [c for c in self.customers if c.username == filters.get("username")]
+
+
+@pytest.fixture(autouse=True)
+def instant_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tenacity.nap.time.sleep", lambda _s: None)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[IdempotencyStore]:
+    store = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store.heartbeat("me")
+    yield store
+    store.close()
+
+
+def executor(client: ScriptedClient, store: IdempotencyStore, owner: str = "me") -> Executor:
+    config = ExecutorConfig(
+        owner=owner,
+        retry_delays_s=(1.0, 2.0),
+        immediate_retries=3,
+        immediate_retry_budget_s=5.0,
+        lease_ttl_s=60.0,
+        dead_after_s=30.0,
+        fingerprint_key=b"k",
+    )
+    return Executor(client, store, config)
+
+
+def envelope(command: dict[str, Any], attempts: int = 0) -> Envelope:
+    return Envelope(decode_command(json.dumps(command).encode()), None, "corr", attempts)
+
+
+CREATE = customer_command("ada", key="k1")
+
+
+def test_success_publishes_the_success_event_and_stores_it(store: IdempotencyStore) -> None:
+    client = ScriptedClient(None)
+    decision = executor(client, store).process(envelope(CREATE))
+    assert decision.outcome == "succeeded"
+    assert decision.routing_key == "CreateCustomer.succeeded"
+    event = json.loads(decision.event or b"")
+    assert event["type"] == "CustomerCreated"
+    assert event["correlation_id"] == "corr"
+    assert "s3cret-pass" not in (decision.event or b"").decode()
+    record = store.get("k1")
+    assert record is not None and record.event == decision.event
+
+
+def test_second_delivery_replays_the_stored_event_without_calling(store: IdempotencyStore) -> None:
+    client = ScriptedClient(None)
+    first = executor(client, store).process(envelope(CREATE))
+    second = executor(client, store).process(envelope(CREATE))
+    assert second.replayed and second.event == first.event
+    assert client.calls == ["CreateCustomer"]
+
+
+def test_other_payload_under_a_used_key_is_a_conflict(store: IdempotencyStore) -> None:
+    client = ScriptedClient(None)
+    executor(client, store).process(envelope(CREATE))
+    decision = executor(client, store).process(envelope({**CREATE, "city": "Paris"}))
+    assert decision.outcome == "rejected"
+    assert decision.dead_letter is not None
+    assert decision.dead_letter.error_code == "idempotency_conflict"
+    assert client.calls == ["CreateCustomer"]
+
+
+def test_key_leased_by_a_live_worker_is_delayed_without_counting(store: IdempotencyStore) -> None:
+    store.heartbeat("other")
+    fingerprint = executor(ScriptedClient(), store).fingerprint(envelope(CREATE).command)  # type: ignore[arg-type]
+    store.claim("k1", fingerprint, "other", 60.0, 30.0)
+    client = ScriptedClient(None)
+    decision = executor(client, store).process(envelope(CREATE))
+    assert decision.outcome == "retry" and decision.count_attempt is False
+    assert client.calls == []
+
+
+def test_permanent_error_fails_at_once_and_dead_letters(store: IdempotencyStore) -> None:
+    client = ScriptedClient(PermanentError(ErrorCode.ALREADY_EXISTS, "Username already exists"))
+    decision = executor(client, store).process(envelope(CREATE))
+    assert decision.outcome == "failed"
+    event = json.loads(decision.event or b"")
+    assert event["error"]["code"] == "already_exists"
+    assert decision.dead_letter is not None and decision.dead_letter.reason == "failed"
+    assert client.calls == ["CreateCustomer"]
+
+
+def test_transient_errors_go_to_the_delay_tier_then_give_up(store: IdempotencyStore) -> None:
+    client = ScriptedClient(*[TransientError("503")] * 3)
+    decision = executor(client, store).process(envelope(CREATE))
+    assert decision.outcome == "retry" and decision.retry_in_s == 1.0
+    assert len(client.calls) == 3
+    client = ScriptedClient(*[TransientError("503")] * 3)
+    decision = executor(client, store).process(envelope(CREATE, attempts=2))
+    assert decision.outcome == "failed"
+    assert decision.dead_letter is not None
+    assert decision.dead_letter.reason == "retries_exhausted"
+
+
+def test_ambiguous_create_is_resolved_by_reading_back(store: IdempotencyStore) -> None:
+    # Given the create timed out but the customer with our email exists
+    ours = Customer(username="ada", email="ada@example.com")
+    client = ScriptedClient(AmbiguousError("read timeout"), customers=[ours])
+    decision = executor(client, store).process(envelope(CREATE))
+    # Then it is a success after one call and one read-back, never a second create
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["CreateCustomer", "read-back"]
+
+
+def test_ambiguous_create_of_someone_elses_customer_is_not_success(
+    store: IdempotencyStore,
+) -> None:
+    theirs = Customer(username="ada", email="someone@else.example")
+    exists = PermanentError(ErrorCode.ALREADY_EXISTS, "Username already exists")
+    client = ScriptedClient(AmbiguousError("read timeout"), exists, customers=[theirs])
+    decision = executor(client, store).process(envelope(CREATE))
+    assert decision.outcome == "failed"
+    assert client.calls == ["CreateCustomer", "read-back", "CreateCustomer"]
+
+
+def test_ambiguous_add_credential_that_exists_sets_our_password(store: IdempotencyStore) -> None:
+    command = {
+        "type": "AddCredential",
+        "idempotency_key": "kc",
+        "customer": "ada",
+        "credential_name": "smtp-ada",
+        "credential_password": "cred-secret",
+    }
+    exists = PermanentError(ErrorCode.ALREADY_EXISTS, "Credential already exists")
+    client = ScriptedClient(AmbiguousError("reset"), exists, None)
+    decision = executor(client, store).process(envelope(command))
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["AddCredential", "AddCredential", "ChangeCredentialPassword"]
+    assert isinstance(decode_command(json.dumps(command).encode()), AddCredential)
+
+
+def test_a_retried_delete_after_a_crash_tolerates_not_found(store: IdempotencyStore) -> None:
+    command = {"type": "DeleteCustomer", "idempotency_key": "kd", "customer": "ada"}
+    client = ScriptedClient(AmbiguousError("timeout"), customers=[])
+    decision = executor(client, store).process(envelope(command))
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["DeleteCustomer", "read-back"]
