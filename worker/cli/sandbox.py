@@ -1,16 +1,120 @@
-"""`provisioner sandbox` (placeholder until its issue lands)."""
+"""`provisioner sandbox`: a local reseller API with state and fault injection."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from types import FrameType
 from typing import Any
+
+from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST, DEFAULT_PORT
+from worker.sandbox.faults import DEFAULT_HANG_S, DEFAULT_RETRY_AFTER_S, FaultSettings
+
+DESCRIPTION = """\
+Serve a local stand-in for the SendGrid reseller API: every documented call with state,
+under both namings (<url>/apiv2/reseller.<call>.json and <url>/api/distributor.<call>.json),
+plus a JSON control endpoint under /_sandbox/ (faults, calls, log, state, reset) to change
+the faults at runtime. Prints one line with its URLs when ready; SIGTERM/SIGINT stop it."""
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("sandbox", help="(not yet implemented)")
+    parser = subparsers.add_parser(
+        "sandbox",
+        help="serve a local reseller API with state and fault injection",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (%(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port (%(default)s; 0 picks a free one)"
+    )
+    parser.add_argument("--api-user", default=DEFAULT_API_USER, help="accepted api_user")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="accepted api_key")
+    parser.add_argument(
+        "--state-file",
+        metavar="PATH",
+        help="SQLite file keeping the state across restarts (default: in memory)",
+    )
+    faults = parser.add_argument_group(
+        "fault injection (also settable at runtime: POST /_sandbox/faults)"
+    )
+    faults.add_argument("--latency-ms", type=float, default=0.0, help="added to every call")
+    faults.add_argument("--error-rate", type=float, default=0.0, help="probability 0..1 of a 503")
+    faults.add_argument("--rate-429", type=float, default=0.0, help="probability 0..1 of a 429")
+    faults.add_argument(
+        "--retry-after-s",
+        type=float,
+        default=DEFAULT_RETRY_AFTER_S,
+        help="Retry-After of a 429 (%(default)s)",
+    )
+    faults.add_argument(
+        "--hang-rate",
+        type=float,
+        default=0.0,
+        help="probability 0..1 of applying a call, then answering only after --hang-s",
+    )
+    faults.add_argument(
+        "--reset-rate",
+        type=float,
+        default=0.0,
+        help="probability 0..1 of applying a call, then closing the connection unanswered",
+    )
+    faults.add_argument(
+        "--hang-s", type=float, default=DEFAULT_HANG_S, help="delay of a hang (%(default)s)"
+    )
+    faults.add_argument("--seed", type=int, help="seed of the fault RNG (replayable runs)")
     parser.set_defaults(handler=handle)
 
 
+def fault_settings(args: argparse.Namespace) -> FaultSettings:
+    return FaultSettings(
+        latency_ms=args.latency_ms,
+        error_rate=args.error_rate,
+        rate_429=args.rate_429,
+        retry_after_s=args.retry_after_s,
+        hang_rate=args.hang_rate,
+        reset_rate=args.reset_rate,
+        hang_s=args.hang_s,
+        seed=args.seed,
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
-    print("not yet implemented")
-    return 1
+    from worker.sandbox.faults import FaultSettingsError
+    from worker.sandbox.server import SandboxServer
+
+    try:
+        server = SandboxServer(
+            host=args.host,
+            port=args.port,
+            api_user=args.api_user,
+            api_key=args.api_key,
+            state_file=args.state_file,
+            faults=fault_settings(args),
+        )
+    except FaultSettingsError as exc:
+        print(f"provisioner sandbox: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(
+            f"provisioner sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 2
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.start()
+    print(
+        f"sandbox ready: apiv2 {server.url} distributor {server.distributor_url} "
+        f"control {server.control_url}",
+        flush=True,
+    )
+    stop.wait()
+    server.stop()
+    return 0

@@ -1,0 +1,26 @@
+"""A local stand-in for the SendGrid reseller API: every documented call, with state and faults.
+
+Used by the tests, the demo, the benchmarks and anyone without reseller credentials. It
+speaks the error vocabulary of ``docs/architecture.md`` exactly, under both endpoint
+namings (``/apiv2/reseller.<call>.json`` and ``/api/distributor.<call>.json``), and takes
+fault-injection settings at start and at runtime through ``/_sandbox/``.
+"""
+
+from __future__ import annotations
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8025
+DEFAULT_API_USER = "sandbox"
+DEFAULT_API_KEY = "sandbox-key"
+
+from worker.sandbox.faults import FaultSettings  # noqa: E402
+from worker.sandbox.server import SandboxServer  # noqa: E402
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_USER",
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "FaultSettings",
+    "SandboxServer",
+]

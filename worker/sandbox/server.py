@@ -1,0 +1,302 @@
+"""The sandbox's HTTP server: routing, authentication, faults, one write per response.
+
+``http.server`` answers keep-alive requests at ~23/s when a response leaves in two writes
+(Nagle's algorithm meets the client's delayed ACK), so every reply is built as one bytes
+object and written once, and TCP_NODELAY is set on every connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import re
+import socket
+import socketserver
+import struct
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
+from worker.sandbox.calls import CALLS, handle_call
+from worker.sandbox.control import CONTROL_PREFIX, handle_control
+from worker.sandbox.faults import Fault, Faults, FaultSettings
+from worker.sandbox.protocol import (
+    AUTH_FAILED,
+    INTERNAL_ERROR,
+    TOO_MANY_REQUESTS,
+    ApiError,
+    Params,
+    Reply,
+    error_reply,
+)
+from worker.sandbox.remote import ControlClient
+from worker.sandbox.state import SandboxState
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+IDLE_CONNECTION_TIMEOUT_S = 300.0
+LISTEN_BACKLOG = 256
+SHUTDOWN_POLL_S = 0.1
+# apiv2: /apiv2/reseller.<call>.<format>; distributor: /api/distributor.<call>.<format>
+ROUTE_RE = re.compile(r"^/(?:apiv2/reseller|api/distributor)\.([A-Za-z]+)\.([A-Za-z]+)$")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], sandbox: SandboxServer) -> None:
+        self.sandbox = sandbox
+        self.connections: set[socket.socket] = set()
+        self.resets: set[socket.socket] = set()
+        self.tracking_lock = threading.Lock()
+        self.stopping = threading.Event()
+        super().__init__(address, SandboxHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host's FQDN, which can stall on reverse DNS.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.tracking_lock:
+            reset = request in self.resets
+            self.resets.discard(request)
+        if reset:
+            self.close_request(request)  # no FIN first: SO_LINGER 0 makes the close an RST
+        else:
+            super().shutdown_request(request)
+
+
+def encode_reply(reply: Reply, close: bool) -> bytes:
+    body = json.dumps(reply.body).encode("utf-8")
+    phrase = (
+        HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
+    )
+    lines = [f"HTTP/1.1 {reply.status} {phrase}", "Content-Type: application/json"]
+    lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in reply.headers.items())]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def parse_params(query: str, body: bytes) -> Params:
+    values: dict[str, list[str]] = {}
+    for text in (query, body.decode("utf-8", errors="replace")):
+        for name, found in parse_qs(text, keep_blank_values=True).items():
+            values.setdefault(name, []).extend(found)
+    return Params(values)
+
+
+def format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
+
+
+class SandboxHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = IDLE_CONNECTION_TIMEOUT_S
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.tracking_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.tracking_lock:
+            self.server.connections.discard(self.connection)
+        with contextlib.suppress(OSError):  # the client went away: nothing left to flush
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # request logging would cost more than the request itself
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # Malformed request lines and unsupported methods get the documented JSON shape too.
+        self.close_connection = True
+        self.send_reply(error_reply(code, message or HTTPStatus(code).phrase))
+
+    def send_reply(self, reply: Reply) -> None:
+        try:
+            self.wfile.write(encode_reply(reply, self.close_connection))
+        except OSError:
+            self.close_connection = True  # the client gave up (e.g. timed out during a hang)
+
+    def do_GET(self) -> None:
+        self.dispatch()
+
+    def do_POST(self) -> None:
+        self.dispatch()
+
+    def do_DELETE(self) -> None:
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        try:
+            body = self.read_body()
+            path, _, query = self.path.partition("?")
+            sandbox = self.server.sandbox
+            if path.startswith(CONTROL_PREFIX):
+                self.send_reply(
+                    handle_control(sandbox.state, sandbox.faults, self.command, path, body)
+                )
+            else:
+                self.serve_api(path, parse_params(query, body))
+        except ApiError as exc:
+            self.send_reply(exc.reply)
+        except Exception:
+            log.exception("sandbox: unexpected error answering %s", self.command)
+            self.close_connection = True
+            self.send_reply(error_reply(500, INTERNAL_ERROR))
+
+    def read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.close_connection = True
+            raise ApiError(
+                error_reply(411, "chunked bodies are not supported: send Content-Length")
+            )
+        raw = self.headers.get("Content-Length", "0") or "0"
+        if not raw.isdigit():
+            self.close_connection = True
+            raise ApiError(error_reply(400, "Content-Length must be a number"))
+        length = int(raw)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise ApiError(error_reply(413, f"body larger than {MAX_BODY_BYTES} bytes"))
+        return self.rfile.read(length) if length else b""
+
+    def serve_api(self, path: str, params: Params) -> None:
+        match = ROUTE_RE.match(path)
+        if match is None or match.group(1) not in CALLS:
+            raise ApiError(error_reply(404, f"unknown API call {path[:100]}"))
+        call, fmt = match.groups()
+        if fmt != "json":
+            raise ApiError(error_reply(400, "only .json endpoints are supported by the sandbox"))
+        sandbox = self.server.sandbox
+        if not sandbox.authenticates(params):
+            raise ApiError(error_reply(401, AUTH_FAILED))
+        operation = params.operation()
+        key = f"{call}/{operation}" if operation else call
+        with sandbox.state.lock:
+            sandbox.state.count_call(call)
+            if operation:
+                sandbox.state.count_call(key)
+        if sandbox.faults.latency_s > 0:
+            self.server.stopping.wait(sandbox.faults.latency_s)
+        fault = sandbox.faults.decide(call, operation)
+        if fault is not None and fault.kind in ("5xx", "429"):
+            self.send_reply(self.refusal(fault))
+            return
+        reply = sandbox.apply(call, key, params)
+        self.deliver(reply, fault)
+
+    def refusal(self, fault: Fault) -> Reply:
+        if fault.kind == "429":
+            retry_after = format_seconds(self.server.sandbox.faults.settings.retry_after_s)
+            return error_reply(429, TOO_MANY_REQUESTS, headers={"Retry-After": retry_after})
+        return error_reply(fault.status, "Service unavailable (injected fault)")
+
+    def deliver(self, reply: Reply, fault: Fault | None) -> None:
+        """Send the reply of an applied call, unless a hang or reset fault says otherwise."""
+        if fault is not None and fault.kind == "reset":
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            with self.server.tracking_lock:
+                self.server.resets.add(self.connection)
+            return
+        if fault is not None and fault.kind == "hang":
+            self.server.stopping.wait(self.server.sandbox.faults.settings.hang_s)
+        self.send_reply(reply)
+
+
+class SandboxServer(ControlClient):
+    """The sandbox in-process: binds at construction, ``start()`` serves in a daemon thread.
+
+    ``state`` (customers, counts, log), ``faults`` are live objects for direct assertions.
+    """
+
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = 0,
+        api_user: str = DEFAULT_API_USER,
+        api_key: str = DEFAULT_API_KEY,
+        state_file: str | Path | None = None,
+        faults: FaultSettings | None = None,
+    ) -> None:
+        self.api_user = api_user
+        self.api_key = api_key
+        self.state = SandboxState(state_file)
+        self.faults = Faults(faults)
+        self._httpd = _HTTPServer((host, port), self)
+        self.host = host
+        self.port: int = self._httpd.server_port
+        base = f"http://{host}:{self.port}"
+        self.url = f"{base}/apiv2/"
+        self.distributor_url = f"{base}/api/"
+        self.control_url = f"{base}{CONTROL_PREFIX}"
+        self._thread: threading.Thread | None = None
+
+    def authenticates(self, params: Params) -> bool:
+        user, key = params.get("api_user") or "", params.get("api_key") or ""
+        user_ok = hmac.compare_digest(user.encode(), self.api_user.encode())
+        return hmac.compare_digest(key.encode(), self.api_key.encode()) and user_ok
+
+    def apply(self, call: str, key: str, params: Params) -> Reply:
+        """Run the call's handler atomically; count it as applied when it succeeded."""
+        with self.state.lock:
+            try:
+                reply = handle_call(self.state, call, params)
+            except ApiError as exc:
+                return exc.reply
+            self.state.count_applied(call)
+            if key != call:
+                self.state.count_applied(key)
+            return reply
+
+    @property
+    def calls(self) -> dict[str, int]:
+        with self.state.lock:
+            return dict(self.state.calls)
+
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return list(self.state.log)
+
+    def start(self) -> SandboxServer:
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(SHUTDOWN_POLL_S,), name="sandbox", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop open keep-alive connections, close the state file."""
+        self._httpd.stopping.set()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        with self._httpd.tracking_lock:
+            for connection in list(self._httpd.connections):
+                with contextlib.suppress(OSError):  # already closed by its client
+                    connection.shutdown(socket.SHUT_RDWR)
+        self._httpd.server_close()
+        with self.state.lock:
+            self.state.close()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
