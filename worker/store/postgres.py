@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 
@@ -48,11 +48,12 @@ def describe(url: str) -> str:
 def scrub(text: str, url: str) -> str:
     """Remove the URL's password from a driver message, whatever the driver put in it."""
     try:
-        password = urlsplit(url).password
+        parts = urlsplit(url)
+        passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]
     except ValueError:
-        password = None
-    for secret in {password, unquote(password or "")} - {None, ""}:
-        text = text.replace(str(secret), "***")
+        passwords = []
+    for secret in {p for pw in passwords for p in (pw, unquote(pw))} - {""}:
+        text = text.replace(secret, "***")
     return text
 
 
