@@ -31,6 +31,7 @@ METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RESPONSE_BUFFER_BYTES = 1 << 18  # a whole /metrics page fits: one write per response
 IDLE_CONNECTION_TIMEOUT_S = 10.0  # drops keep-alive connections a scraper left open
 STOP_TIMEOUT_S = 5.0
+SHUTDOWN_POLL_S = 0.1  # how soon stop() is noticed; serve_forever's default is 0.5 s
 
 
 class _Server(ThreadingHTTPServer):
@@ -98,7 +99,10 @@ class ObservabilityServer:
         self.port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="observability-http", daemon=True
+            target=server.serve_forever,
+            args=(SHUTDOWN_POLL_S,),
+            name="observability-http",
+            daemon=True,
         )
         self._thread.start()
         log.info("observability server listening", extra={"fields": {"port": self.port}})
