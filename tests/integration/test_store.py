@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from tests.fixtures.postgres import base_pg_url
+from tests.fixtures.wait import wait_until
 from worker.store import ClaimStatus, IdempotencyStore, RecordState, StoreError, open_store
 
 pytestmark = pytest.mark.integration
@@ -258,6 +259,20 @@ def test_threads_acquire_each_key_once(store: IdempotencyStore) -> None:
     acquired = Counter(key for key, status in results if status == ClaimStatus.ACQUIRED)
     assert acquired == Counter(keys)
     assert Counter(status for _, status in results)[ClaimStatus.BUSY] == 40 * 15
+
+
+def test_connections_of_ended_threads_are_closed(store: IdempotencyStore) -> None:
+    # Given a store used by the opening thread and by four more threads
+    backend: Any = store
+    with ThreadPoolExecutor(4) as pool:
+        barrier = threading.Barrier(4)
+        list(pool.map(lambda i: (barrier.wait(timeout=30), store.get(f"k{i}")), range(4)))
+        assert backend.open_connections() == 5
+    # When those threads end
+    # Then their connections are closed and only the opening thread's remains
+    wait_until(lambda: backend.open_connections() == 1, 10, "thread connections closed")
+    store.close()
+    assert backend.open_connections() == 0
 
 
 def claim_in_process(url: str, owner: str, keys: list[str], start: Any, out: Any) -> None:

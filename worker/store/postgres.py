@@ -7,7 +7,6 @@ transaction under an advisory lock. Statements are prepared on first use.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -15,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 
 from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
+from worker.store.connections import PerThreadConnections
 
 T = TypeVar("T")
 
@@ -61,12 +61,9 @@ class PostgresStore:
     def __init__(self, url: str, *, clock: Clock) -> None:
         self._url = url
         self._clock = clock
-        self._local = threading.local()
-        self._connections: list[Connection] = []
-        self._registry_lock = threading.Lock()
-        self._closed = False
+        self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         try:
-            self._create_schema(self._thread_connection())
+            self._create_schema(self._threads.get())
         except psycopg.Error as exc:
             self.close()
             raise self._error("cannot create the schema in", exc) from None
@@ -85,37 +82,18 @@ class PostgresStore:
             )
         except (psycopg.Error, ValueError) as exc:
             raise self._error("cannot open", exc) from None
-        with self._registry_lock:
-            self._connections.append(conn)
         return conn
-
-    def _thread_connection(self) -> Connection:
-        if self._closed:
-            raise StoreError("the store is closed")
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed:
-            conn = self._local.conn = self._connect()
-        return conn
-
-    def _drop_thread_connection(self) -> None:
-        conn: Connection | None = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with self._registry_lock:
-                if conn in self._connections:
-                    self._connections.remove(conn)
-            conn.close()
 
     def _run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work``; after a broken connection, once more on a fresh one."""
         try:
-            return work(self._thread_connection())
+            return work(self._threads.get())
         except psycopg.OperationalError:
-            self._drop_thread_connection()
+            self._threads.discard()
         except psycopg.Error as exc:
             raise self._error("failed using", exc) from exc
         try:
-            return work(self._thread_connection())
+            return work(self._threads.get())
         except psycopg.Error as exc:
             raise self._error("failed using", exc) from exc
 
@@ -184,8 +162,8 @@ class PostgresStore:
         return None if row is None else schema.stored_record(row)
 
     def close(self) -> None:
-        self._closed = True
-        with self._registry_lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        self._threads.close_all()
+
+    def open_connections(self) -> int:
+        """Connections currently open (one per thread that used the store and still runs)."""
+        return self._threads.open_count()

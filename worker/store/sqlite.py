@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
+from worker.store.connections import PerThreadConnections
 
 T = TypeVar("T")
 
@@ -32,10 +33,9 @@ class SqliteStore:
     def __init__(self, url: str, *, clock: Clock) -> None:
         self.path = sqlite_path(url)
         self._clock = clock
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._registry_lock = threading.Lock()
         self._memory_lock = threading.Lock()
+        self._memory: sqlite3.Connection | None = None
+        self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         self._closed = False
         try:
             with self._connection() as conn:
@@ -56,24 +56,19 @@ class SqliteStore:
             if str(mode).lower() != "wal":
                 raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
         conn.execute("PRAGMA synchronous = NORMAL")
-        with self._registry_lock:
-            self._connections.append(conn)
         return conn
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        if self._closed:
-            raise StoreError("the store is closed")
-        if self.path == MEMORY_PATH:
-            with self._memory_lock:
-                if not self._connections:
-                    self._connect()
-                yield self._connections[0]
+        if self.path != MEMORY_PATH:
+            yield self._threads.get()
             return
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        yield conn
+        with self._memory_lock:
+            if self._closed:
+                raise StoreError("the store is closed")
+            if self._memory is None:
+                self._memory = self._connect()
+            yield self._memory
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction (the write lock is taken up front, so two
@@ -159,9 +154,14 @@ class SqliteStore:
         with self._connection() as conn:
             return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
 
+    def open_connections(self) -> int:
+        """Connections currently open (one per thread that used the store and still runs)."""
+        return self._threads.open_count() + (self._memory is not None)
+
     def close(self) -> None:
-        self._closed = True
-        with self._registry_lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
+        self._threads.close_all()
+        with self._memory_lock:
+            self._closed = True
+            if self._memory is not None:
+                self._memory.close()
+                self._memory = None
