@@ -47,6 +47,9 @@ class LeakGuard:
         with pytest.raises(kind) as caught:
             call()
         self.errors.append(caught.value)
+        # Nothing from the HTTP layer (which saw the request body) chains onto the error
+        assert caught.value.__cause__ is None
+        assert caught.value.__context__ is None
         return caught.value
 
     def assert_clean(self, records: list[logging.LogRecord]) -> None:
@@ -67,7 +70,8 @@ def guard(sandbox: Any, caplog: pytest.LogCaptureFixture) -> Iterator[LeakGuard]
     leak_guard = LeakGuard(secrets)
     yield leak_guard
     # Then, whatever the test did, no secret is in a log record or a raised error
-    leak_guard.assert_clean(caplog.records)
+    # (caplog.records would only hold the teardown phase here)
+    leak_guard.assert_clean(caplog.get_records("setup") + caplog.get_records("call"))
 
 
 ObservedCalls = list[tuple[str, str, float]]
@@ -319,7 +323,8 @@ def test_distributor_naming_reaches_the_same_api(
     sandbox: Any, observed: ObservedCalls, guard: LeakGuard
 ) -> None:
     # Given a client using the older distributor naming (base URL without a trailing slash)
-    with make_client(sandbox.distributor_url.rstrip("/"), sandbox, observed) as old:
+    base_url = sandbox.distributor_url.rstrip("/")
+    with make_client(base_url, sandbox, observed, naming="distributor") as old:
         # When a customer is created and listed through it
         username = unique()
         old.add_customer(create_command(username))
@@ -372,6 +377,18 @@ def test_unknown_app_is_not_found(client: ResellerClient, guard: LeakGuard) -> N
     username = given_customer(client)
     error = guard.raises(PermanentError, lambda: client.activate_app(username, "no-such-app"))
     assert error.code is ErrorCode.NOT_FOUND
+
+
+def test_a_setting_named_like_a_reserved_parameter_is_refused_before_sending(
+    client: ResellerClient, guard: LeakGuard, observed: ObservedCalls
+) -> None:
+    # Given settings that would override the API key in the form
+    settings = {"api_key": NEW_PASSWORD}
+    # When configuring an app with them; Then it is refused and nothing was sent
+    configure = lambda: client.configure_app("anyone", "twitter", settings)  # noqa: E731
+    error = guard.raises(PermanentError, configure)
+    assert error.code is ErrorCode.API_REJECTED
+    assert observed == []
 
 
 def test_bad_credentials_are_auth_failed(
@@ -434,14 +451,15 @@ def test_a_reset_after_the_request_is_ambiguous_and_the_change_was_applied(
     )
 
 
-def test_5xx_is_transient(client: ResellerClient, sandbox: Any, observed: ObservedCalls) -> None:
+def test_5xx_is_transient(
+    client: ResellerClient, sandbox: Any, observed: ObservedCalls, guard: LeakGuard
+) -> None:
     # Given an API failing the next enable with a server error
     username = given_customer(client)
     inject(sandbox, "manage", "enable", "5xx")
     # When the client enables; Then it is transient and observed as 5xx
-    with pytest.raises(TransientError) as caught:
-        client.enable_customer(username)
-    assert caught.value.retry_after_s is None
+    error = guard.raises(TransientError, lambda: client.enable_customer(username))
+    assert error.retry_after_s is None
     assert observed[-1][:2] == ("manage.enable", "5xx")
     # And the same call succeeds afterwards
     client.enable_customer(username)
@@ -541,7 +559,10 @@ def http_reply(body: bytes, *, content_length: int | None = None, status: str = 
 
 
 def test_the_request_is_a_form_post_with_credentials_only_in_the_body(
-    sandbox: Any, observed: ObservedCalls, raw_peer: Callable[[bytes | None], RawPeer]
+    sandbox: Any,
+    observed: ObservedCalls,
+    raw_peer: Callable[[bytes | None], RawPeer],
+    guard: LeakGuard,
 ) -> None:
     # Given a peer that records the request and answers success
     peer = raw_peer(http_reply(b'{"message": "success"}'))
@@ -610,7 +631,10 @@ def test_a_non_json_answer_is_transient(
 
 
 def test_each_request_logs_one_debug_line_with_call_status_and_duration(
-    client: ResellerClient, caplog: pytest.LogCaptureFixture, observed: ObservedCalls
+    client: ResellerClient,
+    caplog: pytest.LogCaptureFixture,
+    observed: ObservedCalls,
+    guard: LeakGuard,
 ) -> None:
     # Given DEBUG logging
     caplog.set_level(logging.DEBUG, logger="worker.api")

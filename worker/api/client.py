@@ -206,10 +206,7 @@ class ResellerClient:
 
     def _call(self, spec: CallSpec, values: Mapping[str, object]) -> Result:
         label = spec.label
-        try:
-            params = build_params(spec, values)
-        except ValueError as exc:  # only names (never values) are in its text
-            raise PermanentError(ErrorCode.API_REJECTED, f"{label}: {exc}") from None
+        params = self._params(label, spec, values)
         form = [("api_user", self._api_user), ("api_key", encode_value(self._api_key)), *params]
         response, error = self._post(label, self.url_for(spec.call), form)
         del form  # the revealed secrets live no longer than the request
@@ -220,6 +217,15 @@ class ResellerClient:
         return classify_response(
             label, response.status_code, response.headers, response.content, spec.payload, secrets
         )
+
+    @staticmethod
+    def _params(label: str, spec: CallSpec, values: Mapping[str, object]) -> list[tuple[str, str]]:
+        try:
+            return build_params(spec, values)
+        except ValueError as exc:  # only setting names (never values) are in its text
+            refusal = f"{label}: {exc}"
+        # Raised outside the except block, so that no context chains onto the error.
+        raise PermanentError(ErrorCode.API_REJECTED, refusal)
 
     def _post(
         self, label: str, url: str, form: list[tuple[str, str]]
