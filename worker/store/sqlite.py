@@ -40,9 +40,9 @@ class SqliteStore:
         try:
             with self._connection() as conn:
                 self._create_schema(conn)
-        except sqlite3.Error as exc:
+        except StoreError as exc:
             self.close()
-            raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from None
+            raise StoreError(f"cannot open the {exc}") from None
 
     # -- connections -------------------------------------------------------------------
 
@@ -50,25 +50,33 @@ class SqliteStore:
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
         )
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if self.path != MEMORY_PATH:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
-        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.path != MEMORY_PATH:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise sqlite3.OperationalError(f"journal_mode is {mode}, not wal")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        if self.path != MEMORY_PATH:
-            yield self._threads.get()
-            return
-        with self._memory_lock:
-            if self._closed:
-                raise StoreError("the store is closed")
-            if self._memory is None:
-                self._memory = self._connect()
-            yield self._memory
+        """This thread's connection; driver errors become ``StoreError`` like PostgreSQL's."""
+        try:
+            if self.path != MEMORY_PATH:
+                yield self._threads.get()
+                return
+            with self._memory_lock:
+                if self._closed:
+                    raise StoreError("the store is closed")
+                if self._memory is None:
+                    self._memory = self._connect()
+                yield self._memory
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store at {self.path}: {exc}") from exc
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction (the write lock is taken up front, so two
