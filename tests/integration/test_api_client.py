@@ -20,6 +20,7 @@ from contracts.events import App, Customer, ErrorCode
 from contracts.secret import Secret
 from tests.fixtures.wait import wait_until
 from worker.api import ResellerClient
+from worker.config import Settings
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
 
 pytestmark = pytest.mark.integration
@@ -647,3 +648,26 @@ def test_each_request_logs_one_debug_line_with_call_status_and_duration(
     assert "200" in lines[0]
     assert observed[-1][:2] == ("manage.profile.get", "2xx")
     assert observed[-1][2] >= 0.0
+
+
+def test_from_settings_builds_a_working_client_and_a_failing_observer_changes_nothing(
+    sandbox: Any, guard: LeakGuard
+) -> None:
+    # Given settings pointing at the sandbox, and an observer that always fails
+    settings = Settings(
+        api_url=sandbox.distributor_url,
+        api_user=sandbox.api_user,
+        api_key=sandbox.api_key,
+        api_naming="distributor",
+        concurrency=3,
+    )
+
+    def broken_observer(call: str, status_class: str, duration_s: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+    # When a call is made through the client built from them
+    with ResellerClient.from_settings(settings, on_request=broken_observer) as api:
+        rows = api.list_customers(username=unique("nobody"))
+        # Then the call's own outcome stands, and the key is not in the client's repr
+        assert rows == []
+        assert sandbox.api_key not in repr(api)

@@ -209,7 +209,6 @@ class ResellerClient:
         params = self._params(label, spec, values)
         form = [("api_user", self._api_user), ("api_key", encode_value(self._api_key)), *params]
         response, error = self._post(label, self.url_for(spec.call), form)
-        del form  # the revealed secrets live no longer than the request
         if error is not None:
             raise error from None
         assert response is not None  # _post returns exactly one of the two
@@ -230,17 +229,19 @@ class ResellerClient:
     def _post(
         self, label: str, url: str, form: list[tuple[str, str]]
     ) -> tuple[requests.Response | None, ProvisioningError | None]:
-        """One POST; a failure comes back as its outcome, built outside the ``except`` block
-        so that the raised error carries no ``__context__`` holding the request."""
+        """One POST. A failure comes back as its outcome for the caller to raise outside the
+        ``except`` block, so that the raised error chains nothing that saw the request."""
         started = time.monotonic()
+        error: ProvisioningError | None = None
         try:
             response = self._session.post(
                 url, data=form, timeout=self._timeouts, allow_redirects=False
             )
         except requests.RequestException as exc:
             error = classify_exception(label, exc)
-            is_timeout = isinstance(exc, requests.Timeout)
-            self._observe(label, "timeout" if is_timeout else "error", started)
+            status_class = "timeout" if isinstance(exc, requests.Timeout) else "error"
+        if error is not None:
+            self._observe(label, status_class, started)
             return None, error
         code = response.status_code
         self._observe(label, _status_class(code), started, status=str(code))
