@@ -344,7 +344,9 @@ def test_sqlite_relative_and_memory_urls(tmp_path: Path, monkeypatch: pytest.Mon
         # When each is used, the memory store from several threads
         relative.claim("k", "fp", "w", LEASE_S, DEAD_S)
         with ThreadPoolExecutor(4) as pool:
-            statuses = list(pool.map(lambda k: memory.claim(k, "fp", "w", 1, 1), ["a", "b"] * 4))
+            statuses = list(
+                pool.map(lambda k: memory.claim(k, "fp", "w", LEASE_S, DEAD_S), ["a", "b"] * 4)
+            )
         # Then the file lives in the working directory and memory keys are claimed once each
         assert (tmp_path / "relative.db").exists()
         assert [c.status for c in statuses].count(ClaimStatus.ACQUIRED) == 2
