@@ -1,7 +1,9 @@
 """Sentry for unexpected exceptions only, never with a secret in the event.
 
 - ``init_sentry(dsn, *, release, environment=None, transport=None) -> bool``: does nothing and
-  returns False when ``dsn`` is empty. ``send_default_pii=False``, no local variables (a local
+  returns False when ``dsn`` is empty. ``send_default_pii`` stays at its default, False (passing
+  it is deprecated in recent SDKs, and ``data_collection`` would disable the event scrubber),
+  no local variables (a local
   may hold a customer's password that no pattern can recognise), an ``EventScrubber`` with
   ``DENYLIST`` (Sentry's defaults plus this domain's secret fields), and ``before_send`` /
   ``before_breadcrumb`` that drop business failures and scrub every string of the event with
@@ -71,7 +73,6 @@ def init_sentry(
         "dsn": dsn,
         "release": release,
         "environment": environment,
-        "send_default_pii": False,
         "include_local_variables": False,
         "max_request_body_size": "never",
         "event_scrubber": EventScrubber(denylist=DENYLIST, recursive=True),
