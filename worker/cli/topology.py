@@ -1,16 +1,62 @@
-"""`provisioner topology` (placeholder until its issue lands)."""
+"""`provisioner topology [--check]`: declare the exchanges and queues, or verify them."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
+
+from worker.broker.topology import Topology
+from worker.cli import EXIT_ERROR, EXIT_OK
+from worker.cli.common import add_settings_flags, fail_config, settings_from_args
+from worker.config import ConfigError
+from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
+
+DESCRIPTION = """Declare the broker topology under the configured prefix (idempotent: what
+exists as specified is left alone), or with --check only verify it and print every
+exchange or queue that is missing or declared with other arguments."""
+EPILOG = """exit codes: 0 declared / everything in place, 1 --check found differences,
+  2 bad configuration, 3 broker unreachable, or a declare refused (an existing queue
+  with other arguments: delete it or use another prefix)"""
+SETTINGS = ("amqp_url", "prefix", "retry_delays_s", "delivery_limit")
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("topology", help="(not yet implemented)")
+    parser = subparsers.add_parser(
+        "topology",
+        help="declare (or --check) the exchanges and queues",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--check", action="store_true", help="verify only; exit 1 on differences")
+    add_settings_flags(parser, *SETTINGS)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    print("not yet implemented")
-    return 1
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        return fail_config(exc)
+    topology = Topology.from_settings(settings)
+    try:
+        with operator_connection(settings, "topology") as connection:
+            channel = connection.channel()
+            if args.check:
+                return _report(topology.check(channel))
+            for line in topology.declare(channel):
+                print(f"declared {line}")
+    except BROKER_ERRORS as exc:
+        return broker_failure(exc, settings)
+    return EXIT_OK
+
+
+def _report(problems: list[str]) -> int:
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} difference(s)", file=sys.stderr)
+        return EXIT_ERROR
+    print("topology in place")
+    return EXIT_OK

@@ -1,0 +1,120 @@
+"""How dead letters look to an operator: the table, one message in full, replay progress.
+
+Nothing here prints a body except through ``redacted_body``; headers go through
+``redacted_headers``. ``raw_body`` is the one deliberate exception (``dlq show --raw``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from worker.ops.dlq_read import DeadLetter, redacted_body, redacted_headers
+
+CELL_MAX_CHARS = 36
+PROGRESS_EVERY_MESSAGES = 100  # progress lines when stderr is not a terminal
+COLUMNS = (
+    ("#", "position"),
+    ("TYPE", "command_type"),
+    ("CUSTOMER", "customer"),
+    ("KEY", "idempotency_key"),
+    ("REASON", "reason"),
+    ("CODE", "error_code"),
+    ("ATTEMPTS", "attempts"),
+    ("LAST FAILURE", "last_failure"),
+)
+PROPERTY_NAMES = (
+    "message_id",
+    "correlation_id",
+    "reply_to",
+    "content_type",
+    "content_encoding",
+    "delivery_mode",
+    "timestamp",
+    "type",
+    "app_id",
+)
+
+
+def _cell(value: Any) -> str:
+    text = "-" if value is None or value == "" else str(value)
+    return text if len(text) <= CELL_MAX_CHARS else text[: CELL_MAX_CHARS - 1] + "…"
+
+
+def render_table(messages: Sequence[DeadLetter]) -> str:
+    rows = [[_cell(m.summary()[key]) for _, key in COLUMNS] for m in messages]
+    header = [title for title, _ in COLUMNS]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def render_json(queue: str, messages: Sequence[DeadLetter], total: int) -> str:
+    return json.dumps(
+        {
+            "queue": queue,
+            "total": total,
+            "matched": len(messages),
+            "messages": [m.summary() for m in messages],
+        },
+        indent=2,
+    )
+
+
+def detail(message: DeadLetter) -> dict[str, Any]:
+    """Everything about one message, secrets masked."""
+    properties = {name: getattr(message.properties, name, None) for name in PROPERTY_NAMES}
+    return {
+        **message.summary(),
+        "delivery_routing_key": message.routing_key,
+        "properties": properties,
+        "headers": redacted_headers(message),
+        "body": redacted_body(message),
+    }
+
+
+def render_detail(message: DeadLetter) -> str:
+    info = detail(message)
+    body = info.pop("body")
+    headers = info.pop("headers")
+    properties = info.pop("properties")
+    lines = [f"{key}: {value}" for key, value in info.items()]
+    lines += ["properties:"] + [f"  {k}: {v}" for k, v in properties.items() if v is not None]
+    lines += ["headers:"] + [f"  {k}: {json.dumps(v, default=str)}" for k, v in headers.items()]
+    lines += ["body (secrets masked):", body]
+    return "\n".join(lines)
+
+
+def find(messages: Sequence[DeadLetter], target: str) -> DeadLetter | None:
+    """By position (``3``), else by idempotency key, else by message id."""
+    if target.isdigit():
+        position = int(target)
+        return next((m for m in messages if m.position == position), None)
+    for message in messages:
+        if target in (message.idempotency_key, message.message_id):
+            return message
+    return None
+
+
+class ProgressReporter:
+    """A rewriting line on a terminal; a line every ``PROGRESS_EVERY_MESSAGES`` otherwise."""
+
+    def __init__(self, stream: TextIO, verb: str) -> None:
+        self._stream = stream
+        self._verb = verb
+        self._tty = stream.isatty()
+        self._last_reported = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._tty:
+            width = 30
+            filled = width * done // max(1, total)
+            bar = "#" * filled + "." * (width - filled)
+            self._stream.write(f"\r{self._verb} [{bar}] {done}/{total}")
+            if done >= total:
+                self._stream.write("\n")
+        elif done - self._last_reported >= PROGRESS_EVERY_MESSAGES or done >= total:
+            self._stream.write(f"{self._verb} {done}/{total}\n")
+            self._last_reported = done
+        self._stream.flush()

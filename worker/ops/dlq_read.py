@@ -1,0 +1,316 @@
+"""Reading the dead-letter queue without consuming it, and describing each message safely.
+
+Messages are consumed with manual acks and a prefetch as large as the queue, then left
+unacked: when the channel closes the broker puts them back, in their order. Both kinds of
+dead letter are understood: the worker's (``x-provisioner-*`` headers, see
+``worker.broker.headers``) and the broker's own (``x-death``, e.g. over the delivery limit).
+Bodies are shown only through ``redacted_body``: passwords and API keys are masked even
+when the body is not valid JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.broker import headers as h
+from worker.config import parse_duration_s
+from worker.observability.redact import MASK, redact_mapping, redact_text
+
+MAX_PREFETCH = 65535  # AMQP's prefetch-count is a 16-bit field
+READ_IDLE_TIMEOUT_S = 5.0  # give up waiting for the rest when the broker sends nothing
+PUMP_S = 0.05
+BODY_SECRET_KEYS = (
+    "password",
+    "new_password",
+    "confirm_password",
+    "credential_password",
+    "new_credential_password",
+    "api_key",
+    "apikey",
+    "key",
+)
+# Catches a secret value even in a truncated or otherwise broken JSON body.
+_BROKEN_JSON_SECRET = re.compile(
+    r"(?P<head>\"(?:" + "|".join(BODY_SECRET_KEYS) + r")\"\s*:\s*\")(?P<value>(?:[^\"\\]|\\.)*)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message of the dead-letter queue, as an operator sees it."""
+
+    position: int  # 1-based place in the queue when it was read
+    delivery_tag: int
+    routing_key: str
+    properties: Any
+    body: bytes
+    command: Mapping[str, Any] | None  # the decoded JSON object, None when not one
+
+    @property
+    def headers(self) -> Mapping[str, Any]:
+        return self.properties.headers or {}
+
+    @property
+    def message_id(self) -> str | None:
+        return self.properties.message_id  # type: ignore[no-any-return]
+
+    def _field(self, name: str) -> str | None:
+        value = self.command.get(name) if self.command else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def command_type(self) -> str | None:
+        return self._field("type")
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self._field("idempotency_key")
+
+    @property
+    def customer(self) -> str | None:
+        if self.command_type in ("CreateCustomer", "ListCustomers"):
+            return self._field("username")
+        return self._field("customer")
+
+    @property
+    def _death(self) -> Mapping[str, Any]:
+        deaths = self.headers.get(h.X_DEATH) or []
+        return deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
+
+    @property
+    def reason(self) -> str:
+        return _text(self.headers.get(h.REASON)) or _text(self._death.get("reason")) or "unknown"
+
+    @property
+    def error_code(self) -> str:
+        code = _text(self.headers.get(h.ERROR_CODE))
+        if code:
+            return code
+        return "delivery_limit" if self.reason == "delivery_limit" else ""
+
+    @property
+    def last_error(self) -> str:
+        return redact_text(_text(self.headers.get(h.LAST_ERROR)) or "")
+
+    @property
+    def attempts(self) -> int:
+        return h.attempts_of(self.properties)
+
+    @property
+    def replays(self) -> int:
+        return h.replays_of(self.properties)
+
+    @property
+    def last_failure(self) -> datetime | None:
+        return _when(self.headers.get(h.LAST_FAILURE)) or _when(self._death.get("time"))
+
+    @property
+    def first_failure(self) -> datetime | None:
+        return _when(self.headers.get(h.FIRST_FAILURE)) or self.last_failure
+
+    @property
+    def original_routing_key(self) -> str:
+        """Where a replay sends it: the recorded key, else the command type, else as received."""
+        recorded = _text(self.headers.get(h.ORIGINAL_ROUTING_KEY))
+        return recorded or self.command_type or self.routing_key
+
+    def summary(self) -> dict[str, Any]:
+        """The listing row (no body: nothing secret)."""
+        return {
+            "position": self.position,
+            "message_id": self.message_id,
+            "command_type": self.command_type,
+            "customer": self.customer,
+            "idempotency_key": self.idempotency_key,
+            "reason": self.reason,
+            "error_code": self.error_code,
+            "last_error": self.last_error,
+            "attempts": self.attempts,
+            "replays": self.replays,
+            "first_failure": _iso(self.first_failure),
+            "last_failure": _iso(self.last_failure),
+            "routing_key": self.original_routing_key,
+        }
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) and value else None
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return h.iso_utc(moment) if moment else None
+
+
+def decode_object(body: bytes) -> Mapping[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def redacted_body(message: DeadLetter) -> str:
+    """The body for a human: JSON with secrets masked, or masked text when not JSON."""
+    if message.command is not None:
+        return json.dumps(redact_mapping(dict(message.command)), indent=2, sort_keys=True)
+    text = message.body.decode("utf-8", "replace")
+    return redact_text(_BROKEN_JSON_SECRET.sub(rf"\g<head>{MASK}", text))
+
+
+def redacted_headers(message: DeadLetter) -> dict[str, Any]:
+    return redact_mapping({k: _plain(v) for k, v in message.headers.items()})  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    """Header values as JSON-friendly data (the broker's x-death has datetimes and bytes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return h.iso_utc(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An ISO date/time (UTC when no zone) or a duration back from now (``2h``, ``30m``, ``3d``)."""
+    now = now or datetime.now(UTC)
+    stripped = text.strip()
+    if stripped.endswith("d") and stripped[:-1].replace(".", "", 1).isdigit():
+        return now - timedelta(days=float(stripped[:-1]))
+    try:
+        return now - timedelta(seconds=parse_duration_s(stripped))
+    except ValueError:
+        pass
+    moment = _when(stripped)
+    if moment is None:
+        raise ValueError(f"not a date/time or duration: {text!r} (e.g. 2h, 2026-01-31T08:00)")
+    return moment
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Every given criterion must hold; none given matches every message."""
+
+    command_type: str | None = None
+    reason: str | None = None
+    error_code: str | None = None
+    idempotency_key: str | None = None
+    customer: str | None = None
+    since: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return all(
+            v is None
+            for v in (
+                self.command_type,
+                self.reason,
+                self.error_code,
+                self.idempotency_key,
+                self.customer,
+                self.since,
+            )
+        )
+
+    def matches(self, message: DeadLetter) -> bool:
+        pairs = (
+            (self.command_type, message.command_type),
+            (self.reason, message.reason),
+            (self.error_code, message.error_code),
+            (self.idempotency_key, message.idempotency_key),
+            (self.customer, message.customer),
+        )
+        if any(wanted is not None and wanted != actual for wanted, actual in pairs):
+            return False
+        if self.since is not None:
+            failed_at = message.last_failure
+            return failed_at is not None and failed_at >= self.since
+        return True
+
+
+def queue_depth(connection: Any, queue: str) -> int:
+    channel = connection.channel()
+    try:
+        return int(channel.queue_declare(queue, passive=True).method.message_count)
+    finally:
+        channel.close()
+
+
+@contextmanager
+def held_messages(
+    connection: Any, queue: str, *, transactional: bool = False
+) -> Iterator[tuple[Any, list[DeadLetter]]]:
+    """Every ready message of ``queue``, held unacked on a dedicated channel.
+
+    Yields ``(channel, messages)``; what the caller does not ack goes back, in order, when
+    the channel closes on leaving the block. ``transactional`` puts the channel in
+    transaction mode first so acks can commit together with publishes.
+    """
+    depth = queue_depth(connection, queue)
+    channel = connection.channel()
+    try:
+        if transactional:
+            channel.tx_select()
+        messages = _collect(connection, channel, queue, depth)
+        yield channel, messages
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+def _collect(connection: Any, channel: Any, queue: str, depth: int) -> list[DeadLetter]:
+    messages: list[DeadLetter] = []
+    wanted = min(depth, MAX_PREFETCH)
+    if wanted == 0:
+        return messages
+
+    def on_message(_ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        messages.append(
+            DeadLetter(
+                position=len(messages) + 1,
+                delivery_tag=method.delivery_tag,
+                routing_key=method.routing_key,
+                properties=properties,
+                body=body,
+                command=decode_object(body),
+            )
+        )
+
+    channel.basic_qos(prefetch_count=wanted)
+    tag = channel.basic_consume(queue, on_message, auto_ack=False)
+    last_progress = time.monotonic()
+    while len(messages) < wanted:
+        seen = len(messages)
+        connection.process_data_events(time_limit=PUMP_S)
+        if len(messages) > seen:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > READ_IDLE_TIMEOUT_S:
+            break  # another consumer took some: list what we have
+    channel.basic_cancel(tag)
+    return messages[:wanted]
