@@ -111,6 +111,21 @@ def test_label_values_stay_bounded_whatever_the_caller_passes() -> None:
     assert "hunter22" not in text
 
 
+def test_every_api_call_label_of_the_client_is_kept() -> None:
+    # Given the call labels the API client reports through on_request
+    from worker.api.calls import CALLS
+
+    labels = {spec.label for spec in CALLS.values()}
+    m = Metrics()
+    # When each is observed
+    for label in labels:
+        m.api_request(label, "2xx", 0.01)
+    # Then each has its own series, none folded into "other"
+    count = "provisioner_api_request_duration_seconds_count"
+    for label in labels:
+        assert value(m, count, call=label, status_class="2xx") == 1, label
+
+
 def test_known_command_types_are_the_nineteen_of_the_contract() -> None:
     # Then the label set has exactly the 19 command types of DESIGN.md
     assert len(FALLBACK_COMMAND_TYPES) == 19

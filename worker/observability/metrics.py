@@ -24,7 +24,7 @@
 Labels stay low-cardinality whatever the caller passes: command types outside
 ``contracts.COMMAND_TYPES`` become ``unknown``, outcomes outside ``KNOWN_OUTCOMES`` and status
 classes outside ``STATUS_CLASSES`` become ``other``, and free-form names (API calls,
-dead-letter reasons) that are not short snake_case become ``other``.
+dead-letter reasons) that are not short dotted identifiers become ``other``.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
                       10.0, 20.0, 30.0, 60.0)  # fmt: skip
 KNOWN_OUTCOMES = frozenset({"succeeded", "failed", "rejected", "retry", "error"})
 STATUS_CLASSES = frozenset({"2xx", "3xx", "4xx", "5xx", "timeout", "error"})
-_SAFE_NAME = re.compile(r"[a-z][a-z0-9_./]{0,47}")
+_SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,63}")  # API call labels, dead-letter reasons
 
 # Used until contracts.commands exists; kept equal to DESIGN.md's table.
 FALLBACK_COMMAND_TYPES = (
