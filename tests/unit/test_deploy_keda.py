@@ -1,0 +1,167 @@
+"""The KEDA objects: no schema ships for them, so their documented shape is asserted here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_deploy_render import (
+    BASE,
+    OVERLAYS,
+    SECRET_EXAMPLE,
+    Obj,
+    find,
+    load_documents,
+    render,
+)
+from worker.broker.topology import Topology
+from worker.config import load_settings
+
+KEDA_API_VERSION = "keda.sh/v1alpha1"
+SCALED_OBJECT_SPEC_FIELDS = frozenset(
+    {
+        "scaleTargetRef",
+        "pollingInterval",
+        "cooldownPeriod",
+        "initialCooldownPeriod",
+        "idleReplicaCount",
+        "minReplicaCount",
+        "maxReplicaCount",
+        "fallback",
+        "advanced",
+        "triggers",
+    }
+)
+SCALE_TARGET_FIELDS = frozenset({"apiVersion", "kind", "name", "envSourceContainerName"})
+TRIGGER_FIELDS = frozenset({"type", "name", "metadata", "authenticationRef", "metricType"})
+RABBITMQ_METADATA_FIELDS = frozenset(
+    {
+        "host",
+        "hostFromEnv",
+        "protocol",
+        "mode",
+        "value",
+        "activationValue",
+        "queueName",
+        "vhostName",
+        "useRegex",
+        "excludeUnacknowledged",
+        "pageSize",
+        "operation",
+        "timeout",
+        "unsafeSsl",
+    }
+)
+RABBITMQ_MODES = frozenset({"QueueLength", "MessageRate"})
+SECRET_TARGET_FIELDS = frozenset({"parameter", "name", "key"})
+ALL_RENDERS = {"base": BASE, **OVERLAYS}
+
+
+def scaled_object(objects: list[Obj]) -> Obj:
+    return find(objects, "ScaledObject")
+
+
+def rabbitmq_trigger(objects: list[Obj]) -> Obj:
+    (trigger,) = scaled_object(objects)["spec"]["triggers"]
+    result: Obj = trigger
+    return result
+
+
+@pytest.mark.parametrize("directory", ALL_RENDERS.values(), ids=list(ALL_RENDERS))
+def test_scaled_object_uses_only_documented_fields_and_targets_the_deployment(
+    directory: Path,
+) -> None:
+    # Given the rendered objects
+    objects = render(directory)
+    scaled = scaled_object(objects)
+    # When the ScaledObject's spec and target are read
+    spec, target = scaled["spec"], scaled["spec"]["scaleTargetRef"]
+    # Then every field is a documented one and the target is this Deployment
+    assert scaled["apiVersion"] == KEDA_API_VERSION
+    assert set(spec) <= SCALED_OBJECT_SPEC_FIELDS
+    assert set(target) <= SCALE_TARGET_FIELDS
+    assert (target.get("kind", "Deployment"), target.get("apiVersion", "apps/v1")) == (
+        "Deployment",
+        "apps/v1",
+    )
+    deployment = find(objects, "Deployment", target["name"])
+    # And the Deployment leaves its replica count to KEDA
+    assert "replicas" not in deployment["spec"]
+
+
+@pytest.mark.parametrize("directory", ALL_RENDERS.values(), ids=list(ALL_RENDERS))
+def test_rabbitmq_trigger_watches_the_commands_queue_by_length(directory: Path) -> None:
+    # Given the trigger and the worker's prefix from the ConfigMap
+    objects = render(directory)
+    trigger = rabbitmq_trigger(objects)
+    metadata = trigger["metadata"]
+    settings = load_settings(find(objects, "ConfigMap")["data"])
+    # When its metadata is read
+    queue = Topology(settings.prefix, settings.retry_delays_s, 1).commands_queue
+    # Then it is a documented rabbitmq trigger on the queue the worker consumes
+    assert set(trigger) <= TRIGGER_FIELDS
+    assert trigger["type"] == "rabbitmq"
+    assert set(metadata) <= RABBITMQ_METADATA_FIELDS
+    assert metadata["mode"] in RABBITMQ_MODES
+    assert metadata["mode"] == "QueueLength"
+    assert metadata["queueName"] == queue
+    assert metadata["protocol"] == "amqp"
+    # And every value is a string (KEDA refuses numbers), the target a positive number
+    assert [k for k, v in metadata.items() if not isinstance(v, str)] == []
+    assert float(metadata["value"]) > 0
+    # And the credentials are not inline: they come from the TriggerAuthentication
+    assert "host" not in metadata
+
+
+@pytest.mark.parametrize("directory", ALL_RENDERS.values(), ids=list(ALL_RENDERS))
+def test_trigger_authentication_reads_the_worker_amqp_url_from_its_secret(
+    directory: Path,
+) -> None:
+    # Given the trigger's authentication reference and the Secret example
+    objects = render(directory)
+    reference = rabbitmq_trigger(objects)["authenticationRef"]
+    (secret,) = load_documents(SECRET_EXAMPLE)
+    # When the named TriggerAuthentication is looked up
+    auth = find(objects, "TriggerAuthentication", reference["name"])
+    # Then it exists, has the documented shape and maps "host" to the AMQP URL key
+    assert auth["apiVersion"] == KEDA_API_VERSION
+    assert set(reference) <= {"name", "kind"}
+    assert reference.get("kind", "TriggerAuthentication") == "TriggerAuthentication"
+    assert set(auth["spec"]) == {"secretTargetRef"}
+    (ref,) = auth["spec"]["secretTargetRef"]
+    assert set(ref) == SECRET_TARGET_FIELDS
+    assert ref["parameter"] == "host"
+    assert ref["name"] == secret["metadata"]["name"]
+    assert ref["key"] in secret["stringData"]
+    # And it is the same key the worker reads its AMQP URL from
+    container = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    amqp_file = next(v["value"] for v in container["env"] if v["name"].endswith("AMQP_URL_FILE"))
+    assert amqp_file.rsplit("/", 1)[1] == ref["key"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS.values(), ids=list(OVERLAYS))
+def test_more_than_one_replica_only_with_the_shared_postgresql_store(overlay: Path) -> None:
+    # Given the overlay's replica bounds and store configuration
+    objects = render(overlay)
+    spec = scaled_object(objects)["spec"]
+    container = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env_names = {v["name"] for v in container["env"]}
+    store_url = find(objects, "ConfigMap")["data"].get("PROVISIONER_STORE_URL", "")
+    # When they are compared / Then bounds are sane, and many replicas imply PostgreSQL
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    if spec["maxReplicaCount"] > 1:
+        assert "PROVISIONER_STORE_URL_FILE" in env_names
+        assert store_url == ""
+    else:
+        assert store_url.startswith("sqlite:////")
+
+
+def test_overlays_set_their_own_replica_bounds() -> None:
+    # Given both overlays / When their bounds are read
+    dev = scaled_object(render(OVERLAYS["dev"]))["spec"]
+    prod = scaled_object(render(OVERLAYS["prod"]))["spec"]
+    # Then dev is one SQLite worker and prod scales out from two
+    assert (dev["minReplicaCount"], dev["maxReplicaCount"]) == (1, 1)
+    assert prod["minReplicaCount"] >= 2
+    assert prod["maxReplicaCount"] > prod["minReplicaCount"]
