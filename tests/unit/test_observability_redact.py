@@ -102,3 +102,27 @@ def test_redact_mapping_masks_secret_named_keys_recursively() -> None:
     assert out["customer"] == "bob"
     # And the input is not modified
     assert body["credential_password"] == "cr3d-pw"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Authorization: Basic dXNlcjpodW50ZXIyMg==",
+        "{'Authorization': 'Bearer dXNlcjpodW50ZXIyMg=='}",
+    ],
+)
+def test_authorization_header_values_are_masked(line: str) -> None:
+    # When a header line or header dict repr is redacted
+    out = redact_text(line)
+    # Then the credential is gone but the header name stays for the reader
+    assert "dXNlcjpodW50ZXIyMg" not in out
+    assert "Authorization" in out
+
+
+def test_redaction_is_idempotent_and_leaves_plain_text_alone() -> None:
+    # Given a line that was already redacted, and one with nothing secret
+    once = redact_text("amqp://u:pw12@h password=hunter22")
+    plain = "user bob on http://rabbit:15672/api@v1 took 12ms"
+    # Then redacting again changes nothing, and plain text is untouched
+    assert redact_text(once) == once
+    assert redact_text(plain) == plain
