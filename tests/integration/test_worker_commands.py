@@ -55,10 +55,10 @@ def _commands() -> list[dict]:
         {
             "type": "ChangeUsername",
             "idempotency_key": "k-rename",
-            "new_username": "ada2",
+            "new_username": "ada2@example.com",
             **c,
         },
-        {"type": "DeleteCustomer", "idempotency_key": "k-delete", "customer": "ada2"},
+        {"type": "DeleteCustomer", "idempotency_key": "k-delete", "customer": "ada2@example.com"},
     ]
 
 
