@@ -72,8 +72,8 @@ class App(msgspec.Struct, frozen=True):
 
 
 # Events do not forbid unknown fields: consumers must keep decoding when a later version
-# adds a field. Subclasses inherit frozen/kw_only/tag_field; each writes its tag explicitly
-# so that renaming a class never changes the wire.
+# adds a field. Subclasses inherit tag_field (frozen is restated for type checkers) and each
+# writes its tag explicitly, so that renaming a class never changes the wire.
 class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     event_id: str
     command_type: str
@@ -89,117 +89,89 @@ class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
             raise ValueError("occurred_at must be a UTC datetime")
 
 
-class CustomerCreated(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerCreated"
-):
+class CustomerCreated(EventBase, frozen=True, tag="CustomerCreated"):
     pass
 
 
-class CustomerDeleted(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerDeleted"
-):
+class CustomerDeleted(EventBase, frozen=True, tag="CustomerDeleted"):
     pass
 
 
-class CustomerEnabled(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerEnabled"
-):
+class CustomerEnabled(EventBase, frozen=True, tag="CustomerEnabled"):
     pass
 
 
-class CustomerDisabled(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerDisabled"
-):
+class CustomerDisabled(EventBase, frozen=True, tag="CustomerDisabled"):
     pass
 
 
-class WebsiteAccessEnabled(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="WebsiteAccessEnabled"
-):
+class WebsiteAccessEnabled(EventBase, frozen=True, tag="WebsiteAccessEnabled"):
     pass
 
 
-class WebsiteAccessDisabled(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="WebsiteAccessDisabled"
-):
+class WebsiteAccessDisabled(EventBase, frozen=True, tag="WebsiteAccessDisabled"):
     pass
 
 
-class CustomerProfileUpdated(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomerProfileUpdated"
-):
+class CustomerProfileUpdated(EventBase, frozen=True, tag="CustomerProfileUpdated"):
     pass
 
 
-class PasswordReset(EventBase, frozen=True, kw_only=True, tag_field="type", tag="PasswordReset"):
+class PasswordReset(EventBase, frozen=True, tag="PasswordReset"):
     pass
 
 
-class UsernameChanged(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="UsernameChanged"
-):
+class UsernameChanged(EventBase, frozen=True, tag="UsernameChanged"):
     pass
 
 
-class EmailChanged(EventBase, frozen=True, kw_only=True, tag_field="type", tag="EmailChanged"):
+class EmailChanged(EventBase, frozen=True, tag="EmailChanged"):
     pass
 
 
-class CredentialAdded(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CredentialAdded"
-):
+class CredentialAdded(EventBase, frozen=True, tag="CredentialAdded"):
     pass
 
 
-class CredentialPasswordChanged(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CredentialPasswordChanged"
-):
+class CredentialPasswordChanged(EventBase, frozen=True, tag="CredentialPasswordChanged"):
     pass
 
 
-class CredentialDeleted(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CredentialDeleted"
-):
+class CredentialDeleted(EventBase, frozen=True, tag="CredentialDeleted"):
     pass
 
 
-class AppActivated(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppActivated"):
+class AppActivated(EventBase, frozen=True, tag="AppActivated"):
     pass
 
 
-class AppDeactivated(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppDeactivated"):
+class AppDeactivated(EventBase, frozen=True, tag="AppDeactivated"):
     pass
 
 
-class AppConfigured(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppConfigured"):
+class AppConfigured(EventBase, frozen=True, tag="AppConfigured"):
     pass
 
 
-class CustomersListed(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CustomersListed"
-):
+class CustomersListed(EventBase, frozen=True, tag="CustomersListed"):
     customers: list[Customer]
 
 
-class AppsListed(EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppsListed"):
+class AppsListed(EventBase, frozen=True, tag="AppsListed"):
     apps: list[App]
 
 
-class AppSettingsRetrieved(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="AppSettingsRetrieved"
-):
+class AppSettingsRetrieved(EventBase, frozen=True, tag="AppSettingsRetrieved"):
     settings: dict[str, str]
 
 
-class CommandFailed(EventBase, frozen=True, kw_only=True, tag_field="type", tag="CommandFailed"):
+class CommandFailed(EventBase, frozen=True, tag="CommandFailed"):
     """The API refused the command, or transient errors outlasted every retry."""
 
     error: ErrorInfo
 
 
-class CommandRejected(
-    EventBase, frozen=True, kw_only=True, tag_field="type", tag="CommandRejected"
-):
+class CommandRejected(EventBase, frozen=True, tag="CommandRejected"):
     """Not a valid command: no API call was made."""
 
     error: ErrorInfo
