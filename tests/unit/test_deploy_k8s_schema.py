@@ -10,8 +10,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import latest_version
-from yamllint import linter
-from yamllint.config import YamlLintConfig
+from yamllint import linter  # type: ignore[import-untyped]
+from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
 from tests.unit.test_deploy_render import (
     BASE,

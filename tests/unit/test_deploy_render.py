@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -29,17 +29,20 @@ KNOWN_KUSTOMIZATION_KEYS = frozenset(
 CLUSTER_SCOPED_KINDS = frozenset({"Namespace"})
 
 
-def load_documents(path: Path) -> list[Obj]:
+def load_documents(path: Path) -> list[Any]:
+    """The YAML documents of ``path``: objects, or a JSON 6902 patch's list of operations."""
     with path.open(encoding="utf-8") as handle:
         return [doc for doc in yaml.safe_load_all(handle) if doc is not None]
 
 
 def load_kustomization(directory: Path) -> Obj:
     (doc,) = load_documents(directory / "kustomization.yaml")
+    assert isinstance(doc, dict)
     unknown = set(doc) - KNOWN_KUSTOMIZATION_KEYS
     if unknown:
         raise NotImplementedError(f"{directory}: the test renderer does not know {unknown}")
-    return doc
+    kustomization: Obj = doc
+    return kustomization
 
 
 def referenced_paths(directory: Path) -> list[Path]:
