@@ -96,6 +96,8 @@ def decode_command(
         obj = _GENERIC_DECODER.decode(data)
     except msgspec.DecodeError:
         raise InvalidCommand([Problem("$", "body is not valid UTF-8 JSON")]) from None
+    except RecursionError:
+        raise InvalidCommand([Problem("$", "body is nested too deeply")]) from None
     if not isinstance(obj, dict):
         raise InvalidCommand([Problem("$", "a command must be a JSON object")])
     context = _context(obj)

@@ -312,4 +312,7 @@ def encode_event(event: EventBase) -> bytes:
 
 def decode_event(data: bytes | bytearray | memoryview | str) -> Event:
     """Decode an event; raises ``msgspec.DecodeError``/``ValidationError`` on a bad body."""
-    return _EVENT_DECODER.decode(data)
+    try:
+        return _EVENT_DECODER.decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError("event body is nested too deeply") from None

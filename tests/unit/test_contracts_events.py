@@ -173,3 +173,9 @@ def test_outcome_of_each_event_kind() -> None:
 def test_customer_row_defaults_match_the_api_profile() -> None:
     row = msgspec.convert({"id": "123", "username": "u"}, Customer)
     assert (row.active, row.company, row.email) == (True, "", "")
+
+
+@pytest.mark.parametrize("body", [b"", b"[]", b'{"type": "Nope"}', b"[" * 100_000])
+def test_bad_event_bodies_raise_msgspec_errors(body: bytes) -> None:
+    with pytest.raises((msgspec.DecodeError, msgspec.ValidationError)):
+        decode_event(body)

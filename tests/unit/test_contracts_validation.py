@@ -169,6 +169,8 @@ def test_update_profile_needs_at_least_one_field() -> None:
         (b'{"idempotency_key": "k", "customer": "c"}', "$.type"),
         (b'{"type": "DropDatabase", "idempotency_key": "k"}', "$.type"),
         (b'{"type": 3}', "$.type"),
+        (b"[" * 100_000, "$"),
+        (b'{"type": "ConfigureApp", "settings": ' + b"[" * 100_000, "$"),
     ],
 )
 def test_unusable_bodies_give_invalid_command(data: bytes, path: str) -> None:
