@@ -112,6 +112,7 @@ def run_worker(settings: Settings, *, install_signals: bool = True) -> int:
         http.stop()
         client.close()
         store.close()
+        sentry.flush()  # queued reports must leave before the process does
     return 0
 
 
