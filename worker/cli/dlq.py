@@ -107,7 +107,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace, connection: Any, topology: Topology, filters: Filters) -> int:
-    with held_messages(connection, topology.dead_letter_queue) as (_, messages):
+    with held_messages(connection, topology.dead_letter_queue) as held:
+        messages = held.messages
         chosen = select(messages, filters)
         if args.json:
             print(render_json(topology.dead_letter_queue, chosen, len(messages)))
@@ -118,7 +119,8 @@ def _list(args: argparse.Namespace, connection: Any, topology: Topology, filters
 
 
 def _show(args: argparse.Namespace, connection: Any, topology: Topology, _: Filters) -> int:
-    with held_messages(connection, topology.dead_letter_queue) as (_, messages):
+    with held_messages(connection, topology.dead_letter_queue) as held:
+        messages = held.messages
         message = find(messages, args.target)
         if message is None:
             print(f"provisioner dlq: no dead letter matches {args.target!r}", file=sys.stderr)
@@ -142,7 +144,8 @@ def _show_raw(message: DeadLetter, *, force: bool) -> int:
 
 def _replay(args: argparse.Namespace, connection: Any, topology: Topology, filters: Filters) -> int:
     if args.dry_run:
-        with held_messages(connection, topology.dead_letter_queue) as (_, messages):
+        with held_messages(connection, topology.dead_letter_queue) as held:
+            messages = held.messages
             chosen = select(messages, filters, args.limit)
             print(render_table(chosen))
             print(f"dry run: would replay {len(chosen)} of {len(messages)} message(s)")

@@ -26,6 +26,7 @@ from worker.observability.redact import MASK, redact_mapping, redact_text
 MAX_PREFETCH = 65535  # AMQP's prefetch-count is a 16-bit field
 READ_IDLE_TIMEOUT_S = 5.0  # give up waiting for the rest when the broker sends nothing
 PUMP_S = 0.05
+RETURN_SETTLE_TIMEOUT_S = 5.0  # then someone else consumed them: stop waiting
 BODY_SECRET_KEYS = (
     "password",
     "new_password",
@@ -262,26 +263,46 @@ def queue_depth(connection: Any, queue: str) -> int:
         channel.close()
 
 
+@dataclass
+class Held:
+    """Messages held unacked on ``channel``; ``ack`` removes one from the queue."""
+
+    channel: Any
+    messages: list[DeadLetter]
+    removed: int = 0
+
+    def ack(self, message: DeadLetter) -> None:
+        self.channel.basic_ack(message.delivery_tag)
+        self.removed += 1
+
+
 @contextmanager
-def held_messages(
-    connection: Any, queue: str, *, transactional: bool = False
-) -> Iterator[tuple[Any, list[DeadLetter]]]:
+def held_messages(connection: Any, queue: str, *, transactional: bool = False) -> Iterator[Held]:
     """Every ready message of ``queue``, held unacked on a dedicated channel.
 
-    Yields ``(channel, messages)``; what the caller does not ack goes back, in order, when
-    the channel closes on leaving the block. ``transactional`` puts the channel in
-    transaction mode first so acks can commit together with publishes.
+    What the caller does not ack goes back, in order, when the channel closes on leaving
+    the block; a quorum queue takes them back asynchronously, so leaving waits (briefly)
+    until they are visible again, and the next command sees the whole queue.
+    ``transactional`` puts the channel in transaction mode so acks commit with publishes.
     """
     depth = queue_depth(connection, queue)
     channel = connection.channel()
+    held = Held(channel, [])
     try:
         if transactional:
             channel.tx_select()
-        messages = _collect(connection, channel, queue, depth)
-        yield channel, messages
+        held.messages = _collect(connection, channel, queue, depth)
+        yield held
     finally:
         if channel.is_open:
             channel.close()
+    _wait_returned(connection, queue, depth - held.removed)
+
+
+def _wait_returned(connection: Any, queue: str, expected: int) -> None:
+    deadline = time.monotonic() + RETURN_SETTLE_TIMEOUT_S
+    while queue_depth(connection, queue) < expected and time.monotonic() < deadline:
+        connection.sleep(PUMP_S)
 
 
 def _collect(connection: Any, channel: Any, queue: str, depth: int) -> list[DeadLetter]:

@@ -19,7 +19,7 @@ from pika.exceptions import AMQPChannelError
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
-from worker.ops.dlq_read import DeadLetter, Filters, held_messages
+from worker.ops.dlq_read import DeadLetter, Filters, Held, held_messages
 
 REPLAY_BATCH_MESSAGES = 20  # messages per transaction: a kill redoes at most this many
 
@@ -79,13 +79,12 @@ def replay(
     ensure_route(connection, topology)
     summary = ReplaySummary()
     with held_messages(connection, topology.dead_letter_queue, transactional=True) as held:
-        channel, messages = held
-        chosen = select(messages, filters, limit)
-        summary.skipped = len(messages) - len(chosen)
+        chosen = select(held.messages, filters, limit)
+        summary.skipped = len(held.messages) - len(chosen)
         for start in range(0, len(chosen), REPLAY_BATCH_MESSAGES):
             batch = chosen[start : start + REPLAY_BATCH_MESSAGES]
             try:
-                _replay_batch(channel, topology, batch, summary)
+                _replay_batch(held, topology, batch, summary)
             except AMQPChannelError as exc:  # the channel is gone: nothing more can move
                 reason = f"broker refused the replay: {type(exc).__name__}"
                 summary.failed += [(m, reason) for m in chosen[start:]]
@@ -96,17 +95,17 @@ def replay(
 
 
 def _replay_batch(
-    channel: Any, topology: Topology, batch: list[DeadLetter], summary: ReplaySummary
+    held: Held, topology: Topology, batch: list[DeadLetter], summary: ReplaySummary
 ) -> None:
     for message in batch:
-        channel.basic_publish(
+        held.channel.basic_publish(
             topology.commands_exchange,
             message.original_routing_key,
             message.body,
             replay_properties(message),
         )
-        channel.basic_ack(message.delivery_tag)
-    channel.tx_commit()
+        held.ack(message)
+    held.channel.tx_commit()
     summary.replayed.extend(batch)
 
 
@@ -119,12 +118,11 @@ def purge(
 ) -> list[DeadLetter] | None:
     """Remove the matching messages once ``confirm(them)`` agrees; None when it refused."""
     with held_messages(connection, topology.dead_letter_queue) as held:
-        channel, messages = held
-        chosen = select(messages, filters)
+        chosen = select(held.messages, filters)
         if not chosen or not confirm(chosen):
             return None if chosen else []
         for message in chosen:
-            channel.basic_ack(message.delivery_tag)
+            held.ack(message)
         # A round trip so every ack reached the broker before the channel closes.
-        channel.basic_qos(prefetch_count=1)
+        held.channel.basic_qos(prefetch_count=1)
     return chosen
