@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import threading
 from types import FrameType
 from typing import Any
 
@@ -81,6 +80,10 @@ def fault_settings(args: argparse.Namespace) -> FaultSettings:
     )
 
 
+def ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """Placeholder disposition: the signals are blocked and collected by ``sigwait``."""
+
+
 def handle(args: argparse.Namespace) -> int:
     from worker.sandbox.faults import FaultSettingsError
     from worker.sandbox.server import SandboxServer
@@ -102,19 +105,18 @@ def handle(args: argparse.Namespace) -> int:
             f"provisioner sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
         )
         return 2
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    # sigwait instead of a handler that sets an Event: a second signal arriving while the
+    # first handler holds the Event's lock would deadlock the main thread.
+    stop_signals = {signal.SIGINT, signal.SIGTERM}
+    for signum in stop_signals:
+        signal.signal(signum, ignore_signal)  # an inherited SIG_IGN would discard them
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # serving threads inherit it
     server.start()
     print(
         f"sandbox ready: apiv2 {server.url} distributor {server.distributor_url} "
         f"control {server.control_url}",
         flush=True,
     )
-    stop.wait()
+    signal.sigwait(stop_signals)
     server.stop()
     return 0
