@@ -35,9 +35,7 @@ class PermanentError(ProvisioningError):
 
     retryable = False
 
-    def __init__(
-        self, code: ErrorCode, message: str, *, api_errors: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, api_errors: tuple[str, ...] = ()) -> None:
         super().__init__(message, api_errors=api_errors)
         self.code = code
 
