@@ -39,6 +39,8 @@ RABBITMQ_METADATA_FIELDS = frozenset(
     {
         "host",
         "hostFromEnv",
+        "usernameFromEnv",
+        "passwordFromEnv",
         "protocol",
         "mode",
         "value",
