@@ -125,4 +125,5 @@ def executor_config(settings: Settings) -> ExecutorConfig:
         lease_ttl_s=settings.lease_ttl_s,
         dead_after_s=settings.worker_dead_after_s,
         fingerprint_key=(settings.api_key or "provisioner").encode(),
+        delivery_limit=settings.delivery_limit,
     )

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from pika.exceptions import AMQPError, NackError
+from pika.exceptions import AMQPError, NackError, UnroutableError
 
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PUMP_S = 0.1  # longest the loop waits for I/O before it checks for a stop request
 RECONNECT_BASE_S = 0.5
+DELIVERY_COUNT_HEADER = "x-delivery-count"  # set by quorum queues on each redelivery
 
 
 @dataclass(frozen=True)
@@ -199,10 +200,11 @@ class Consumer:
     def _envelope(properties: Any, body: bytes) -> Envelope:
         correlation_id = properties.correlation_id or properties.message_id
         attempts = h.attempts_of(properties)
+        redeliveries = int((properties.headers or {}).get(DELIVERY_COUNT_HEADER) or 0)
         try:
-            return Envelope(decode_command(body), None, correlation_id, attempts)
+            return Envelope(decode_command(body), None, correlation_id, attempts, redeliveries)
         except InvalidCommand as exc:
-            return Envelope(None, exc, correlation_id, attempts)
+            return Envelope(None, exc, correlation_id, attempts, redeliveries)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         # Runs on a pool thread: only add_callback_threadsafe may touch the connection.
@@ -238,8 +240,10 @@ class Consumer:
         decision: Decision = future.result()
         try:
             self._carry_out(delivery, decision)
-        except NackError:
-            log.warning("broker refused a publish; command requeued")
+        except (NackError, UnroutableError) as exc:
+            # The event or the parked copy did not reach a queue: keep the command, so the
+            # next delivery publishes it again (the store makes that safe).
+            log.error("publish refused; command requeued", extra={"fields": {"error": repr(exc)}})
             channel.basic_nack(delivery.delivery_tag, requeue=True)
             return
         channel.basic_ack(delivery.delivery_tag)

@@ -43,6 +43,7 @@ class Envelope:
     invalid: InvalidCommand | None
     correlation_id: str | None
     delayed_attempts: int  # delayed retries this message has been through
+    delivery_count: int = 0  # redeliveries by the broker (crashes, lost channels)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class ExecutorConfig:
     lease_ttl_s: float
     dead_after_s: float
     fingerprint_key: bytes
+    delivery_limit: int = 0  # 0: no limit known
 
 
 class Executor:
@@ -93,7 +95,28 @@ class Executor:
         if envelope.command is None:
             assert envelope.invalid is not None
             return self._rejected_invalid(envelope, envelope.invalid)
+        if self._at_delivery_limit(envelope):
+            return self._poisoned(envelope, envelope.command)
         return self._process_command(envelope, envelope.command)
+
+    def _at_delivery_limit(self, envelope: Envelope) -> bool:
+        # The broker would dead-letter the next redelivery silently; park it ourselves
+        # while we still can publish the event every command is owed.
+        limit = self._config.delivery_limit
+        return limit > 0 and envelope.delivery_count >= limit - 1
+
+    def _poisoned(self, env: Envelope, command: Command) -> Decision:
+        message = f"delivered {env.delivery_count + 1} times without an outcome"
+        error = ErrorInfo(code=ErrorCode.DELIVERY_LIMIT, message=message, retryable=True)
+        event = make_event(CommandFailed, **self._common(env, command), error=error)
+        return Decision(
+            type(command).__name__,
+            "failed",
+            encode_event(event),
+            _key(command, "failed"),
+            dead_letter=DeadLetter("delivery_limit", ErrorCode.DELIVERY_LIMIT.value, message),
+            error_code=ErrorCode.DELIVERY_LIMIT.value,
+        )
 
     def fingerprint(self, command: Command) -> str:
         # Keyed: the material holds passwords, and a bare hash of them would be guessable.

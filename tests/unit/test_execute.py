@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -177,3 +178,19 @@ def test_a_retried_delete_after_a_crash_tolerates_not_found(store: IdempotencySt
     decision = executor(client, store).process(envelope(command))
     assert decision.outcome == "succeeded"
     assert client.calls == ["DeleteCustomer", "read-back"]
+
+
+def test_a_message_at_the_delivery_limit_is_parked_with_an_event(store: IdempotencyStore) -> None:
+    # Given a command the broker has redelivered up to one short of its delivery limit
+    client = ScriptedClient(None)
+    worker = executor(client, store)
+    worker._config = dataclasses.replace(worker._config, delivery_limit=5)
+    env = dataclasses.replace(envelope(CREATE), delivery_count=4)
+    # When it arrives again
+    decision = worker.process(env)
+    # Then it is not executed, but failed with delivery_limit and dead-lettered
+    assert client.calls == []
+    assert decision.outcome == "failed"
+    assert json.loads(decision.event or b"")["error"]["code"] == "delivery_limit"
+    assert decision.dead_letter is not None
+    assert decision.dead_letter.reason == "delivery_limit"
