@@ -99,10 +99,13 @@ def signup_flow(customer: str) -> list[dict[str, Any]]:
     ]
 
 
-def describe(event: dict[str, Any], routing_key: str) -> str:
+def describe(event: dict[str, Any], routing_key: str, seen_ids: set[str]) -> str:
     outcome = routing_key.rsplit(".", 1)[-1]
     line = f"  {MARKS.get(outcome, '   ')} {event['type']:<24} {routing_key:<34}"
     line += f" customer={event.get('customer')} key={event.get('idempotency_key')}"
+    if event["event_id"] in seen_ids:
+        line += "\n        duplicate delivery: the stored event again, no second API call"
+    seen_ids.add(event["event_id"])
     if "error" in event:
         line += f"\n        {event['error']['code']}: {event['error']['message'][:160]}"
     if "apps" in event:
@@ -173,11 +176,11 @@ def run_flow(channel: Any, topology: Topology, tap: str) -> None:
         )
         body = json.dumps(command).encode()
         channel.basic_publish(topology.commands_exchange, command["type"], body, props)
-    seen = 0
+    seen, seen_ids = 0, set[str]()
     deadline = time.monotonic() + EVENT_WAIT_S
     for method, _props, body in channel.consume(tap, auto_ack=True, inactivity_timeout=0.2):
         if method is not None:
-            print(describe(json.loads(body), method.routing_key), flush=True)
+            print(describe(json.loads(body), method.routing_key, seen_ids), flush=True)
             seen += 1
         if seen == len(commands) or time.monotonic() > deadline:
             break
