@@ -277,3 +277,29 @@ def test_show_raw_refuses_a_pipe_unless_forced(
     assert PASSWORD.encode() not in refused.out and b"secrets" in refused.err
     assert dlq(topology, amqp_url, "show", "k-raw", "--raw", "--force") == 0
     assert capfdbinary.readouterr().out == body
+
+
+def test_replay_limit_and_a_broker_dead_letter_loses_its_death_marks(
+    prefix: str, amqp_url: str, broker_channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a command the broker dead-lettered over the delivery limit, then a worker's one
+    topology = Topology(prefix, (30.0,), 1)
+    topology.declare(broker_channel)
+    limited = publish(broker_channel, topology.commands_exchange, "ResetPassword", reset("k-a"))
+    for _ in range(2):
+        method = wait_until(
+            lambda: broker_channel.basic_get(topology.commands_queue)[0], 10, "a delivery"
+        )
+        broker_channel.basic_reject(method.delivery_tag, requeue=True)
+    wait_until(lambda: queue_count(broker_channel, topology.dead_letter_queue) == 1, 10, "dlx")
+    parked = park(broker_channel, topology, reset("k-b"))
+    # When one message is replayed
+    assert dlq(topology, amqp_url, "replay", "--limit", "1") == 0
+    # Then only the first moved, under its command type, without the broker's x-death
+    assert "replayed 1, skipped 1, failed 0" in capsys.readouterr().out
+    [(properties, _)] = drain(broker_channel, topology.commands_queue)
+    assert properties.message_id == limited and h.replays_of(properties) == 1
+    # (the commands queue stamps its own x-delivery-count on every delivery, from 0)
+    assert set(properties.headers) - {"x-delivery-count"} == {h.REPLAYS}, properties.headers
+    assert properties.headers.get("x-delivery-count", 0) == 0
+    assert ids_in(broker_channel, topology.dead_letter_queue) == [parked]

@@ -22,7 +22,7 @@ DEAD_LETTER_ATTEMPTS = ATTEMPTS  # one counter: the attempts made when it was pa
 FIRST_FAILURE = "x-provisioner-first-failure"
 LAST_FAILURE = "x-provisioner-last-failure"
 
-# Set by the broker when it dead-letters a message (RabbitMQ's own names).
+# Set by the broker when it redelivers or dead-letters a message (RabbitMQ's own names).
 X_DEATH = "x-death"
 BROKER_DEATH_HEADERS = frozenset(
     {
@@ -33,6 +33,7 @@ BROKER_DEATH_HEADERS = frozenset(
         "x-last-death-exchange",
         "x-last-death-queue",
         "x-last-death-reason",
+        "x-delivery-count",  # a quorum queue's redelivery count: a replay starts afresh
     }
 )
 DEAD_LETTER_HEADERS = frozenset({REASON, ERROR_CODE, LAST_ERROR, FIRST_FAILURE, LAST_FAILURE})
