@@ -204,6 +204,7 @@ def test_replay_killed_midway_then_rerun_loses_and_duplicates_nothing(
     # And the replay is run again to completion
     rerun = subprocess.run(argv, env=env, capture_output=True, check=False, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
+    assert b"failed 0" in rerun.stdout and b"replaying" in rerun.stderr  # summary, progress
     # Then every message is exactly once in one of the two queues
     wait_until(
         lambda: queue_count(broker_channel, topology.commands_queue) == KILL_TEST_MESSAGES,

@@ -10,10 +10,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker
 
-from worker.broker.connection import connect, redact_url
+from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect, redact_url
 from worker.config import Settings
 from worker.observability.redact import redact_text, register_secret
 
@@ -25,7 +26,7 @@ BROKER_ERRORS = (AMQPConnectionError, ChannelClosedByBroker)
 @contextmanager
 def operator_connection(settings: Settings, tool: str) -> Iterator[Any]:
     """A blocking connection for one operator command, closed on leaving."""
-    for secret in (settings.api_key,):
+    for secret in (settings.api_key, urlsplit(settings.amqp_url).password):
         if secret:
             register_secret(secret)
     connection = connect(
@@ -47,8 +48,8 @@ def broker_failure(exc: BaseException, settings: Settings) -> int:
         detail = (
             f"broker refused: {exc.reply_text} (is the topology declared? provisioner topology)"
         )
-    elif str(exc) and "amqp" in str(exc):
-        detail = str(exc)  # our own BrokerUnreachable/BrokerAuthFailed: already redacted
+    elif isinstance(exc, BrokerUnreachable | BrokerAuthFailed):
+        detail = str(exc)  # names the broker, password already masked
     else:
         detail = f"broker {redact_url(settings.amqp_url)} unreachable ({type(exc).__name__})"
     print(f"provisioner: {redact_text(detail)}", file=sys.stderr)
