@@ -1,16 +1,21 @@
 """How dead letters look to an operator: the table, one message in full, replay progress.
 
-Nothing here prints a body except through ``redacted_body``; headers go through
-``redacted_headers``. ``raw_body`` is the one deliberate exception (``dlq show --raw``).
+Nothing here prints a body except through ``redacted_body`` (passwords and API keys
+masked, even when the body is not valid JSON); headers go through ``redacted_headers``.
+``dlq show --raw`` is the one deliberate exception, guarded in the CLI.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any, TextIO
 
-from worker.ops.dlq_read import DeadLetter, redacted_body, redacted_headers
+from worker.broker import headers as h
+from worker.observability.redact import MASK, redact_mapping, redact_text
+from worker.ops.dlq_read import DeadLetter
 
 CELL_MAX_CHARS = 36
 PROGRESS_EVERY_MESSAGES = 100  # progress lines when stderr is not a terminal
@@ -35,6 +40,48 @@ PROPERTY_NAMES = (
     "type",
     "app_id",
 )
+
+
+BODY_SECRET_KEYS = (
+    "password",
+    "new_password",
+    "confirm_password",
+    "credential_password",
+    "new_credential_password",
+    "api_key",
+    "apikey",
+    "key",
+)
+# Catches a secret value even in a truncated or otherwise broken JSON body.
+_BROKEN_JSON_SECRET = re.compile(
+    r"(?P<head>\"(?:" + "|".join(BODY_SECRET_KEYS) + r")\"\s*:\s*\")(?P<value>(?:[^\"\\]|\\.)*)",
+    re.IGNORECASE,
+)
+
+
+def redacted_body(message: DeadLetter) -> str:
+    """The body for a human: JSON with secrets masked, or masked text when not JSON."""
+    if message.command is not None:
+        return json.dumps(redact_mapping(dict(message.command)), indent=2, sort_keys=True)
+    text = message.body.decode("utf-8", "replace")
+    return redact_text(_BROKEN_JSON_SECRET.sub(rf"\g<head>{MASK}", text))
+
+
+def redacted_headers(message: DeadLetter) -> dict[str, Any]:
+    return redact_mapping({k: _plain(v) for k, v in message.headers.items()})  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    """Header values as JSON-friendly data (the broker's x-death has datetimes and bytes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return h.iso_utc(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _cell(value: Any) -> str:

@@ -4,14 +4,12 @@ Messages are consumed with manual acks and a prefetch as large as the queue, the
 unacked: when the channel closes the broker puts them back, in their order. Both kinds of
 dead letter are understood: the worker's (``x-provisioner-*`` headers, see
 ``worker.broker.headers``) and the broker's own (``x-death``, e.g. over the delivery limit).
-Bodies are shown only through ``redacted_body``: passwords and API keys are masked even
-when the body is not valid JSON.
+Bodies are shown only through ``worker.ops.dlq.redacted_body``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -21,27 +19,12 @@ from typing import Any
 
 from worker.broker import headers as h
 from worker.config import parse_duration_s
-from worker.observability.redact import MASK, redact_mapping, redact_text
+from worker.observability.redact import redact_text
 
 MAX_PREFETCH = 65535  # AMQP's prefetch-count is a 16-bit field
 READ_IDLE_TIMEOUT_S = 5.0  # give up waiting for the rest when the broker sends nothing
 PUMP_S = 0.05
 RETURN_SETTLE_TIMEOUT_S = 5.0  # then someone else consumed them: stop waiting
-BODY_SECRET_KEYS = (
-    "password",
-    "new_password",
-    "confirm_password",
-    "credential_password",
-    "new_credential_password",
-    "api_key",
-    "apikey",
-    "key",
-)
-# Catches a secret value even in a truncated or otherwise broken JSON body.
-_BROKEN_JSON_SECRET = re.compile(
-    r"(?P<head>\"(?:" + "|".join(BODY_SECRET_KEYS) + r")\"\s*:\s*\")(?P<value>(?:[^\"\\]|\\.)*)",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -171,31 +154,6 @@ def decode_object(body: bytes) -> Mapping[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return value if isinstance(value, dict) else None
-
-
-def redacted_body(message: DeadLetter) -> str:
-    """The body for a human: JSON with secrets masked, or masked text when not JSON."""
-    if message.command is not None:
-        return json.dumps(redact_mapping(dict(message.command)), indent=2, sort_keys=True)
-    text = message.body.decode("utf-8", "replace")
-    return redact_text(_BROKEN_JSON_SECRET.sub(rf"\g<head>{MASK}", text))
-
-
-def redacted_headers(message: DeadLetter) -> dict[str, Any]:
-    return redact_mapping({k: _plain(v) for k, v in message.headers.items()})  # type: ignore[no-any-return]
-
-
-def _plain(value: Any) -> Any:
-    """Header values as JSON-friendly data (the broker's x-death has datetimes and bytes)."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, datetime):
-        return h.iso_utc(value)
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
