@@ -1,0 +1,187 @@
+"""One measured run: pre-publish a burst, start the consumer, time the events, then pace.
+
+Two latencies, because they answer different questions: the burst's (publish to event while
+N commands wait in the queue) is mostly queueing, so the table's p50/p99 come from a paced
+phase that publishes at half the measured rate, where publish-to-event is the real
+end-to-end latency of one command.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.rig import AMQP_URL, BenchBroker, EventTap, Sandbox, create_customer
+
+PACED_FRACTION = 0.5  # paced phase publishes at this share of the measured burst rate
+PACED_DURATION_S = 3.0
+PACED_MIN_COMMANDS = 20
+START_TIMEOUT_S = 30.0
+EVENTS_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 30.0
+POLL_S = 0.05
+
+StartConsumer = Callable[[BenchBroker, Path], "subprocess.Popen[bytes]"]
+
+
+@dataclass
+class RunResult:
+    mode: str  # "worker" or "raw"
+    api_latency_ms: float
+    concurrency: int
+    commands: int
+    commands_per_s: float
+    burst_p50_ms: float
+    burst_p99_ms: float
+    paced_per_s: float
+    paced_commands: int
+    paced_p50_ms: float
+    paced_p99_ms: float
+    peak_rss_mb: float
+    not_succeeded: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def percentile_ms(latencies_ns: list[int], fraction: float) -> float:
+    if not latencies_ns:
+        return float("nan")
+    ordered = sorted(latencies_ns)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index] / 1e6
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident set (VmHWM), read before it is stopped."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(POLL_S)
+
+
+def worker_starter(sandbox: Sandbox, concurrency: int) -> StartConsumer:
+    def start(broker: BenchBroker, workdir: Path) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env.update(
+            PROVISIONER_AMQP_URL=AMQP_URL,
+            PROVISIONER_API_URL=sandbox.url,
+            PROVISIONER_API_USER=sandbox.api_user,
+            PROVISIONER_API_KEY=sandbox.api_key,
+            PROVISIONER_STORE_URL=f"sqlite:///{workdir / 'store.db'}",
+            PROVISIONER_PREFIX=broker.prefix,
+            PROVISIONER_RETRY_DELAYS="30s",
+            PROVISIONER_HTTP_PORT="0",
+            PROVISIONER_CONCURRENCY=str(concurrency),
+            PROVISIONER_LOG_FORMAT="json",
+        )
+        log = (workdir / "worker.log").open("wb")
+        return subprocess.Popen(
+            [sys.executable, "-m", "worker", "run"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    return start
+
+
+def raw_starter(sandbox: Sandbox) -> StartConsumer:
+    def start(broker: BenchBroker, workdir: Path) -> subprocess.Popen[bytes]:
+        args = [AMQP_URL, broker.prefix, sandbox.url, sandbox.api_user, sandbox.api_key]
+        log = (workdir / "raw.log").open("wb")
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.raw_loop", *args], stdout=log, stderr=subprocess.STDOUT
+        )
+
+    return start
+
+
+def measure(
+    mode: str, latency_ms: float, concurrency: int, commands: int, start: StartConsumer
+) -> RunResult:
+    broker = BenchBroker()
+    tap = EventTap(broker.tap_queue)
+    tap.start_and_wait()
+    run_id = broker.prefix.removeprefix("bench")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            burst = [create_customer(run_id, i) for i in range(commands)]
+            for command in burst:
+                broker.publish(command)
+            broker.wait_queued(commands)
+            process = start(broker, Path(tmp))
+            try:
+                wait_for(lambda: tap.count() >= commands, EVENTS_TIMEOUT_S, "the burst's events")
+                rate, burst_latencies = _burst_numbers(broker, tap, burst)
+                paced_rate, paced = _paced_phase(broker, tap, run_id, commands, rate)
+                rss = peak_rss_mb(process.pid)
+            finally:
+                _stop(process)
+                if process.returncode not in (0, -signal.SIGTERM):
+                    print(f"  {mode}: exit code {process.returncode}; log in {tmp}")
+    finally:
+        tap.stop()
+        broker.close()
+    return RunResult(
+        mode, latency_ms, concurrency, commands, rate,
+        percentile_ms(burst_latencies, 0.5), percentile_ms(burst_latencies, 0.99),
+        paced_rate, len(paced), percentile_ms(paced, 0.5), percentile_ms(paced, 0.99),
+        rss, tap.not_succeeded,
+    )  # fmt: skip
+
+
+def _burst_numbers(
+    broker: BenchBroker, tap: EventTap, burst: list[dict[str, Any]]
+) -> tuple[float, list[int]]:
+    received = tap.snapshot()
+    times = [received[c["idempotency_key"]] for c in burst]
+    span_s = (max(times) - min(times)) / 1e9
+    rate = (len(times) - 1) / span_s if span_s > 0 else float("nan")
+    latencies = [
+        received[k] - broker.published_ns[k] for k in (c["idempotency_key"] for c in burst)
+    ]
+    return rate, latencies
+
+
+def _paced_phase(
+    broker: BenchBroker, tap: EventTap, run_id: str, offset: int, burst_rate: float
+) -> tuple[float, list[int]]:
+    rate = max(1.0, burst_rate * PACED_FRACTION)
+    count = max(PACED_MIN_COMMANDS, int(rate * PACED_DURATION_S))
+    interval_s = 1.0 / rate
+    commands = [create_customer(run_id, offset + i) for i in range(count)]
+    began = time.monotonic()
+    for index, command in enumerate(commands):
+        # Open-loop pacing: each publish is due at its slot, whatever the previous one cost.
+        delay_s = began + index * interval_s - time.monotonic()
+        if delay_s > 0:
+            broker.connection.sleep(delay_s)
+        broker.publish(command)
+    keys = {c["idempotency_key"] for c in commands}
+    wait_for(lambda: tap.count(keys) >= count, EVENTS_TIMEOUT_S, "the paced events")
+    received = tap.snapshot()
+    return rate, [received[k] - broker.published_ns[k] for k in keys]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,150 @@
+"""``make bench``: the worker's throughput, latency and memory against the raw limit.
+
+``python -m bench.throughput [--commands N] [--quick]`` runs, for API latency 0 and 50 ms
+and worker concurrency 1, 8 and 32, a fresh topology, a fresh SQLite store and a reset
+sandbox; then the raw single-threaded loop at 0 ms. It prints a table and the targets, and
+writes ``.bench/results.json``. It exits 0 even when a target is missed (it says MISSED).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.measure import RunResult, measure, raw_starter, worker_starter
+from bench.rig import Sandbox
+
+API_LATENCIES_MS = (0.0, 50.0)
+CONCURRENCIES = (1, 8, 32)
+COMMANDS = 2000
+QUICK_COMMANDS = 500
+# Enough commands for a few seconds of events at the rate a latency caps a run at.
+SECONDS_OF_WORK_AT_CAP = 4.0
+MIN_COMMANDS = 40
+RAW_SHARE_TARGET = 0.8  # worker at 0 ms, concurrency 32, vs the raw loop
+CAP_SHARE_TARGET = 0.9  # worker at 50 ms, concurrency 32, vs concurrency / latency
+PEAK_RSS_TARGET_MB = 100.0
+RESULTS_PATH = Path(".bench/results.json")
+
+
+def commands_for(latency_ms: float, concurrency: int, budget: int) -> int:
+    if latency_ms <= 0:
+        return budget
+    cap_per_s = concurrency * 1000.0 / latency_ms
+    return max(MIN_COMMANDS, min(budget, int(cap_per_s * SECONDS_OF_WORK_AT_CAP)))
+
+
+def run_all(budget: int) -> list[RunResult]:
+    sandbox = Sandbox()
+    results: list[RunResult] = []
+    try:
+        sandbox.reset(0.0)
+        print("raw loop, 0 ms ...", flush=True)
+        results.append(measure("raw", 0.0, 1, budget, raw_starter(sandbox)))
+        for latency_ms in API_LATENCIES_MS:
+            for concurrency in CONCURRENCIES:
+                sandbox.reset(latency_ms)
+                count = commands_for(latency_ms, concurrency, budget)
+                print(f"worker, {latency_ms:.0f} ms, concurrency {concurrency} ...", flush=True)
+                starter = worker_starter(sandbox, concurrency)
+                results.append(measure("worker", latency_ms, concurrency, count, starter))
+    finally:
+        sandbox.stop()
+    return results
+
+
+def format_table(results: list[RunResult]) -> str:
+    header = (
+        f"{'mode':<7}{'API ms':>7}{'conc':>6}{'N':>6}{'cmd/s':>9}"
+        f"{'paced/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'burst p50':>11}{'RSS MB':>8}{'!ok':>5}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(
+            f"{r.mode:<7}{r.api_latency_ms:>7.0f}{r.concurrency:>6}{r.commands:>6}"
+            f"{r.commands_per_s:>9.1f}{r.paced_per_s:>9.1f}{r.paced_p50_ms:>9.1f}"
+            f"{r.paced_p99_ms:>9.1f}{r.burst_p50_ms:>11.0f}{r.peak_rss_mb:>8.1f}"
+            f"{r.not_succeeded:>5}"
+        )
+    return "\n".join(lines)
+
+
+def find(results: list[RunResult], mode: str, latency_ms: float, conc: int) -> RunResult:
+    return next(
+        r for r in results if (r.mode, r.api_latency_ms, r.concurrency) == (mode, latency_ms, conc)
+    )
+
+
+def check_targets(results: list[RunResult]) -> list[dict[str, Any]]:
+    raw = find(results, "raw", 0.0, 1)
+    fast = find(results, "worker", 0.0, 32)
+    slow = find(results, "worker", 50.0, 32)
+    cap = 32 * 1000.0 / 50.0
+    peak = max(r.peak_rss_mb for r in results if r.mode == "worker")
+    return [
+        _target("0 ms, c32 vs raw loop", fast.commands_per_s / raw.commands_per_s,
+                RAW_SHARE_TARGET, "x"),
+        _target("50 ms, c32 vs 640/s cap", slow.commands_per_s / cap, CAP_SHARE_TARGET, "x"),
+        _target("worker peak RSS MB", peak, PEAK_RSS_TARGET_MB, "MB", at_most=True),
+    ]  # fmt: skip
+
+
+def _target(
+    name: str, value: float, goal: float, unit: str, *, at_most: bool = False
+) -> dict[str, Any]:
+    met = value <= goal if at_most else value >= goal
+    return {"target": name, "value": round(value, 3), "goal": goal, "unit": unit, "met": met}
+
+
+def machine() -> dict[str, Any]:
+    def run(*cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
+        except OSError:
+            return "unknown"
+
+    return {
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+        "rabbitmq": run("rabbitmqctl", "version"),
+        "kernel": platform.release(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--commands", type=int, help=f"commands per run (default {COMMANDS})")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_COMMANDS} per run")
+    args = parser.parse_args(argv)
+    budget = args.commands or (QUICK_COMMANDS if args.quick else COMMANDS)
+    info = machine()
+    try:
+        results = run_all(budget)
+    except Exception as exc:  # the benchmark could not run at all
+        print(f"bench: could not run: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(format_table(results))
+    print("cmd/s: first to last event of a pre-published burst; p50/p99: publish to event")
+    print("receipt in a paced phase at half that rate; burst p50 includes queueing.")
+    targets = check_targets(results)
+    for t in targets:
+        verdict = "met" if t["met"] else "MISSED"
+        sign = "<=" if t["unit"] == "MB" else ">="
+        print(f"  {t['target']}: {t['value']} (goal {sign} {t['goal']}) {verdict}")
+    RESULTS_PATH.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"machine": info, "runs": [r.as_dict() for r in results], "targets": targets}
+    RESULTS_PATH.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"results written to {RESULTS_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
