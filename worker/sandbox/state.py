@@ -153,7 +153,7 @@ class SandboxState:
             self.tombstones.add(customer.username)
         else:
             self.customers[customer.username] = customer
-        logged = {"seq": len(self.log) + 1, **entry, "at": time.time()}
+        logged = {"seq": len(self.log) + 1, **entry, "timestamp": time.time()}
         self.log.append(logged)
         if self._file is not None:
             self._file.save(
