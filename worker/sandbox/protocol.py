@@ -6,8 +6,11 @@ classifies by them, so nothing else in the sandbox builds an error body by hand.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 AUTH_FAILED = "Bad username / password"
 USER_NOT_FOUND = "User not found"
@@ -69,3 +72,27 @@ class Params:
     def operation(self) -> str | None:
         """What a fault rule's ``task`` matches: the ``task`` parameter, else ``method``."""
         return self.get("task") or self.get("method")
+
+
+def encode_reply(reply: Reply, close: bool) -> bytes:
+    body = json.dumps(reply.body).encode("utf-8")
+    phrase = (
+        HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
+    )
+    lines = [f"HTTP/1.1 {reply.status} {phrase}", "Content-Type: application/json"]
+    lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in reply.headers.items())]
+    if close:
+        lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def parse_params(query: str, body: bytes) -> Params:
+    values: dict[str, list[str]] = {}
+    for text in (query, body.decode("utf-8", errors="replace")):
+        for name, found in parse_qs(text, keep_blank_values=True).items():
+            values.setdefault(name, []).extend(found)
+    return Params(values)
+
+
+def format_seconds(seconds: float) -> str:
+    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import json
 import logging
 import re
 import socket
@@ -20,7 +19,6 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
 from worker.sandbox.calls import CALLS, handle_call
@@ -33,7 +31,10 @@ from worker.sandbox.protocol import (
     ApiError,
     Params,
     Reply,
+    encode_reply,
     error_reply,
+    format_seconds,
+    parse_params,
 )
 from worker.sandbox.remote import ControlClient
 from worker.sandbox.state import SandboxState
@@ -74,30 +75,6 @@ class _HTTPServer(ThreadingHTTPServer):
             self.close_request(request)  # no FIN first: SO_LINGER 0 makes the close an RST
         else:
             super().shutdown_request(request)
-
-
-def encode_reply(reply: Reply, close: bool) -> bytes:
-    body = json.dumps(reply.body).encode("utf-8")
-    phrase = (
-        HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
-    )
-    lines = [f"HTTP/1.1 {reply.status} {phrase}", "Content-Type: application/json"]
-    lines += [f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in reply.headers.items())]
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def parse_params(query: str, body: bytes) -> Params:
-    values: dict[str, list[str]] = {}
-    for text in (query, body.decode("utf-8", errors="replace")):
-        for name, found in parse_qs(text, keep_blank_values=True).items():
-            values.setdefault(name, []).extend(found)
-    return Params(values)
-
-
-def format_seconds(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -235,9 +212,13 @@ class SandboxServer(ControlClient):
     ) -> None:
         self.api_user = api_user
         self.api_key = api_key
-        self.state = SandboxState(state_file)
         self.faults = Faults(faults)
-        self._httpd = _HTTPServer((host, port), self)
+        self.state = SandboxState(state_file)
+        try:
+            self._httpd = _HTTPServer((host, port), self)
+        except OSError:
+            self.state.close()
+            raise
         self.host = host
         self.port: int = self._httpd.server_port
         base = f"http://{host}:{self.port}"
