@@ -36,6 +36,11 @@ def register(subparsers: Any) -> None:
         metavar="PATH",
         help="SQLite file keeping the state across restarts (default: in memory)",
     )
+    add_fault_flags(parser)
+    parser.set_defaults(handler=handle)
+
+
+def add_fault_flags(parser: argparse.ArgumentParser) -> None:
     faults = parser.add_argument_group(
         "fault injection (also settable at runtime: POST /_sandbox/faults)"
     )
@@ -64,7 +69,6 @@ def register(subparsers: Any) -> None:
         "--hang-s", type=float, default=DEFAULT_HANG_S, help="delay of a hang (%(default)s)"
     )
     faults.add_argument("--seed", type=int, help="seed of the fault RNG (replayable runs)")
-    parser.set_defaults(handler=handle)
 
 
 def fault_settings(args: argparse.Namespace) -> FaultSettings:
