@@ -29,7 +29,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port (%(default)s; 0 picks a free one)"
     )
-    parser.add_argument("--api-user", default=DEFAULT_API_USER, help="accepted api_user")
+    parser.add_argument(
+        "--api-user", default=DEFAULT_API_USER, help="accepted api_user (%(default)s)"
+    )
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="accepted api_key")
     parser.add_argument(
         "--state-file",
