@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 from collections import Counter
 from typing import Any
 
 import pytest
 
+from tests.fixtures.broker_restart import restart_broker
 from tests.fixtures.wait import wait_until
 from tests.integration.harness import WorkerRig, customer_command
 
@@ -88,9 +88,7 @@ def test_broker_restart_mid_stream(rig: WorkerRig) -> None:
     wait_until(lambda: len(rig.drain_tap()) >= 5, 30, "work under way")
     # When the broker restarts
     rig.connection.close()
-    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
-    subprocess.run(["rabbitmq-diagnostics", "-q", "check_port_connectivity"], check=False)
+    restart_broker()
     rig.reconnect()
     for key in keys[30:]:
         rig.publish(customer_command(key, key=key))
