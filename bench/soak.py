@@ -1,0 +1,306 @@
+"""`make soak`: the fault-injection soak, checking the delivery guarantees end to end.
+
+    python -m bench.soak [--commands 20000] [--customers 2000] [--kills 3]
+                         [--broker-restarts 1] [--seed N]
+
+A mixed workload runs through a real ``provisioner run`` against a ``provisioner sandbox``
+injecting 5xx, 429 and apply-then-hang faults, while the worker is killed with SIGKILL and
+the broker restarted. Then it checks (PASS/FAIL, exit 1 on any FAIL): one terminal event
+per key, every effect at most once, nothing stuck, every failure dead-lettered with its
+reason, and that replaying the dead-letter queue without faults brings every key to success.
+``run_soak`` is the library entry point the reduced test in ``make test`` uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import soak_checks as checks
+from bench.soak_rig import AMQP_URL, Broker, EventTap, SandboxProcess, Workers, wait_for
+from bench.soak_workload import check_valid, generate
+from worker.broker import headers as h
+from worker.ops.dlq_read import held_messages
+
+RETRY_DELAYS_S = (1.0, 2.0, 4.0)
+RETRY_DELAYS = "1s,2s,4s"
+DELIVERY_LIMIT = 20
+API_TIMEOUT_S = 1.0
+HANG_S = 1.5  # longer than the worker's API timeout: the call applies, the answer never comes
+RETRY_AFTER_S = 1.0
+SETTLE_TIMEOUT_S = 900.0  # the whole run must finish within this, or the checks FAIL
+DISRUPTION_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    commands: int = 20_000
+    customers: int = 2_000
+    kills: int = 3
+    broker_restarts: int = 1
+    seed: int = 1
+    error_rate: float = 0.02
+    rate_429: float = 0.01
+    hang_rate: float = 0.005
+    concurrency: int = 16
+    settle_timeout_s: float = SETTLE_TIMEOUT_S
+
+    def faults(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "error_rate": self.error_rate,
+            "rate_429": self.rate_429,
+            "retry_after_s": RETRY_AFTER_S,
+            "hang_rate": self.hang_rate,
+            "hang_s": HANG_S,
+        }
+
+
+@dataclass
+class SoakResult:
+    checks: list[checks.Check] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    effects: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    def render(self) -> str:
+        width = max(len(k) for k in [*self.counts, *self.effects, "x"])
+        lines = ["", "soak counts"] + [f"  {k:<{width}}  {v}" for k, v in self.counts.items()]
+        lines += ["", "applied effects per call"]
+        lines += [f"  {k:<{width}}  {v}" for k, v in self.effects.items()]
+        lines += ["", "checks"] + [f"  {c.line()}" for c in self.checks]
+        verdict = "PASS" if self.passed else "FAIL"
+        return "\n".join([*lines, "", f"soak {verdict}"])
+
+
+def worker_env(config: SoakConfig, sandbox: SandboxProcess, prefix: str, work: Path) -> dict:
+    return {
+        "PROVISIONER_AMQP_URL": AMQP_URL,
+        "PROVISIONER_API_URL": sandbox.url,
+        "PROVISIONER_API_USER": sandbox.api_user,
+        "PROVISIONER_API_KEY": sandbox.api_key,
+        "PROVISIONER_API_TIMEOUT": str(API_TIMEOUT_S),
+        "PROVISIONER_STORE_URL": f"sqlite:///{work / 'store.db'}",
+        "PROVISIONER_PREFIX": prefix,
+        "PROVISIONER_RETRY_DELAYS": RETRY_DELAYS,
+        "PROVISIONER_DELIVERY_LIMIT": str(DELIVERY_LIMIT),
+        "PROVISIONER_CONCURRENCY": str(config.concurrency),
+        "PROVISIONER_IMMEDIATE_RETRY_BUDGET": "3",
+        "PROVISIONER_WORKER_HEARTBEAT": "0.5",
+        "PROVISIONER_WORKER_DEAD_AFTER": "2",
+        "PROVISIONER_DRAIN_TIMEOUT": "10",
+        "PROVISIONER_RECONNECT_MAX": "2",
+        "PROVISIONER_LOG_LEVEL": "WARNING",
+    }
+
+
+def disruption_plan(config: SoakConfig) -> list[tuple[float, str]]:
+    """(fraction of keys answered, action): kills spread over the run, restarts between."""
+    plan = [((i + 1) / (config.kills + 1), "kill") for i in range(config.kills)]
+    restarts = config.broker_restarts
+    plan += [((i + 0.5) / (restarts + 0.5) * 0.8, "broker restart") for i in range(restarts)]
+    return sorted(plan)
+
+
+class Soak:
+    def __init__(self, config: SoakConfig, work: Path, say: Any = print) -> None:
+        self.config, self.work, self.say = config, work, say
+        self.prefix = f"soak{uuid.uuid4().hex[:8]}"
+        self.workload = generate(config.commands, config.customers, config.seed, self.prefix)
+        check_valid(self.workload)
+        self.keys = [c["idempotency_key"] for c in self.workload]
+        self.result = SoakResult()
+        self.disruptions: Counter[str] = Counter()
+
+    def run(self) -> SoakResult:
+        started = time.monotonic()
+        self.sandbox = SandboxProcess(self.work / "sandbox.log")
+        try:
+            self.broker = Broker(self.prefix, RETRY_DELAYS_S, DELIVERY_LIMIT)
+            try:
+                self._with_broker()
+            finally:
+                self.broker.delete_everything()
+        finally:
+            self.sandbox.stop()
+        self.result.counts["duration"] = f"{time.monotonic() - started:.1f} s"
+        return self.result
+
+    def _with_broker(self) -> None:
+        env = worker_env(self.config, self.sandbox, self.prefix, self.work)
+        self.workers = Workers(env, self.broker, self.work)
+        self.tap = EventTap(self.broker.tap_queue)
+        self.tap.start()
+        try:
+            self._faulty_phase()
+            self._replay_phase()
+        finally:
+            self.tap.stop()
+            self.workers.stop()
+
+    def _faulty_phase(self) -> None:
+        self.sandbox.set_faults(self.config.faults())
+        self.workers.start()
+        self.say(f"publishing {len(self.workload)} commands under {self.prefix} ...")
+        self.broker.publish_all(self.workload)
+        for fraction, action in disruption_plan(self.config):
+            self._when_answered(fraction)
+            self.say(f"  {action} at {len(self.tap.keys_answered())} keys answered")
+            if action == "kill":
+                self.workers.kill()
+                self.workers.start()
+            else:
+                self.broker.restart()
+            self.disruptions[action] += 1
+        settled = self._settle(set(self.keys))
+        worker_exit = self.workers.stop()
+        events = self.tap.snapshot()
+        self.result.checks.append(checks.one_terminal_outcome(self.keys, events))
+        depths = {q: self.broker.depth(q) for q in self.broker.work_queues()}
+        self.result.checks.append(checks.nothing_stuck(depths, worker_exit if settled else -1))
+        self.dead = self._read_dead_letters()
+        self.result.checks.append(checks.failures_dead_lettered(events, self.dead))
+        self.faults_injected = self.sandbox.faults().get("injected", {})
+        self.events_before_replay = len(events)
+
+    def _when_answered(self, fraction: float) -> None:
+        target = int(fraction * len(self.keys))
+        try:
+            wait_for(
+                lambda: len(self.tap.keys_answered()) >= target,
+                DISRUPTION_TIMEOUT_S,
+                f"{target} keys answered",
+            )
+        except RuntimeError as exc:
+            self.say(f"  {exc}; disrupting anyway")
+
+    def _settle(self, keys: set[str]) -> bool:
+        """Until every key is answered and the work queues are empty (False at the deadline)."""
+        self.say("waiting for the worker to settle ...")
+
+        def settled() -> bool:
+            answered = keys <= self.tap.keys_answered()
+            return answered and all(self.broker.depth(q) == 0 for q in self.broker.work_queues())
+
+        try:
+            wait_for(settled, self.config.settle_timeout_s, "every key answered, queues empty")
+        except RuntimeError as exc:
+            self.say(f"  {exc}")
+            return False
+        return True
+
+    def _read_dead_letters(self) -> list[dict[str, Any]]:
+        """Each dead letter's key and its own ``x-provisioner-reason`` header (held, not taken)."""
+        with held_messages(self.broker.connection, self.broker.topology.dead_letter_queue) as held:
+            return [
+                {"idempotency_key": m.idempotency_key, "reason": m.headers.get(h.REASON)}
+                for m in held.messages
+            ]
+
+    def _replay_phase(self) -> None:
+        self.sandbox.clear_faults()
+        self.workers.start()
+        before = self.events_before_replay
+        replayed = self._replay_dead_letters()
+        replayed_keys = {str(d["idempotency_key"]) for d in self.dead}
+
+        def replayed_answered() -> bool:
+            later = self.tap.snapshot()[before:]
+            return replayed_keys <= {e.get("idempotency_key") for e in later}
+
+        try:
+            wait_for(replayed_answered, self.config.settle_timeout_s, "replayed keys answered")
+        except RuntimeError as exc:
+            self.say(f"  {exc}")
+        self._settle(set(self.keys))
+        self.workers.stop()
+        events = self.tap.snapshot()
+        dlq_left = self.broker.depth(self.broker.topology.dead_letter_queue)
+        self.result.checks.insert(1, checks.effects_at_most_once(log := self.sandbox.applied_log()))
+        self.result.checks.append(checks.replay_succeeds(self.keys, events, dlq_left))
+        self.result.effects = checks.effects_per_call(log)
+        self._count(events, replayed, log)
+
+    def _replay_dead_letters(self) -> int:
+        """``provisioner dlq replay``, exactly as an operator runs it; how many it replayed."""
+        env = {**os.environ, **self.workers.env}
+        done = subprocess.run(
+            [sys.executable, "-m", "worker", "dlq", "replay"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        self.say(f"  dlq replay: {done.stdout.strip()} (exit {done.returncode})")
+        words = done.stdout.split()
+        return int(words[1].rstrip(",")) if words[:1] == ["replayed"] else -1
+
+    def _count(self, events: list[dict[str, Any]], replayed: int, log: list[Any]) -> None:
+        distinct = {e["event_id"]: e for e in events}
+        delayed = sum(max(0, int(e.get("attempts", 1)) - 1) for e in distinct.values())
+        calls = self.sandbox.calls()["calls"]
+        self.result.counts.update(
+            {
+                "commands": len(self.keys),
+                "customers": self.config.customers,
+                "events (distinct / delivered)": f"{len(distinct)} / {len(events)}",
+                "API requests": sum(n for k, n in calls.items() if "/" not in k),
+                "applied effects": len(log),
+                "faults injected": dict(self.faults_injected),
+                "delayed retries (in events)": delayed,
+                "dead-lettered": len(self.dead),
+                "replayed": replayed,
+                "worker SIGKILLs": self.disruptions["kill"],
+                "broker restarts": self.disruptions["broker restart"],
+            }
+        )
+
+
+def run_soak(config: SoakConfig, work: Path | None = None, say: Any = print) -> SoakResult:
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix="soak-"))
+    say(f"soak: {config}; logs in {work}")
+    return Soak(config, work, say).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--commands", type=int, default=SoakConfig.commands)
+    parser.add_argument("--customers", type=int, default=SoakConfig.customers)
+    parser.add_argument("--kills", type=int, default=SoakConfig.kills)
+    parser.add_argument("--broker-restarts", type=int, default=SoakConfig.broker_restarts)
+    parser.add_argument("--seed", type=int, default=SoakConfig.seed)
+    parser.add_argument("--concurrency", type=int, default=SoakConfig.concurrency)
+    args = parser.parse_args(argv)
+    config = SoakConfig(
+        commands=args.commands,
+        customers=args.customers,
+        kills=args.kills,
+        broker_restarts=args.broker_restarts,
+        seed=args.seed,
+        concurrency=args.concurrency,
+    )
+    result = run_soak(config)
+    print(result.render())
+    print(
+        f"measured on: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
