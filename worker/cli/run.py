@@ -39,6 +39,10 @@ def handle(args: argparse.Namespace) -> int:
     from worker.store import StoreError
 
     configure_logging(settings.log_format, settings.log_level)
+    if settings.log_level.upper() != "DEBUG":
+        # pika logs each failed connection attempt as an ERROR with a traceback; the worker
+        # reports connection trouble itself, in one line each, so keep pika for debugging.
+        logging.getLogger("pika").setLevel(logging.CRITICAL)
     try:
         return run_worker(settings)
     except (BrokerUnreachable, BrokerAuthFailed) as exc:
