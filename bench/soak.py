@@ -175,6 +175,7 @@ class Soak:
         self.result.checks.append(checks.failures_dead_lettered(events, self.dead))
         self.faults_injected = self.sandbox.faults().get("injected", {})
         self.events_before_replay = len(events)
+        self.failures = checks.failure_codes(events)
 
     def _when_answered(self, fraction: float) -> None:
         target = int(fraction * len(self.keys))
@@ -262,6 +263,7 @@ class Soak:
                 "faults injected": dict(self.faults_injected),
                 "delayed retries (in events)": delayed,
                 "dead-lettered": len(self.dead),
+                "failures before replay": self.failures or "none",
                 "replayed": replayed,
                 "worker SIGKILLs": self.disruptions["kill"],
                 "broker restarts": self.disruptions["broker restart"],

@@ -137,3 +137,12 @@ def replay_succeeds(keys: list[str], events: list[dict[str, Any]], dlq_left: int
     if not_ok:
         detail += f"; not succeeded ({dict(codes)}): {examples(not_ok)}"
     return Check("replay brings every key to success", not not_ok and dlq_left == 0, detail)
+
+
+def failure_codes(events: list[dict[str, Any]]) -> dict[str, int]:
+    """``<command type>/<error code>`` of every distinct failure event, for the table."""
+    distinct = {e["event_id"]: e for e in events if e.get("type") in FAILURE_EVENTS}
+    codes = Counter(
+        f"{e.get('command_type')}/{e.get('error', {}).get('code')}" for e in distinct.values()
+    )
+    return dict(sorted(codes.items()))

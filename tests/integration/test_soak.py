@@ -1,0 +1,41 @@
+"""The reduced soak: `make soak`'s five checks on 2,000 commands with one SIGKILL.
+
+The full run (20,000 commands, three kills, a broker restart) is ``python -m bench.soak``;
+this one keeps the same faults and checks at a size that fits the suite. It leaves the
+broker alone: a restart here would disturb every other user of the local broker, and
+``test_worker_lifecycle.py`` already restarts it mid-stream.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.soak import SoakConfig, run_soak
+
+pytestmark = pytest.mark.integration
+
+REDUCED = SoakConfig(commands=2_000, customers=200, kills=1, broker_restarts=0, seed=7)
+EXPECTED_CHECKS = 5
+
+
+def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
+    # Given 2,000 mixed commands over 200 customers, a sandbox injecting 2% 5xx, 1% 429 and
+    # 0.5% apply-then-hang, and a worker that is killed with SIGKILL once midway
+    config = REDUCED
+
+    # When the soak runs to the end and replays the dead-letter queue without faults
+    result = run_soak(config, tmp_path, say=print)
+
+    # Then every check passes: one terminal event per key, every effect at most once,
+    # nothing stuck, every failure dead-lettered with its reason, every key succeeded
+    report = result.render()
+    assert len(result.checks) == EXPECTED_CHECKS, report
+    for check in result.checks:
+        assert check.passed, f"{check.line()}\n{report}"
+    # And the disruption really happened and the faults really fired
+    assert result.counts["worker SIGKILLs"] == 1, report
+    assert result.counts["commands"] == config.commands, report
+    injected = result.counts["faults injected"]
+    assert injected["5xx"] > 0 and injected["429"] > 0 and injected["hang"] > 0, report
