@@ -3,7 +3,8 @@
 pika is not thread-safe. The main thread pumps the connection (which keeps heartbeats
 flowing however slow the API is), decodes each delivery and hands it to the keyed pool;
 the pool thread's ``Decision`` comes back through ``add_callback_threadsafe`` and is
-carried out here: publish, confirm, then ack on the channel that delivered it.
+carried out here: publish, and once the broker confirmed every publish (tracked by
+``ConfirmTracker``, without a round trip per message), ack on the channel that delivered it.
 """
 
 from __future__ import annotations
@@ -19,17 +20,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from pika.exceptions import AMQPError, NackError, UnroutableError
+from pika.exceptions import AMQPError
 
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
+from worker.broker.confirms import ConfirmGroup, ConfirmTracker, GroupPublisher
 from worker.broker.connection import connect
-from worker.broker.publishing import (
-    EventUnroutableError,
-    dead_letter,
-    publish_result,
-    schedule_retry,
-)
+from worker.broker.publishing import dead_letter, publish_result, schedule_retry
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.execute import Decision, Envelope, Executor
@@ -72,6 +69,7 @@ class Consumer:
         self._pool = KeyedSerialExecutor(settings.concurrency)
         self._connection: Any = None
         self._channel: Any = None
+        self._confirms: ConfirmTracker | None = None
         self._consumer_tag: str | None = None
         self._stopping = threading.Event()
         self._in_flight = 0
@@ -116,7 +114,7 @@ class Consumer:
         )
         channel = self._connection.channel()
         self._topology.declare(channel)
-        channel.confirm_delivery()
+        self._confirms = ConfirmTracker(self._connection, channel)
         channel.basic_qos(prefetch_count=self._settings.prefetch)
         self._consumer_tag = channel.basic_consume(
             self._topology.commands_queue, self.on_message, auto_ack=False
@@ -135,6 +133,11 @@ class Consumer:
         log.warning("broker connection lost", extra={"fields": {"error": type(exc).__name__}})
         self._set_health(connected=False, consuming=False)
         self._channel = None
+        if self._confirms is not None:
+            # Published but unconfirmed: their commands return to the queue unacked.
+            for _ in range(self._confirms.abandon()):
+                self._count_in_flight(-1)
+            self._confirms = None
         # Not yet started: their messages return to the queue with the dead channel.
         self._pool.drop_waiting()
         if self._connection is not None:
@@ -229,32 +232,52 @@ class Consumer:
             self._metrics.in_flight(delta)
 
     def on_processed(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
-        self._count_in_flight(-1)
-        channel = delivery.channel
-        if channel is not self._channel or not channel.is_open:
+        channel, confirms = delivery.channel, self._confirms
+        if channel is not self._channel or not channel.is_open or confirms is None:
+            self._count_in_flight(-1)
             return  # only the delivering channel may ack; the broker will redeliver
         exc = future.exception()
         if exc is not None:
+            self._count_in_flight(-1)
             self._on_unexpected(delivery, envelope, exc)
             return
         decision: Decision = future.result()
-        try:
-            self._carry_out(delivery, decision)
-        except (NackError, UnroutableError) as exc:
+        group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
+        self._carry_out(delivery, decision, confirms.publisher(group))
+        confirms.seal(group)
+
+    def on_confirmed(
+        self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
+    ) -> None:
+        """Every publish of the outcome is confirmed (or refused): ack or requeue."""
+        self._count_in_flight(-1)
+        channel = delivery.channel
+        if channel is not self._channel or not channel.is_open:
+            return
+        returned = group.returned_exchanges()
+        events_exchange = self._topology.events_exchange
+        if group.nacked or returned - {events_exchange}:
             # The event or the parked copy did not reach a queue: keep the command, so the
             # next delivery publishes it again (the store makes that safe).
-            log.error("publish refused; command requeued", extra={"fields": {"error": repr(exc)}})
+            log.error(
+                "publish refused; command requeued", extra={"fields": {"nacked": group.nacked}}
+            )
             channel.basic_nack(delivery.delivery_tag, requeue=True)
             return
+        if events_exchange in returned:
+            # Nobody subscribed to this event; it stays in the store for a replay.
+            log.warning("event unroutable", extra={"fields": {"routing_key": decision.routing_key}})
+            if self._metrics is not None:
+                self._metrics.event_unroutable()
         channel.basic_ack(delivery.delivery_tag)
         if self._observer is not None:
             self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
 
-    def _carry_out(self, delivery: Delivery, decision: Decision) -> None:
-        channel, props = delivery.channel, delivery.properties
+    def _carry_out(self, delivery: Delivery, decision: Decision, publisher: GroupPublisher) -> None:
+        props = delivery.properties
         if decision.retry_in_s is not None:
             schedule_retry(
-                channel,
+                publisher,
                 self._topology,
                 delivery.body,
                 props,
@@ -266,24 +289,18 @@ class Consumer:
             return
         assert decision.event is not None and decision.routing_key is not None
         correlation_id = props.correlation_id or props.message_id
-        try:
-            publish_result(
-                channel,
-                self._topology,
-                decision.event,
-                decision.routing_key,
-                correlation_id,
-                props.reply_to,
-            )
-        except EventUnroutableError:
-            # Nobody subscribed to this event; it stays in the store for a replay.
-            log.warning("event unroutable", extra={"fields": {"routing_key": decision.routing_key}})
-            if self._metrics is not None:
-                self._metrics.event_unroutable()
+        publish_result(
+            publisher,
+            self._topology,
+            decision.event,
+            decision.routing_key,
+            correlation_id,
+            props.reply_to,
+        )
         if decision.dead_letter is not None:
             dl = decision.dead_letter
             dead_letter(
-                channel,
+                publisher,
                 self._topology,
                 delivery.body,
                 props,
