@@ -47,6 +47,7 @@ class RunResult:
     paced_p99_ms: float
     peak_rss_mb: float
     not_succeeded: int
+    cpu_ms_per_command: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -66,6 +67,13 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    """User plus system CPU time the process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -129,6 +137,7 @@ def measure(
                 rate, burst_latencies = _burst_numbers(broker, tap, burst)
                 paced_rate, paced = _paced_phase(broker, tap, run_id, commands, rate)
                 rss = peak_rss_mb(process.pid)
+                cpu_per_command_ms = cpu_s(process.pid) * 1000 / len(tap.snapshot())
             finally:
                 _stop(process)
                 if process.returncode not in (0, -signal.SIGTERM):
@@ -140,7 +149,7 @@ def measure(
         mode, latency_ms, concurrency, commands, rate,
         percentile_ms(burst_latencies, 0.5), percentile_ms(burst_latencies, 0.99),
         paced_rate, len(paced), percentile_ms(paced, 0.5), percentile_ms(paced, 0.99),
-        rss, tap.not_succeeded,
+        rss, tap.not_succeeded, cpu_per_command_ms,
     )  # fmt: skip
 
 
