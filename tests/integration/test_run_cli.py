@@ -11,9 +11,12 @@ import pytest
 
 from tests.integration.harness import free_port
 
+CREDENTIALS = {"PROVISIONER_API_USER": "u", "PROVISIONER_API_KEY": "k"}
+
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("PROVISIONER_")}
+    full.update(CREDENTIALS)
     full.update(env)
     return subprocess.run(
         [sys.executable, "-m", "worker", "run", *args],
@@ -34,6 +37,7 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"PROVISIONER_STORE_URL": "mysql://x"}, "PROVISIONER_STORE_URL"),
         ({"PROVISIONER_AMQP_URL": "http://x"}, "PROVISIONER_AMQP_URL"),
         ({"PROVISIONER_API_KEY_FILE": "/nonexistent/key"}, "PROVISIONER_API_KEY_FILE"),
+        ({"PROVISIONER_API_KEY": ""}, "PROVISIONER_API_KEY"),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_variable(

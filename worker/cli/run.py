@@ -9,7 +9,7 @@ from typing import Any
 
 from worker.cli import EXIT_BROKER, EXIT_USAGE
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
-from worker.config import ConfigError
+from worker.config import ConfigError, Settings, env_name
 
 DESCRIPTION = """Consume commands from RabbitMQ, execute them against the reseller API and
 publish one result event per command. Every setting comes from the environment
@@ -28,9 +28,18 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=handle)
 
 
+def require_api_credentials(settings: Settings) -> Settings:
+    """The worker cannot do anything without them; say so before touching the broker."""
+    for name in ("api_user", "api_key"):
+        if not getattr(settings, name):
+            variable = env_name(name)
+            raise ConfigError(variable, f"required (or {variable}_FILE)")
+    return settings
+
+
 def handle(args: argparse.Namespace) -> int:
     try:
-        settings = settings_from_args(args)
+        settings = require_api_credentials(settings_from_args(args))
     except ConfigError as exc:
         return fail_config(exc)
     from worker.app import run_worker
