@@ -19,6 +19,10 @@ T = TypeVar("T")
 
 # How long a writer waits for another connection's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
+# Writers of this process queue on a Python lock instead: SQLite's busy handler sleeps
+# (1, 2, 5, 10 ... 100 ms) between retries, which with 32 pool threads turned every
+# contended write into milliseconds of idle waiting. The busy timeout still covers other
+# processes sharing the file.
 MEMORY_PATH = ":memory:"
 
 
@@ -34,6 +38,7 @@ class SqliteStore:
         self.path = sqlite_path(url)
         self._clock = clock
         self._memory_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._memory: sqlite3.Connection | None = None
         self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         self._closed = False
@@ -81,7 +86,7 @@ class SqliteStore:
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction (the write lock is taken up front, so two
         writers never deadlock upgrading a read)."""
-        with self._connection() as conn:
+        with self._write_lock, self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = work(conn)
@@ -125,16 +130,16 @@ class SqliteStore:
     def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
         state = "succeeded" if succeeded else "failed"
         params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
-        with self._connection() as conn:
+        with self._write_lock, self._connection() as conn:
             return conn.execute(schema.COMPLETE, params).rowcount == 1
 
     def release(self, key: str, owner: str) -> bool:
-        with self._connection() as conn:
+        with self._write_lock, self._connection() as conn:
             params = {"key": key, "owner": owner, "now": self._clock()}
             return conn.execute(schema.RELEASE, params).rowcount == 1
 
     def heartbeat(self, owner: str) -> None:
-        with self._connection() as conn:
+        with self._write_lock, self._connection() as conn:
             conn.execute(schema.HEARTBEAT, {"owner": owner, "now": self._clock()})
 
     def forget_worker(self, owner: str) -> None:
