@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +31,12 @@ from contracts import (
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
 from worker.readback import check_applied, needs_resolution, tolerate_after_ambiguity
 from worker.retry import immediate_retrying, next_delay_s
-from worker.store import ClaimStatus, IdempotencyStore
+from worker.store import Claim, ClaimStatus, IdempotencyStore
 
 log = logging.getLogger(__name__)
+
+BUSY_POLL_S = 0.1  # how often a redelivered command asks again for a key still leased
+BUSY_WAIT_MARGIN_S = 1.0  # beyond dead_after_s: the dead holder's last heartbeat, rounding
 
 
 @dataclass(frozen=True)
@@ -125,13 +129,7 @@ class Executor:
 
     def _process_command(self, env: Envelope, command: Command) -> Decision:
         key = command.idempotency_key
-        claim = self._store.claim(
-            key,
-            self.fingerprint(command),
-            self._config.owner,
-            self._config.lease_ttl_s,
-            self._config.dead_after_s,
-        )
+        claim = self._claim(env, command)
         if claim.status is ClaimStatus.SUCCEEDED:
             assert claim.event is not None
             return self._replay(command, claim.event)
@@ -160,6 +158,29 @@ class Executor:
             self._store.release(key, self._config.owner)
             raise
         return self._succeeded(env, command, result)
+
+    def _claim(self, env: Envelope, command: Command) -> Claim:
+        """Claim the key; a redelivered command waits here while the key stays leased.
+
+        A redelivery usually means the worker that held the key died: its lease looks busy
+        until its heartbeat is ``dead_after_s`` old. Sending the command to a delay tier
+        instead would let the customer's later commands overtake it (a DeleteCredential
+        running before the AddCredential it follows, which then adds it again); waiting on
+        this pool thread keeps the customer's order, bounded by the dead-holder detection.
+        """
+        wait_s = self._config.dead_after_s + BUSY_WAIT_MARGIN_S if env.delivery_count else 0.0
+        deadline = time.monotonic() + wait_s
+        while True:
+            claim = self._store.claim(
+                command.idempotency_key,
+                self.fingerprint(command),
+                self._config.owner,
+                self._config.lease_ttl_s,
+                self._config.dead_after_s,
+            )
+            if claim.status is not ClaimStatus.BUSY or time.monotonic() >= deadline:
+                return claim
+            time.sleep(BUSY_POLL_S)
 
     def _call_with_retries(self, command: Command, *, resolve_first: bool) -> Any:
         state = {"ambiguous": resolve_first and needs_resolution(command)}

@@ -113,6 +113,24 @@ def test_key_leased_by_a_live_worker_is_delayed_without_counting(store: Idempote
     assert client.calls == []
 
 
+def test_redelivery_waits_for_a_dead_holder_instead_of_letting_later_commands_pass(
+    store: IdempotencyStore,
+) -> None:
+    # Given a key leased by a worker that was killed mid-call (its heartbeat stops now)
+    store.heartbeat("killed")
+    config = dataclasses.replace(executor(ScriptedClient(), store)._config, dead_after_s=0.3)
+    fingerprint = executor(ScriptedClient(), store).fingerprint(envelope(CREATE).command)  # type: ignore[arg-type]
+    store.claim("k1", fingerprint, "killed", 60.0, 0.3)
+    client = ScriptedClient(None)
+    # When the broker redelivers the command to a live worker
+    redelivered = dataclasses.replace(envelope(CREATE), delivery_count=1)
+    decision = Executor(client, store, config).process(redelivered)
+    # Then it waits on its pool thread (keeping the customer's order) until the holder is
+    # known dead, and runs the command after a read-back, rather than going to a delay tier
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["read-back", "CreateCustomer"]
+
+
 def test_permanent_error_fails_at_once_and_dead_letters(store: IdempotencyStore) -> None:
     client = ScriptedClient(PermanentError(ErrorCode.ALREADY_EXISTS, "Username already exists"))
     decision = executor(client, store).process(envelope(CREATE))
