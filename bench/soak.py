@@ -14,6 +14,7 @@ reason, and that replaying the dead-letter queue without faults brings every key
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -40,6 +41,7 @@ HANG_S = 1.5  # longer than the worker's API timeout: the call applies, the answ
 RETRY_AFTER_S = 1.0
 SETTLE_TIMEOUT_S = 900.0  # the whole run must finish within this, or the checks FAIL
 DISRUPTION_TIMEOUT_S = 300.0
+PUBLISH_CHUNK_COMMANDS = 100  # disruptions are due between chunks, spread over the run
 
 
 @dataclass(frozen=True)
@@ -155,16 +157,14 @@ class Soak:
         self.sandbox.set_faults(self.config.faults())
         self.workers.start()
         self.say(f"publishing {len(self.workload)} commands under {self.prefix} ...")
-        self.broker.publish_all(self.workload)
-        for fraction, action in disruption_plan(self.config):
+        plan = disruption_plan(self.config)
+        for start in range(0, len(self.workload), PUBLISH_CHUNK_COMMANDS):
+            self.broker.publish_all(self.workload[start : start + PUBLISH_CHUNK_COMMANDS])
+            while plan and len(self.tap.keys_answered()) >= plan[0][0] * len(self.keys):
+                self._disrupt(plan.pop(0)[1])
+        for fraction, action in plan:
             self._when_answered(fraction)
-            self.say(f"  {action} at {len(self.tap.keys_answered())} keys answered")
-            if action == "kill":
-                self.workers.kill()
-                self.workers.start()
-            else:
-                self.broker.restart()
-            self.disruptions[action] += 1
+            self._disrupt(action)
         settled = self._settle(set(self.keys))
         worker_exit = self.workers.stop()
         events = self.tap.snapshot()
@@ -176,6 +176,15 @@ class Soak:
         self.faults_injected = self.sandbox.faults().get("injected", {})
         self.events_before_replay = len(events)
         self.failures = checks.failure_codes(events)
+
+    def _disrupt(self, action: str) -> None:
+        self.say(f"  {action} at {len(self.tap.keys_answered())} keys answered")
+        if action == "kill":
+            self.workers.kill()
+            self.workers.start()
+        else:
+            self.broker.restart()
+        self.disruptions[action] += 1
 
     def _when_answered(self, fraction: float) -> None:
         target = int(fraction * len(self.keys))
@@ -233,7 +242,14 @@ class Soak:
         self.result.checks.insert(1, checks.effects_at_most_once(log := self.sandbox.applied_log()))
         self.result.checks.append(checks.replay_succeeds(self.keys, events, dlq_left))
         self.result.effects = checks.effects_per_call(log)
+        self._keep_evidence(events, log)
         self._count(events, replayed, log)
+
+    def _keep_evidence(self, events: list[dict[str, Any]], log: list[Any]) -> None:
+        """Every event and applied mutation next to the logs, to explain a FAIL afterwards."""
+        with (self.work / "events.jsonl").open("w") as out:
+            out.writelines(json.dumps(event) + "\n" for event in events)
+        (self.work / "sandbox-log.json").write_text(json.dumps(log))
 
     def _replay_dead_letters(self) -> int:
         """``provisioner dlq replay``, exactly as an operator runs it; how many it replayed."""
