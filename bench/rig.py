@@ -6,6 +6,7 @@ subprocess; nothing is mocked, so the numbers include every hop a production wor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -134,12 +135,17 @@ class BenchBroker:
         return int(self.channel.queue_declare(queue, passive=True).method.consumer_count)
 
     def close(self) -> None:
-        channel = self.channel
-        for name in [q.name for q in self.topology.queues()] + [self.tap_queue]:
-            channel.queue_delete(name)
-        for exchange in self.topology.exchanges():
-            channel.exchange_delete(exchange.name)
-        self.connection.close()
+        """Delete the run's queues and exchanges, on a new connection if the broker dropped
+        ours (another user of this machine may restart it mid-run)."""
+        with contextlib.suppress(pika.exceptions.AMQPError):
+            if not self.connection.is_open:
+                self.connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+                self.channel = self.connection.channel()
+            for name in [q.name for q in self.topology.queues()] + [self.tap_queue]:
+                self.channel.queue_delete(name)
+            for exchange in self.topology.exchanges():
+                self.channel.exchange_delete(exchange.name)
+            self.connection.close()
 
 
 class EventTap(threading.Thread):
