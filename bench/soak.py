@@ -41,6 +41,9 @@ HANG_S = 1.5  # longer than the worker's API timeout: the call applies, the answ
 RETRY_AFTER_S = 1.0
 SETTLE_TIMEOUT_S = 900.0  # the whole run must finish within this, or the checks FAIL
 DISRUPTION_TIMEOUT_S = 300.0
+# One call is down for the whole faulty phase, so its commands outlast every retry and the
+# dead-letter queue and its replay are exercised at scale (the faults alone rarely do).
+OUTAGE_RULE = {"call": "subuserManage", "task": "getsettings", "fault": "5xx", "count": 10**9}
 PUBLISH_CHUNK_COMMANDS = 100  # disruptions are due between chunks, spread over the run
 
 
@@ -55,6 +58,7 @@ class SoakConfig:
     rate_429: float = 0.01
     hang_rate: float = 0.005
     concurrency: int = 16
+    outage: bool = True  # GetAppSettings answers 503 until the faults stop
     settle_timeout_s: float = SETTLE_TIMEOUT_S
 
     def faults(self) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class SoakConfig:
             "retry_after_s": RETRY_AFTER_S,
             "hang_rate": self.hang_rate,
             "hang_s": HANG_S,
+            "next": [OUTAGE_RULE] if self.outage else [],
         }
 
 
@@ -302,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restarts", type=int, default=SoakConfig.broker_restarts)
     parser.add_argument("--seed", type=int, default=SoakConfig.seed)
     parser.add_argument("--concurrency", type=int, default=SoakConfig.concurrency)
+    parser.add_argument(
+        "--no-outage",
+        dest="outage",
+        action="store_false",
+        help="without the GetAppSettings outage that fills the dead-letter queue",
+    )
     args = parser.parse_args(argv)
     config = SoakConfig(
         commands=args.commands,
@@ -310,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         broker_restarts=args.broker_restarts,
         seed=args.seed,
         concurrency=args.concurrency,
+        outage=args.outage,
     )
     result = run_soak(config)
     print(result.render())

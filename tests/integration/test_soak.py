@@ -22,7 +22,8 @@ EXPECTED_CHECKS = 5
 
 def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
     # Given 2,000 mixed commands over 200 customers, a sandbox injecting 2% 5xx, 1% 429 and
-    # 0.5% apply-then-hang, and a worker that is killed with SIGKILL once midway
+    # 0.5% apply-then-hang with GetAppSettings down throughout, and a worker that is killed
+    # with SIGKILL once midway
     config = REDUCED
 
     # When the soak runs to the end and replays the dead-letter queue without faults
@@ -39,3 +40,6 @@ def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
     assert result.counts["commands"] == config.commands, report
     injected = result.counts["faults injected"]
     assert injected["5xx"] > 0 and injected["429"] > 0 and injected["hang"] > 0, report
+    # And the outage filled the dead-letter queue, and the replay took every message
+    assert result.counts["dead-lettered"] > 0, report
+    assert result.counts["replayed"] == result.counts["dead-lettered"], report
