@@ -93,7 +93,9 @@ class SoakResult:
         return "\n".join([*lines, "", f"soak {verdict}"])
 
 
-def worker_env(config: SoakConfig, sandbox: SandboxProcess, prefix: str, work: Path) -> dict:
+def worker_env(
+    config: SoakConfig, sandbox: SandboxProcess, prefix: str, work: Path
+) -> dict[str, str]:
     return {
         "PROVISIONER_AMQP_URL": AMQP_URL,
         "PROVISIONER_API_URL": sandbox.url,
