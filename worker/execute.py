@@ -31,12 +31,17 @@ from contracts import (
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
 from worker.readback import check_applied, needs_resolution, tolerate_after_ambiguity
 from worker.retry import immediate_retrying, next_delay_s
-from worker.store import Claim, ClaimStatus, IdempotencyStore
+from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState
 
 log = logging.getLogger(__name__)
 
 BUSY_POLL_S = 0.1  # how often a redelivered command asks again for a key still leased
 BUSY_WAIT_MARGIN_S = 1.0  # beyond dead_after_s: the dead holder's last heartbeat, rounding
+# The dead-letter reason of a stored failure, by its error code ("failed" otherwise).
+REASON_OF_CODE = {
+    ErrorCode.RETRIES_EXHAUSTED: "retries_exhausted",
+    ErrorCode.DELIVERY_LIMIT: "delivery_limit",
+}
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,10 @@ class Executor:
 
     def _process_command(self, env: Envelope, command: Command) -> Decision:
         key = command.idempotency_key
+        if env.delivery_count:
+            decided = self._decided_failure(command)
+            if decided is not None:
+                return decided
         claim = self._claim(env, command)
         if claim.status is ClaimStatus.SUCCEEDED:
             assert claim.event is not None
@@ -158,6 +167,37 @@ class Executor:
             self._store.release(key, self._config.owner)
             raise
         return self._succeeded(env, command, result)
+
+    def _decided_failure(self, command: Command) -> Decision | None:
+        """A redelivered command whose failure is already recorded: that decision again.
+
+        The worker died after recording the failure and before the ack. Running the command
+        again would publish a second terminal event (another event_id) and dead-letter it a
+        second time; instead the stored event goes out again with its dead-letter copy. The
+        copy may then be in the dead-letter queue twice, which a replay absorbs (the second
+        replay finds the key succeeded), whereas skipping it could lose the only copy.
+        """
+        record = self._store.get(command.idempotency_key)
+        if record is None or record.state is not RecordState.FAILED or record.event is None:
+            return None
+        if record.fingerprint != self.fingerprint(command):
+            return None  # the claim reports the conflict
+        event = decode_event(record.event)
+        if not isinstance(event, CommandFailed):
+            return None
+        code = event.error.code
+        self._count("idempotent_replay", type(command).__name__)
+        return Decision(
+            type(command).__name__,
+            "failed",
+            record.event,
+            _key(command, "failed"),
+            dead_letter=DeadLetter(
+                REASON_OF_CODE.get(code, "failed"), code.value, event.error.message
+            ),
+            replayed=True,
+            error_code=code.value,
+        )
 
     def _claim(self, env: Envelope, command: Command) -> Claim:
         """Claim the key; a redelivered command waits here while the key stays leased.

@@ -153,6 +153,26 @@ def test_transient_errors_go_to_the_delay_tier_then_give_up(store: IdempotencySt
     assert decision.dead_letter.reason == "retries_exhausted"
 
 
+def test_redelivery_after_a_recorded_failure_publishes_that_failure_again(
+    store: IdempotencyStore,
+) -> None:
+    # Given a command that gave up after its last delay tier, whose worker died before the ack
+    failing = ScriptedClient(*[TransientError("503")] * 3)
+    first = executor(failing, store).process(envelope(CREATE, attempts=2))
+    assert first.outcome == "failed"
+    # When the broker redelivers it, and the API would now succeed
+    client = ScriptedClient(None)
+    redelivered = dataclasses.replace(envelope(CREATE, attempts=2), delivery_count=1)
+    again = executor(client, store).process(redelivered)
+    # Then the same failure event goes out again with its dead letter, and nothing is called
+    assert again.outcome == "failed" and again.event == first.event
+    assert again.dead_letter == first.dead_letter
+    assert client.calls == []
+    # And a fresh delivery (an operator's replay) still runs it again
+    replayed = executor(client, store).process(envelope(CREATE))
+    assert replayed.outcome == "succeeded" and client.calls == ["read-back", "CreateCustomer"]
+
+
 def test_ambiguous_create_is_resolved_by_reading_back(store: IdempotencyStore) -> None:
     # Given the create timed out but the customer with our email exists
     ours = Customer(username="ada", email="ada@example.com")
