@@ -16,7 +16,7 @@ acks and returns from inside ``process_data_events``.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,7 +79,7 @@ class ConfirmTracker:
         self._impl = channel._impl  # the asynchronous channel under the blocking adapter
         self._next_seq = 1
         self._pending: OrderedDict[int, tuple[ConfirmGroup, Published]] = OrderedDict()
-        self._settled: list[ConfirmGroup] = []
+        self._settled: deque[ConfirmGroup] = deque()
         self._settle_scheduled = False
         self._enable()
 
@@ -183,6 +183,8 @@ class ConfirmTracker:
 
     def _settle(self) -> None:
         self._settle_scheduled = False
-        settled, self._settled = self._settled, []
-        for group in settled:
+        # One at a time: if an ack fails because the connection just died, the groups not
+        # yet settled stay here for ``abandon`` to count.
+        while self._settled:
+            group = self._settled.popleft()
             group.on_settled(group)
