@@ -64,8 +64,13 @@ def publish_result(
         raise EventUnroutableError(routing_key)
 
 
+# The broker's own bookkeeping of this delivery; a re-published copy starts afresh, or a
+# delayed retry would look like a redelivery and creep towards the delivery limit.
+NOT_CARRIED = h.BROKER_DEATH_HEADERS | {"x-delivery-count"}
+
+
 def _carried_headers(properties: Any) -> dict[str, Any]:
-    return dict(properties.headers or {})
+    return {k: v for k, v in (properties.headers or {}).items() if k not in NOT_CARRIED}
 
 
 def _copy_properties(properties: Any, headers: dict[str, Any]) -> Any:
