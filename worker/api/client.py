@@ -9,6 +9,7 @@ only while the body is built, and nothing logged or raised carries them.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -48,6 +49,14 @@ Password = str | Revealable
 RequestObserver = Callable[[str, str, float], None]
 
 
+def _ca_bundle() -> str | bool:
+    """The CA bundle requests would pick from the environment, else its default (True)."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return True
+
+
 class ResellerClient:
     """A thread-safe client for every documented reseller call."""
 
@@ -76,6 +85,11 @@ class ResellerClient:
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        # The environment (proxies, netrc, CA bundle) is read once here instead of on every
+        # request, where requests would otherwise look it up each time.
+        self._session.proxies = requests.utils.get_environ_proxies(self._base)
+        self._session.verify = _ca_bundle()
+        self._session.trust_env = False
 
     @classmethod
     def from_settings(

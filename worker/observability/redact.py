@@ -99,15 +99,25 @@ def _mask_quoted(match: re.Match[str]) -> str:
     return f"{match.group('head')}{quote_char}{MASK}{quote_char}"
 
 
+# Substrings without which a pattern cannot match: every log line passes through here, and
+# most lines hold none of them, so the regexes run only where they could find something.
+_KEY_TRIGGERS = ("pass", "api_key", "apikey", "api_user", "secret", "token")
+
+
 def redact_text(text: str) -> str:
     """``text`` with every known kind of secret replaced by ``***``."""
     for secret in _registered:
         if secret in text:
             text = text.replace(secret, MASK)
-    text = _URL_USERINFO.sub(rf"\g<head>:{MASK}@", text)
-    text = _QUOTED_PAIR.sub(_mask_quoted, text)
-    text = _FORM_PAIR.sub(rf"\g<head>{MASK}", text)
-    return _AUTH_HEADER.sub(rf"\g<head>{MASK}", text)
+    if "://" in text and "@" in text:
+        text = _URL_USERINFO.sub(rf"\g<head>:{MASK}@", text)
+    lowered = text.lower()
+    if any(trigger in lowered for trigger in _KEY_TRIGGERS):
+        text = _QUOTED_PAIR.sub(_mask_quoted, text)
+        text = _FORM_PAIR.sub(rf"\g<head>{MASK}", text)
+    if "authorization" in lowered:
+        text = _AUTH_HEADER.sub(rf"\g<head>{MASK}", text)
+    return text
 
 
 def redact_mapping(obj: Any) -> Any:
