@@ -20,6 +20,7 @@ from typing import Any
 import pika
 import requests
 
+from contracts.examples import create_customer_body
 from worker.broker.topology import Topology
 from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 
@@ -72,25 +73,9 @@ class Sandbox:
 
 def create_customer(run_id: str, index: int) -> dict[str, Any]:
     username = f"b{run_id}-{index}@example.com"
-    return {
-        "type": "CreateCustomer",
-        "idempotency_key": f"bench-{run_id}-{index}",
-        "username": username,
-        "password": "s3cret-pass",
-        "email": username,
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "address": "1 Analytical Row",
-        "city": "London",
-        "state": "LDN",
-        "zip": "N1",
-        "country": "UK",
-        "phone": "555-0100",
-        "website": "example.com",
-        "company": "Engines Ltd",
-        "package": "Basic",
-        "whitelabel": "sendgrid.me",
-    }
+    return create_customer_body(
+        username, key=f"bench-{run_id}-{index}", password="s3cret-pass", email=username
+    )
 
 
 class BenchBroker:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts import decode_command
+from contracts.examples import create_customer_body
 
 Command = dict[str, Any]
 
@@ -43,25 +44,10 @@ class CustomerScript:
 
 
 def create_customer(script: CustomerScript, _: random.Random) -> Command:
-    name = script.username
-    return {
-        "type": "CreateCustomer",
-        "username": name,
-        "password": CUSTOMER_PASSWORD,
-        "email": f"{name}@example.com",
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "address": "1 Analytical Row",
-        "city": "London",
-        "state": "LDN",
-        "zip": "N1",
-        "country": "UK",
-        "phone": "555-0100",
-        "website": "example.com",
-        "company": "Engines Ltd",
-        "package": "Basic",
-        "whitelabel": "sendgrid.me",
-    }
+    # The key is added by the caller, like every other command of the script.
+    body = create_customer_body(script.username, key="", password=CUSTOMER_PASSWORD)
+    del body["idempotency_key"]
+    return body
 
 
 def on_customer(kind: str, **fields: Any) -> Callable[[CustomerScript, random.Random], Command]:

@@ -95,3 +95,34 @@ def example_commands(today: date | None = None) -> dict[str, CommandBase]:
         GetAppSettings(idempotency_key="app-get-1", customer=c, app="clicktrack"),
     ]
     return {type(cmd).__name__: cmd for cmd in examples}
+
+
+# The profile every generated CreateCustomer shares (tests, benchmarks, the soak).
+EXAMPLE_PROFILE: dict[str, str] = {
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "address": "1 Analytical Row",
+    "city": "London",
+    "state": "LDN",
+    "zip": "N1",
+    "country": "UK",
+    "phone": "555-0100",
+    "website": "example.com",
+    "company": "Engines Ltd",
+    "package": "Basic",
+    "whitelabel": "sendgrid.me",
+}
+
+
+def create_customer_body(
+    username: str, *, key: str, password: str, email: str | None = None
+) -> dict[str, object]:
+    """A valid CreateCustomer as the JSON object a publisher sends."""
+    return {
+        "type": "CreateCustomer",
+        "idempotency_key": key,
+        "username": username,
+        "password": password,
+        "email": email or f"{username}@example.com",
+        **EXAMPLE_PROFILE,
+    }

@@ -20,6 +20,7 @@ from typing import Any
 
 import pika
 
+from contracts.examples import create_customer_body
 from tests.fixtures.wait import wait_until
 from worker.broker.topology import Topology
 
@@ -173,25 +174,9 @@ class WorkerRig:
 
 
 def customer_command(username: str, key: str | None = None, **fields: Any) -> dict[str, Any]:
-    command = {
-        "type": "CreateCustomer",
-        "idempotency_key": key or f"create-{username}",
-        "username": username,
-        "password": "s3cret-pass",
-        "email": f"{username}@example.com",
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "address": "1 Analytical Row",
-        "city": "London",
-        "state": "LDN",
-        "zip": "N1",
-        "country": "UK",
-        "phone": "555-0100",
-        "website": "example.com",
-        "company": "Engines Ltd",
-        "package": "Basic",
-        "whitelabel": "sendgrid.me",
-    }
+    command = create_customer_body(
+        username, key=key or f"create-{username}", password="s3cret-pass"
+    )
     command.update(fields)
     return command
 
