@@ -11,7 +11,8 @@ from worker.api import ResellerClient
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.consumer import Consumer
-from worker.execute import Envelope, Executor, ExecutorConfig
+from worker.decision import Envelope, ExecutorConfig
+from worker.execute import Executor
 from worker.observability import sentry
 from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer

@@ -29,7 +29,8 @@ from worker.broker.connection import connect
 from worker.broker.publishing import dead_letter, publish_result, schedule_retry
 from worker.broker.topology import Topology
 from worker.config import Settings
-from worker.execute import Decision, Envelope, Executor
+from worker.decision import Decision, Envelope
+from worker.execute import Executor
 from worker.ordering import KeyedSerialExecutor
 
 log = logging.getLogger(__name__)

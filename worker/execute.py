@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from contracts import (
@@ -28,6 +27,7 @@ from contracts import (
     fingerprint_material,
     make_event,
 )
+from worker.decision import DeadLetter, Decision, Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
 from worker.readback import check_applied, needs_resolution, tolerate_after_ambiguity
 from worker.retry import immediate_retrying, next_delay_s
@@ -42,53 +42,6 @@ REASON_OF_CODE = {
     ErrorCode.RETRIES_EXHAUSTED: "retries_exhausted",
     ErrorCode.DELIVERY_LIMIT: "delivery_limit",
 }
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """What the consumer knows about a delivery, decoded on the connection's thread."""
-
-    command: Command | None
-    invalid: InvalidCommand | None
-    correlation_id: str | None
-    delayed_attempts: int  # delayed retries this message has been through
-    delivery_count: int = 0  # redeliveries by the broker (crashes, lost channels)
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    reason: str
-    error_code: str
-    last_error: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do with the message. Exactly one of: publish ``event`` (terminal), or
-    ``retry_in_s`` (no event yet). ``dead_letter`` accompanies failed/rejected events."""
-
-    command_type: str
-    outcome: str  # succeeded | failed | rejected | retry
-    event: bytes | None = None
-    routing_key: str | None = None
-    retry_in_s: float | None = None
-    dead_letter: DeadLetter | None = None
-    replayed: bool = False
-    error_code: str | None = None
-    count_attempt: bool = True  # False when waiting for another worker's lease
-    last_error: str | None = None
-
-
-@dataclass(frozen=True)
-class ExecutorConfig:
-    owner: str
-    retry_delays_s: tuple[float, ...]
-    immediate_retries: int
-    immediate_retry_budget_s: float
-    lease_ttl_s: float
-    dead_after_s: float
-    fingerprint_key: bytes
-    delivery_limit: int = 0  # 0: no limit known
 
 
 class Executor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from worker.execute import Decision, Envelope
+from worker.decision import Decision, Envelope
 from worker.observability.logs import log_command_outcome
 
 log = logging.getLogger("worker.outcome")

@@ -12,8 +12,9 @@ import pytest
 
 from contracts import AddCredential, Customer, ErrorCode, decode_command
 from tests.integration.harness import customer_command
+from worker.decision import Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, TransientError
-from worker.execute import Envelope, Executor, ExecutorConfig
+from worker.execute import Executor
 from worker.store import IdempotencyStore, open_store
 
 Step = Callable[[Any], Any]
