@@ -87,7 +87,10 @@ class Executor:
 
     def _process_command(self, env: Envelope, command: Command) -> Decision:
         key = command.idempotency_key
-        if env.delivery_count:
+        # A copy of a message whose outcome was already decided: a redelivery, or a delay-tier
+        # copy that survived a crash between scheduling it and acking the original. A fresh
+        # publish or a dead-letter replay (attempts reset) of a failed key runs again.
+        if env.delivery_count or env.delayed_attempts:
             decided = self._decided_failure(command)
             if decided is not None:
                 return decided

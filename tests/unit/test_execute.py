@@ -233,3 +233,29 @@ def test_a_message_at_the_delivery_limit_is_parked_with_an_event(store: Idempote
     assert json.loads(decision.event or b"")["error"]["code"] == "delivery_limit"
     assert decision.dead_letter is not None
     assert decision.dead_letter.reason == "delivery_limit"
+
+
+def test_a_delay_tier_copy_of_a_failed_command_repeats_the_recorded_failure(
+    store: IdempotencyStore,
+) -> None:
+    # Given a command whose retries ran out, recorded as failed (the worker was killed
+    # after scheduling a delayed retry and before acking, so a second copy lives on)
+    exhausted = ScriptedClient(*[TransientError("503")] * 3)
+    first = executor(exhausted, store).process(envelope(CREATE, attempts=2))
+    assert first.outcome == "failed"
+    # When the surviving copy comes back from its delay tier
+    client = ScriptedClient(None)
+    again = executor(client, store).process(envelope(CREATE, attempts=1))
+    # Then it answers with the same failure event, without calling the API
+    assert again.event == first.event
+    assert again.dead_letter is not None
+    assert client.calls == []
+
+
+def test_a_fresh_publish_of_a_failed_key_runs_again(store: IdempotencyStore) -> None:
+    failing = ScriptedClient(PermanentError(ErrorCode.AUTH_FAILED, "Bad username / password"))
+    assert executor(failing, store).process(envelope(CREATE)).outcome == "failed"
+    client = ScriptedClient(None)
+    assert executor(client, store).process(envelope(CREATE)).outcome == "succeeded"
+    # a second execution reads back first: the first may have applied before failing
+    assert client.calls == ["read-back", "CreateCustomer"]
