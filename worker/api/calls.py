@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+from contracts.commands import PROFILE_FIELDS
+
 
 class Payload(Enum):
     """What a successful response carries, so classification knows how to type it."""
@@ -52,18 +54,6 @@ class CallSpec:
 
 
 USER = ("customer", "user")
-PROFILE_FIELDS = (
-    "first_name",
-    "last_name",
-    "address",
-    "city",
-    "state",
-    "country",
-    "zip",
-    "phone",
-    "website",
-    "company",
-)
 LIST_FILTERS = ("id", "username", "email", "active", *PROFILE_FIELDS)
 CREATE_FIELDS = (
     "username",
