@@ -21,11 +21,13 @@ from contracts import (
     ErrorCode,
     ErrorInfo,
     InvalidCommand,
+    Outcome,
     command_customer,
     decode_event,
     encode_event,
     fingerprint_material,
     make_event,
+    routing_key,
 )
 from worker.decision import DeadLetter, Decision, Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
@@ -324,8 +326,6 @@ class Executor:
 
 
 def routing_key_for(command_type: str | None, outcome: str) -> str:
-    from contracts import Outcome, routing_key
-
     return routing_key(command_type, Outcome(outcome))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from contracts import command_customer
 from worker.decision import Decision, Envelope
 from worker.observability.logs import log_command_outcome
 
@@ -17,8 +18,6 @@ log = logging.getLogger("worker.outcome")
 def _identity(envelope: Envelope) -> dict[str, Any]:
     command, invalid = envelope.command, envelope.invalid
     if command is not None:
-        from contracts import command_customer
-
         return {
             "command_type": type(command).__name__,
             "idempotency_key": command.idempotency_key,
