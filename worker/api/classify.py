@@ -6,7 +6,7 @@ JSON is transient (a proxy's error page, a half-deployed API); an answer that ne
 after the request was sent is ambiguous, because the API may have applied it.
 
 Messages are built from the call label, the status and the API's own error strings only: never
-from the request, the URL or the text of a ``requests`` exception.
+from the request, the URL or the text of an HTTP-layer exception.
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ import datetime
 import email.utils
 import json
 from collections.abc import Mapping, Sequence
+from http.client import IncompleteRead
 from typing import Any, TypeGuard, cast
 
-import requests
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    DecodeError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from contracts.events import App, Customer, ErrorCode
 from worker.api.calls import Payload
@@ -62,31 +70,31 @@ def classify_response(
     return cast(Result, result)
 
 
-def classify_exception(label: str, exc: requests.RequestException) -> ProvisioningError:
-    """The outcome of a request that got no complete response; safe text, no chained cause."""
-    if isinstance(exc, requests.ConnectTimeout):
+def classify_exception(label: str, exc: Exception) -> ProvisioningError:
+    """The outcome of a request that got no complete response (urllib3's exceptions, raised
+    unwrapped because the transport never retries); safe text, no chained cause."""
+    if isinstance(exc, NewConnectionError | ProxyError):
+        return TransientError(f"{label}: cannot connect (refused or unreachable)")
+    if isinstance(exc, ConnectTimeoutError):
         return TransientError(f"{label}: connect timeout (nothing was sent)")
-    if isinstance(exc, requests.ReadTimeout):
+    if isinstance(exc, ReadTimeoutError):
         return AmbiguousError(f"{label}: no response before the read timeout (request was sent)")
-    if isinstance(
-        exc, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError
-    ):
+    if isinstance(exc, DecodeError) or _response_broke(exc):
         return AmbiguousError(f"{label}: truncated response (request was sent)")
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, SSLError):
         return TransientError(f"{label}: TLS handshake failed (nothing was sent)")
-    if isinstance(exc, requests.ConnectionError):
-        if _nothing_was_sent(exc):
-            return TransientError(f"{label}: cannot connect (refused or unreachable)")
+    if isinstance(exc, ProtocolError | OSError):
         return AmbiguousError(f"{label}: connection closed or reset after the request was sent")
     return TransientError(f"{label}: request failed ({type(exc).__name__})")
 
 
-def _nothing_was_sent(exc: requests.ConnectionError) -> bool:
-    """Connect-phase failures come wrapped in MaxRetryError; read-phase ones are bare."""
-    reason = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+def _response_broke(exc: Exception) -> bool:
+    """The answer started and then stopped: urllib3 says "Connection broken" (or wraps an
+    IncompleteRead) once it is reading the response, "Connection aborted" before."""
+    if not isinstance(exc, ProtocolError):
+        return False
+    cause = exc.args[1] if len(exc.args) > 1 else None
+    return isinstance(cause, IncompleteRead) or str(exc.args[0]).startswith("Connection broken")
 
 
 def parse_retry_after(value: str | None, now: datetime.datetime | None = None) -> float | None:

@@ -1,7 +1,7 @@
-"""The reseller API client: one pooled session, one form POST per call, one outcome per POST.
+"""The reseller API client: one connection pool, one form POST per call, one outcome per POST.
 
 Retries are not done here (the worker owns them, and classification must see every failure):
-the adapter never retries, and every request carries an explicit (connect, read) timeout.
+the transport never retries, and every request carries an explicit (connect, read) timeout.
 The API user and key travel only in the POST body, never in the URL; secrets are revealed
 only while the body is built, and nothing logged or raised carries them.
 """
@@ -9,14 +9,12 @@ only while the body is built, and nothing logged or raised carries them.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 
 from contracts.events import App, Customer, ErrorCode
 from worker.api.calls import (
@@ -30,6 +28,7 @@ from worker.api.calls import (
     secret_values,
 )
 from worker.api.classify import Result, classify_exception, classify_response
+from worker.api.transport import HttpResponse, HttpTransport
 from worker.errors import PermanentError, ProvisioningError
 
 if TYPE_CHECKING:
@@ -41,20 +40,10 @@ NAMINGS = {"apiv2": "reseller", "distributor": "distributor"}
 TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 5.0
 POOL_SIZE = 16
-# The client talks to one host; a spare slot covers a base URL that redirects host once.
-POOL_HOSTS = 2
 USER_AGENT = "provisioner/0.1 (+reseller-api-client)"
 
 Password = str | Revealable
 RequestObserver = Callable[[str, str, float], None]
-
-
-def _ca_bundle() -> str | bool:
-    """The CA bundle requests would pick from the environment, else its default (True)."""
-    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-        if os.environ.get(name):
-            return os.environ[name]
-    return True
 
 
 class ResellerClient:
@@ -78,18 +67,14 @@ class ResellerClient:
         self._prefix = NAMINGS[naming]
         self._api_user = api_user
         self._api_key = api_key
-        self._timeouts = (connect_timeout_s, timeout_s)
         self._on_request = on_request
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=POOL_HOSTS, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        # The environment (proxies, netrc, CA bundle) is read once here instead of on every
-        # request, where requests would otherwise look it up each time.
-        self._session.proxies = requests.utils.get_environ_proxies(self._base)
-        self._session.verify = _ca_bundle()
-        self._session.trust_env = False
+        self._transport = HttpTransport(
+            self._base,
+            connect_timeout_s=connect_timeout_s,
+            timeout_s=timeout_s,
+            pool_size=pool_size,
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        )
 
     @classmethod
     def from_settings(
@@ -110,7 +95,7 @@ class ResellerClient:
         return f"ResellerClient(base_url={self._base!r}, naming={self._prefix!r})"
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def __enter__(self) -> ResellerClient:
         return self
@@ -228,7 +213,7 @@ class ResellerClient:
         assert response is not None  # _post returns exactly one of the two
         secrets = (*secret_values(spec, values), encode_value(self._api_key))
         return classify_response(
-            label, response.status_code, response.headers, response.content, spec.payload, secrets
+            label, response.status, response.headers, response.body, spec.payload, secrets
         )
 
     @staticmethod
@@ -242,22 +227,20 @@ class ResellerClient:
 
     def _post(
         self, label: str, url: str, form: list[tuple[str, str]]
-    ) -> tuple[requests.Response | None, ProvisioningError | None]:
+    ) -> tuple[HttpResponse | None, ProvisioningError | None]:
         """One POST. A failure comes back as its outcome for the caller to raise outside the
         ``except`` block, so that the raised error chains nothing that saw the request."""
         started = time.monotonic()
         error: ProvisioningError | None = None
         try:
-            response = self._session.post(
-                url, data=form, timeout=self._timeouts, allow_redirects=False
-            )
-        except requests.RequestException as exc:
+            response = self._transport.post_form(url, form)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             error = classify_exception(label, exc)
-            status_class = "timeout" if isinstance(exc, requests.Timeout) else "error"
+            status_class = _failure_class(exc)
         if error is not None:
             self._observe(label, status_class, started)
             return None, error
-        code = response.status_code
+        code = response.status
         self._observe(label, _status_class(code), started, status=str(code))
         return response, None
 
@@ -269,6 +252,13 @@ class ResellerClient:
                 self._on_request(label, status_class, duration_s)
             except Exception:  # a metrics bug must not change a call's outcome
                 log.warning("on_request observer failed for %s", label, exc_info=True)
+
+
+def _failure_class(exc: Exception) -> str:
+    # urllib3 files a refused connection under its connect timeouts; it is not one.
+    refused = isinstance(exc, urllib3.exceptions.NewConnectionError)
+    timed_out = isinstance(exc, urllib3.exceptions.TimeoutError)
+    return "timeout" if timed_out and not refused else "error"
 
 
 def _status_class(status: int) -> str:
