@@ -587,6 +587,28 @@ def test_the_request_is_a_form_post_with_credentials_only_in_the_body(
     assert ("billing_date", "2026-12-01") in form
 
 
+def test_the_environments_http_proxy_carries_the_request(
+    sandbox: Any,
+    observed: ObservedCalls,
+    raw_peer: Callable[[bytes | None], RawPeer],
+    guard: LeakGuard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a forward proxy named by http_proxy (a peer that answers success itself)
+    proxy = raw_peer(http_reply(b'{"message": "success"}'))
+    monkeypatch.setenv("http_proxy", proxy.url.removesuffix("/apiv2/"))
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    # When a client for an API on another port calls it (port 9: nothing listens there)
+    with make_client("http://127.0.0.1:9/apiv2", sandbox, observed) as api:
+        api.enable_customer("u1")
+    # Then the proxy got the request in absolute form, credentials still only in the body
+    request_line = proxy.requests[0].split(b"\r\n")[0].decode()
+    assert request_line == "POST http://127.0.0.1:9/apiv2/reseller.manage.json HTTP/1.1"
+    assert sandbox.api_key.encode() in proxy.requests[0].partition(b"\r\n\r\n")[2]
+    assert observed[-1][:2] == ("manage.enable", "2xx")
+
+
 def test_a_connection_closed_after_the_request_is_ambiguous(
     sandbox: Any,
     observed: ObservedCalls,

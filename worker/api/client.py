@@ -207,7 +207,7 @@ class ResellerClient:
         label = spec.label
         params = self._params(label, spec, values)
         form = [("api_user", self._api_user), ("api_key", encode_value(self._api_key)), *params]
-        response, error = self._post(label, self.url_for(spec.call), form)
+        response, error = self._post(label, f"{self._prefix}.{spec.call}.json", form)
         if error is not None:
             raise error from None
         assert response is not None  # _post returns exactly one of the two
@@ -226,14 +226,14 @@ class ResellerClient:
         raise PermanentError(ErrorCode.API_REJECTED, refusal)
 
     def _post(
-        self, label: str, url: str, form: list[tuple[str, str]]
+        self, label: str, path: str, form: list[tuple[str, str]]
     ) -> tuple[HttpResponse | None, ProvisioningError | None]:
         """One POST. A failure comes back as its outcome for the caller to raise outside the
         ``except`` block, so that the raised error chains nothing that saw the request."""
         started = time.monotonic()
         error: ProvisioningError | None = None
         try:
-            response = self._transport.post_form(url, form)
+            response = self._transport.post_form(path, form)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             error = classify_exception(label, exc)
             status_class = _failure_class(exc)

@@ -34,7 +34,8 @@ class HttpResponse:
 
 
 class HttpTransport:
-    """Thread-safe: urllib3's pools hand each thread its own connection."""
+    """POSTs to paths under one base URL. Thread-safe: urllib3's pool hands each thread its
+    own connection."""
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class HttpTransport:
         pool_size: int,
         headers: Mapping[str, str],
     ) -> None:
+        self._base = base_url.rstrip("/")
         self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
         self._headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
         # Not blocking when every connection is busy: a spare one is opened and discarded,
@@ -59,12 +61,24 @@ class HttpTransport:
                 num_pools=2, maxsize=pool_size, block=False, ca_certs=ca_bundle()
             )
         )
+        # Without a proxy every call goes to the base URL's host: its pool directly, with the
+        # request target as a path, skips the manager's URL parsing and pool lookup per call.
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._base_path = urlsplit(self._base).path
+        if proxy is None:
+            self._pool = self._manager.connection_from_url(self._base)
 
-    def post_form(self, url: str, form: Sequence[tuple[str, str]]) -> HttpResponse:
-        """One POST; raises urllib3's exception when no complete response came back."""
-        response = self._manager.urlopen(
+    def post_form(self, path: str, form: Sequence[tuple[str, str]]) -> HttpResponse:
+        """One POST to ``base_url/path``; raises urllib3's exception when no complete
+        response came back."""
+        opener: urllib3.HTTPConnectionPool | urllib3.PoolManager
+        if self._pool is not None:
+            opener, target = self._pool, f"{self._base_path}/{path}"
+        else:
+            opener, target = self._manager, f"{self._base}/{path}"
+        response = opener.urlopen(
             "POST",
-            url,
+            target,
             body=urlencode(form).encode("ascii"),
             headers=self._headers,
             timeout=self._timeout,
