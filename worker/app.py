@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from worker import __version__
@@ -81,13 +82,23 @@ class ScopedExecutor(Executor):
             return decision
 
 
-def run_worker(settings: Settings, *, install_signals: bool = True) -> int:
+def run_worker(
+    settings: Settings,
+    *,
+    install_signals: bool = True,
+    http_host: str = "0.0.0.0",
+    on_listening: Callable[[int], None] | None = None,
+) -> int:
+    """One worker process until it is asked to stop. ``on_listening`` hears the port of its
+    observability server (the supervisor's children serve on a loopback port 0)."""
     register_secrets(settings)
     sentry.init_sentry(settings.sentry_dsn, release=__version__)
     metrics = Metrics()
     health = Health(stall_after_s=LIVENESS_STALL_S)
-    http = ObservabilityServer("0.0.0.0", settings.http_port, metrics, health)
+    http = ObservabilityServer(http_host, settings.http_port, metrics, health)
     http.start()
+    if on_listening is not None:
+        on_listening(http.port)
     store = open_store(settings.store_url)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     executor = ScopedExecutor(client, store, executor_config(settings), metrics)

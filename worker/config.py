@@ -25,6 +25,8 @@ API_TIMEOUT_S = 30.0
 API_CONNECT_TIMEOUT_S = 5.0
 STORE_URL = "sqlite:///provisioner.db"
 CONCURRENCY = 16
+PROCESSES = 1
+MAX_PROCESSES = 64
 PREFETCH_PER_WORKER = 2
 PREFIX = "provisioning"
 RETRY_DELAYS_S = (30.0, 120.0, 600.0, 3600.0)
@@ -63,6 +65,7 @@ class Settings:
     api_connect_timeout_s: float = API_CONNECT_TIMEOUT_S
     store_url: str = STORE_URL
     concurrency: int = CONCURRENCY
+    processes: int = PROCESSES
     prefetch_per_worker: int = PREFETCH_PER_WORKER
     prefix: str = PREFIX
     retry_delays_s: tuple[float, ...] = RETRY_DELAYS_S
@@ -161,8 +164,10 @@ def _convert(name: str, raw: str) -> Any:
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         value = int(raw)
-        if value < 0 or (name == "concurrency" and value < 1):
+        if value < 0 or (name in ("concurrency", "processes") and value < 1):
             raise ValueError("must be a positive whole number")
+        if name == "processes" and value > MAX_PROCESSES:
+            raise ValueError(f"at most {MAX_PROCESSES}")
         return value
     if isinstance(default, float):
         value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)
@@ -201,4 +206,14 @@ def load_settings(
         except ValueError as exc:
             shown = "***" if f.name in SECRET_FIELDS else repr(raw)
             raise ConfigError(var, f"{exc} (got {shown})") from None
-    return Settings(**values)
+    return _consistent(Settings(**values))
+
+
+def _consistent(settings: Settings) -> Settings:
+    """Settings that are each valid but not together."""
+    if settings.processes > 1 and settings.store_url.endswith(":memory:"):
+        # Every process would have its own in-memory store: no idempotency between them.
+        raise ConfigError(
+            env_name("processes"), "several processes need a shared store, not sqlite :memory:"
+        )
+    return settings

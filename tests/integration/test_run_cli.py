@@ -38,6 +38,12 @@ def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ({"PROVISIONER_AMQP_URL": "http://x"}, "PROVISIONER_AMQP_URL"),
         ({"PROVISIONER_API_KEY_FILE": "/nonexistent/key"}, "PROVISIONER_API_KEY_FILE"),
         ({"PROVISIONER_API_KEY": ""}, "PROVISIONER_API_KEY"),
+        ({"PROVISIONER_PROCESSES": "0"}, "PROVISIONER_PROCESSES"),
+        ({"PROVISIONER_PROCESSES": "65"}, "PROVISIONER_PROCESSES"),
+        (
+            {"PROVISIONER_PROCESSES": "2", "PROVISIONER_STORE_URL": "sqlite:///:memory:"},
+            "PROVISIONER_PROCESSES",
+        ),
     ],
 )
 def test_bad_configuration_is_one_line_naming_the_variable(

@@ -14,7 +14,9 @@ from worker.config import ConfigError, Settings, env_name
 DESCRIPTION = """Consume commands from RabbitMQ, execute them against the reseller API and
 publish one result event per command. Every setting comes from the environment
 (PROVISIONER_*, secrets also as PROVISIONER_*_FILE) or the flags below; flags win.
-SIGTERM stops taking messages, finishes or returns the in-flight ones, and exits 0."""
+SIGTERM stops taking messages, finishes or returns the in-flight ones, and exits 0.
+With --processes N, a supervisor runs N worker processes (each with --concurrency
+threads) and serves their merged /metrics, /healthz and /readyz on --http-port."""
 
 
 def register(subparsers: Any) -> None:
@@ -42,18 +44,36 @@ def handle(args: argparse.Namespace) -> int:
         settings = require_api_credentials(settings_from_args(args))
     except ConfigError as exc:
         return fail_config(exc)
-    from worker.app import run_worker
-    from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable
+    if settings.processes > 1:
+        from worker.supervisor import Supervisor
+
+        setup_logging(settings)
+        try:
+            return Supervisor(settings).run()
+        finally:
+            logging.shutdown()
+    return run_one_process(settings)
+
+
+def setup_logging(settings: Settings) -> None:
     from worker.observability.logs import configure_logging
-    from worker.store import StoreError
 
     configure_logging(settings.log_format, settings.log_level)
     if settings.log_level.upper() != "DEBUG":
         # pika logs each failed connection attempt as an ERROR with a traceback; the worker
         # reports connection trouble itself, in one line each, so keep pika for debugging.
         logging.getLogger("pika").setLevel(logging.CRITICAL)
+
+
+def run_one_process(settings: Settings, **options: Any) -> int:
+    """One worker process, its failures mapped to the documented exit codes."""
+    from worker.app import run_worker
+    from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable
+    from worker.store import StoreError
+
+    setup_logging(settings)
     try:
-        return run_worker(settings)
+        return run_worker(settings, **options)
     except (BrokerUnreachable, BrokerAuthFailed) as exc:
         print(f"provisioner: broker: {exc}", file=sys.stderr)
         return EXIT_BROKER

@@ -19,10 +19,22 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
-from worker.observability.health import Health
-from worker.observability.metrics import Metrics
+
+class MetricsSource(Protocol):
+    def render(self) -> bytes: ...
+
+
+class HealthSource(Protocol):
+    """``Health`` for one worker process; ``Children`` for the supervisor's processes."""
+
+    def live(self) -> tuple[bool, str]: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +49,8 @@ SHUTDOWN_POLL_S = 0.1  # how soon stop() is noticed; serve_forever's default is 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # an idle keep-alive connection must not hold up stop()
-    metrics: Metrics
-    health: Health
+    metrics: MetricsSource
+    health: HealthSource
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.warning("observability request failed", exc_info=True)
@@ -81,13 +93,13 @@ class _Handler(BaseHTTPRequestHandler):
         return
 
 
-def _probe(ok: bool, reason: str, health: Health) -> tuple[int, str, bytes]:
+def _probe(ok: bool, reason: str, health: HealthSource) -> tuple[int, str, bytes]:
     body = {"status": "ok" if ok else "fail", "reason": reason, **health.snapshot()}
     return (200 if ok else 503), JSON_TYPE, (json.dumps(body) + "\n").encode()
 
 
 class ObservabilityServer:
-    def __init__(self, host: str, port: int, metrics: Metrics, health: Health) -> None:
+    def __init__(self, host: str, port: int, metrics: MetricsSource, health: HealthSource) -> None:
         self._host, self.port = host, port
         self._metrics, self._health = metrics, health
         self._server: _Server | None = None
