@@ -263,14 +263,15 @@ class Consumer:
             log.error(
                 "publish refused; command requeued", extra={"fields": {"nacked": group.nacked}}
             )
-            channel.basic_nack(delivery.delivery_tag, requeue=True)
+            channel._impl.basic_nack(delivery.delivery_tag, requeue=True)
             return
         if events_exchange in returned:
             # Nobody subscribed to this event; it stays in the store for a replay.
             log.warning("event unroutable", extra={"fields": {"routing_key": decision.routing_key}})
             if self._metrics is not None:
                 self._metrics.event_unroutable()
-        channel.basic_ack(delivery.delivery_tag)
+        # Sent with this turn's other frames when the loop next polls (see ConfirmTracker).
+        channel._impl.basic_ack(delivery.delivery_tag)
         if self._observer is not None:
             self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
 

@@ -112,14 +112,15 @@ class ConfirmTracker:
         mandatory: bool,
     ) -> None:
         record = Published(exchange, routing_key, body, mandatory)
-        # Recorded before publishing: the blocking adapter's publish also reads the socket, so
-        # this message's return and ack may be handled before basic_publish returns. The
-        # broker numbers confirms by publish order on the channel, from 1.
+        # The broker numbers confirms by publish order on the channel, from 1.
         self._pending[self._next_seq] = (group, record)
         self._next_seq += 1
         group.publishes.append(record)
         group.unconfirmed += 1
-        self._channel.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+        # On the asynchronous channel: the frames wait in pika's buffer and leave with the
+        # others of this turn of the loop (the blocking adapter would poll and send each on
+        # its own, and every syscall hands the GIL to a pool thread and waits to get it back).
+        self._impl.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
 
     def seal(self, group: ConfirmGroup) -> None:
         """No more publishes for ``group``; settles at once if it published nothing."""
