@@ -36,7 +36,7 @@ StartConsumer = Callable[[BenchBroker, Path], "subprocess.Popen[bytes]"]
 class RunResult:
     mode: str  # "worker" or "raw"
     api_latency_ms: float
-    concurrency: int
+    concurrency: int  # commands at once in all: processes x threads per process
     commands: int
     commands_per_s: float
     burst_p50_ms: float
@@ -47,7 +47,9 @@ class RunResult:
     paced_p99_ms: float
     peak_rss_mb: float
     not_succeeded: int
-    cpu_ms_per_command: float
+    cpu_ms_per_command: float  # every process of the consumer together
+    processes: int = 1
+    total_rss_mb: float = 0.0  # the peaks of every process of the consumer, added up
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +61,15 @@ def percentile_ms(latencies_ns: list[int], fraction: float) -> float:
     ordered = sorted(latencies_ns)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index] / 1e6
+
+
+def family(pid: int) -> list[int]:
+    """The process and its children (a supervisor's worker processes)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return [pid, *(int(child) for child in children)]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -84,7 +95,9 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
         time.sleep(POLL_S)
 
 
-def worker_starter(sandbox: Sandbox, concurrency: int) -> StartConsumer:
+def worker_starter(sandbox: Sandbox, concurrency: int, processes: int = 1) -> StartConsumer:
+    """``provisioner run``; with several processes, ``concurrency`` is split between them."""
+
     def start(broker: BenchBroker, workdir: Path) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.update(
@@ -96,7 +109,8 @@ def worker_starter(sandbox: Sandbox, concurrency: int) -> StartConsumer:
             PROVISIONER_PREFIX=broker.prefix,
             PROVISIONER_RETRY_DELAYS="30s",
             PROVISIONER_HTTP_PORT="0",
-            PROVISIONER_CONCURRENCY=str(concurrency),
+            PROVISIONER_CONCURRENCY=str(max(1, concurrency // processes)),
+            PROVISIONER_PROCESSES=str(processes),
             PROVISIONER_LOG_FORMAT="json",
         )
         log = (workdir / "worker.log").open("wb")
@@ -119,7 +133,12 @@ def raw_starter(sandbox: Sandbox) -> StartConsumer:
 
 
 def measure(
-    mode: str, latency_ms: float, concurrency: int, commands: int, start: StartConsumer
+    mode: str,
+    latency_ms: float,
+    concurrency: int,
+    commands: int,
+    start: StartConsumer,
+    processes: int = 1,
 ) -> RunResult:
     broker = BenchBroker()
     tap = EventTap(broker.tap_queue)
@@ -136,8 +155,10 @@ def measure(
                 wait_for(lambda: tap.count() >= commands, EVENTS_TIMEOUT_S, "the burst's events")
                 rate, burst_latencies = _burst_numbers(broker, tap, burst)
                 paced_rate, paced = _paced_phase(broker, tap, run_id, commands, rate)
-                rss = peak_rss_mb(process.pid)
-                cpu_per_command_ms = cpu_s(process.pid) * 1000 / len(tap.snapshot())
+                pids = family(process.pid)
+                peaks = [peak_rss_mb(pid) for pid in pids]
+                cpu_total_s = sum(cpu_s(pid) for pid in pids)
+                cpu_per_command_ms = cpu_total_s * 1000 / len(tap.snapshot())
             finally:
                 _stop(process)
                 if process.returncode not in (0, -signal.SIGTERM):
@@ -149,7 +170,7 @@ def measure(
         mode, latency_ms, concurrency, commands, rate,
         percentile_ms(burst_latencies, 0.5), percentile_ms(burst_latencies, 0.99),
         paced_rate, len(paced), percentile_ms(paced, 0.5), percentile_ms(paced, 0.99),
-        rss, tap.not_succeeded, cpu_per_command_ms,
+        max(peaks), tap.not_succeeded, cpu_per_command_ms, processes, sum(peaks),
     )  # fmt: skip
 
 

@@ -1,9 +1,11 @@
 """``make bench``: the worker's throughput, latency and memory against the raw limit.
 
-``python -m bench.throughput [--commands N] [--quick]`` runs, for API latency 0 and 50 ms
-and worker concurrency 1, 8 and 32, a fresh topology, a fresh SQLite store and a reset
-sandbox; then the raw single-threaded loop at 0 ms. It prints a table and the targets, and
-writes ``.bench/results.json``. It exits 0 even when a target is missed (it says MISSED).
+``python -m bench.throughput [--commands N] [--quick]`` runs the raw single-threaded loop at
+0 ms, then, for API latency 0 and 50 ms, the worker as one process at concurrency 1, 8 and 32
+and as one process per core (``--processes``, the concurrency split between them) at 8 and
+32; each run on a fresh topology, a fresh SQLite store and a reset sandbox. It prints a
+table and the targets (judged on the better of the two c32 configurations, which it names)
+and writes ``.bench/results.json``. It exits 0 even when a target is missed (it says MISSED).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from bench.rig import Sandbox
 
 API_LATENCIES_MS = (0.0, 50.0)
 CONCURRENCIES = (1, 8, 32)
+MULTI_PROCESS_CONCURRENCIES = (8, 32)
+PROCESSES = max(2, os.cpu_count() or 1)  # one per core
 COMMANDS = 2000
 QUICK_COMMANDS = 500
 # Enough commands for a few seconds of events at the rate a latency caps a run at.
@@ -49,13 +53,12 @@ def run_all(budget: int) -> list[RunResult]:
     sandbox = Sandbox()
     results: list[RunResult] = []
     try:
-        plan = [("raw", 0.0, 1)] + [
-            ("worker", latency_ms, concurrency)
-            for latency_ms in API_LATENCIES_MS
-            for concurrency in CONCURRENCIES
-        ]
-        for mode, latency_ms, concurrency in plan:
-            result = run_one(sandbox, mode, latency_ms, concurrency, budget)
+        plan = [("raw", 0.0, 1, 1)]
+        for latency_ms in API_LATENCIES_MS:
+            plan += [("worker", latency_ms, c, 1) for c in CONCURRENCIES]
+            plan += [("worker", latency_ms, c, PROCESSES) for c in MULTI_PROCESS_CONCURRENCIES]
+        for mode, latency_ms, concurrency, processes in plan:
+            result = run_one(sandbox, mode, latency_ms, concurrency, processes, budget)
             if result is not None:
                 results.append(result)
                 print(format_row(result), flush=True)
@@ -65,19 +68,21 @@ def run_all(budget: int) -> list[RunResult]:
 
 
 def run_one(
-    sandbox: Sandbox, mode: str, latency_ms: float, concurrency: int, budget: int
+    sandbox: Sandbox, mode: str, latency_ms: float, concurrency: int, processes: int, budget: int
 ) -> RunResult | None:
     """One measured run; retried once when it broke (e.g. the broker restarted under it)."""
     count = commands_for(latency_ms, concurrency, budget) if mode == "worker" else budget
     for attempt in range(1, RUN_ATTEMPTS + 1):
-        label = f"{mode}, {latency_ms:.0f} ms, concurrency {concurrency}"
+        label = f"{mode}, {latency_ms:.0f} ms, concurrency {concurrency}, {processes} process"
         print(f"{label} ({count} commands) ...", flush=True)
         try:
             sandbox.reset(latency_ms)
             starter = (
-                raw_starter(sandbox) if mode == "raw" else worker_starter(sandbox, concurrency)
+                raw_starter(sandbox)
+                if mode == "raw"
+                else worker_starter(sandbox, concurrency, processes)
             )
-            return measure(mode, latency_ms, concurrency, count, starter)
+            return measure(mode, latency_ms, concurrency, count, starter, processes)
         except (AMQPError, RuntimeError, OSError) as exc:
             print(f"  run failed (attempt {attempt}): {type(exc).__name__}: {exc}", flush=True)
             time.sleep(RETRY_PAUSE_S)  # let a restarting broker come back
@@ -90,7 +95,7 @@ def format_table(results: list[RunResult]) -> str:
 
 def format_row(r: RunResult) -> str:
     return (
-        f"{r.mode:<7}{r.api_latency_ms:>7.0f}{r.concurrency:>6}{r.commands:>6}"
+        f"{r.mode:<7}{r.api_latency_ms:>7.0f}{r.processes:>6}{r.concurrency:>6}{r.commands:>6}"
         f"{r.commands_per_s:>9.1f}{r.paced_per_s:>9.1f}{r.paced_p50_ms:>9.1f}"
         f"{r.paced_p99_ms:>9.1f}{r.burst_p50_ms:>11.0f}{r.peak_rss_mb:>8.1f}"
         f"{r.cpu_ms_per_command:>8.2f}{r.not_succeeded:>5}"
@@ -98,15 +103,17 @@ def format_row(r: RunResult) -> str:
 
 
 HEADER = (
-    f"{'mode':<7}{'API ms':>7}{'conc':>6}{'N':>6}{'cmd/s':>9}"
+    f"{'mode':<7}{'API ms':>7}{'proc':>6}{'conc':>6}{'N':>6}{'cmd/s':>9}"
     f"{'paced/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
     f"{'burst p50':>11}{'RSS MB':>8}{'CPU ms':>8}{'!ok':>5}"
 )
 
 
 def find(results: list[RunResult], mode: str, latency_ms: float, conc: int) -> RunResult | None:
+    """The faster of the runs with this mode, latency and concurrency (any process count)."""
     wanted = (mode, latency_ms, conc)
-    return next((r for r in results if (r.mode, r.api_latency_ms, r.concurrency) == wanted), None)
+    runs = [r for r in results if (r.mode, r.api_latency_ms, r.concurrency) == wanted]
+    return max(runs, key=lambda r: r.commands_per_s, default=None)
 
 
 def check_targets(results: list[RunResult]) -> list[dict[str, Any]]:
@@ -114,16 +121,28 @@ def check_targets(results: list[RunResult]) -> list[dict[str, Any]]:
     fast = find(results, "worker", 0.0, 32)
     slow = find(results, "worker", 50.0, 32)
     cap = 32 * 1000.0 / 50.0
+    # Per process: with several, each is a whole worker and the machine holds their sum.
     peaks = [r.peak_rss_mb for r in results if r.mode == "worker"]
     share = fast.commands_per_s / raw.commands_per_s if fast and raw else None
     cap_share = slow.commands_per_s / cap if slow else None
     return [
-        _target("0 ms, c32 vs raw loop", share, RAW_SHARE_TARGET, "x"),
-        _target("50 ms, c32 vs 640/s cap", cap_share, CAP_SHARE_TARGET, "x"),
+        _target(f"0 ms, c32 vs raw loop{_config(fast)}", share, RAW_SHARE_TARGET, "x"),
+        _target(f"50 ms, c32 vs 640/s cap{_config(slow)}", cap_share, CAP_SHARE_TARGET, "x"),
         _target(
-            "worker peak RSS MB", max(peaks, default=None), PEAK_RSS_TARGET_MB, "MB", at_most=True
+            "worker peak RSS MB (per process)",
+            max(peaks, default=None),
+            PEAK_RSS_TARGET_MB,
+            "MB",
+            at_most=True,
         ),
     ]
+
+
+def _config(run: RunResult | None) -> str:
+    if run is None:
+        return ""
+    threads = max(1, run.concurrency // run.processes)
+    return f" [{run.processes} process{'es' if run.processes > 1 else ''} x {threads}]"
 
 
 def _target(
