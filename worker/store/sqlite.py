@@ -6,6 +6,8 @@ connection behind a lock, since every in-memory connection is its own database).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -19,11 +21,14 @@ T = TypeVar("T")
 
 # How long a writer waits for another connection's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
-# Writers of this process queue on a Python lock instead: SQLite's busy handler sleeps
-# (1, 2, 5, 10 ... 100 ms) between retries, which with 32 pool threads turned every
-# contended write into milliseconds of idle waiting. The busy timeout still covers other
-# processes sharing the file.
+# Writers queue on locks instead: SQLite's busy handler sleeps (1, 2, 5, 10 ... 100 ms)
+# between retries, which with 32 pool threads turned every contended write into
+# milliseconds of idle waiting. A Python lock orders the threads of this process and an
+# flock on ``<db>.writer-lock`` orders the processes sharing the file (``--processes``);
+# both wake the next writer the moment the last one is done. The busy timeout still covers
+# anything else that writes the file.
 MEMORY_PATH = ":memory:"
+WRITER_LOCK_SUFFIX = ".writer-lock"
 
 
 def sqlite_path(url: str) -> str:
@@ -39,12 +44,14 @@ class SqliteStore:
         self._clock = clock
         self._memory_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._writer_file = -1  # opened with the schema, when the store is a file
         self._memory: sqlite3.Connection | None = None
         self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         self._closed = False
         try:
             with self._connection() as conn:
                 self._create_schema(conn)
+            self._open_writer_lock()
         except StoreError as exc:
             self.close()
             raise StoreError(f"cannot open the {exc}") from None
@@ -83,10 +90,32 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store at {self.path}: {exc}") from exc
 
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, with the write locks of this process and of the file."""
+        with self._write_lock, self._connection() as conn:
+            if self._writer_file < 0:
+                yield conn
+                return
+            fcntl.flock(self._writer_file, fcntl.LOCK_EX)
+            try:
+                yield conn
+            finally:
+                fcntl.flock(self._writer_file, fcntl.LOCK_UN)
+
+    def _open_writer_lock(self) -> None:
+        if self.path == MEMORY_PATH:
+            return
+        lock_path = self.path + WRITER_LOCK_SUFFIX
+        try:
+            self._writer_file = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"SQLite store at {self.path}: {lock_path}: {exc.strerror}") from None
+
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one write transaction (the write lock is taken up front, so two
         writers never deadlock upgrading a read)."""
-        with self._write_lock, self._connection() as conn:
+        with self._writing() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = work(conn)
@@ -130,16 +159,16 @@ class SqliteStore:
     def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
         state = "succeeded" if succeeded else "failed"
         params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
-        with self._write_lock, self._connection() as conn:
+        with self._writing() as conn:
             return conn.execute(schema.COMPLETE, params).rowcount == 1
 
     def release(self, key: str, owner: str) -> bool:
-        with self._write_lock, self._connection() as conn:
+        with self._writing() as conn:
             params = {"key": key, "owner": owner, "now": self._clock()}
             return conn.execute(schema.RELEASE, params).rowcount == 1
 
     def heartbeat(self, owner: str) -> None:
-        with self._write_lock, self._connection() as conn:
+        with self._writing() as conn:
             conn.execute(schema.HEARTBEAT, {"owner": owner, "now": self._clock()})
 
     def forget_worker(self, owner: str) -> None:
@@ -173,6 +202,9 @@ class SqliteStore:
 
     def close(self) -> None:
         self._threads.close_all()
+        if self._writer_file >= 0:
+            os.close(self._writer_file)
+            self._writer_file = -1
         with self._memory_lock:
             self._closed = True
             if self._memory is not None:
