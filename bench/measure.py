@@ -50,6 +50,7 @@ class RunResult:
     cpu_ms_per_command: float  # every process of the consumer together
     processes: int = 1
     total_rss_mb: float = 0.0  # the peaks of every process of the consumer, added up
+    steal_pct: float = 0.0  # CPU time the hypervisor gave to other guests during the run
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,6 +62,21 @@ def percentile_ms(latencies_ns: list[int], fraction: float) -> float:
     ordered = sorted(latencies_ns)
     index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
     return ordered[index] / 1e6
+
+
+def cpu_ticks() -> tuple[int, int]:
+    """(all, steal) jiffies of the machine so far, from the first line of /proc/stat."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields), (fields[7] if len(fields) > 7 else 0)
+
+
+def steal_share_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """On a VM, a share of the cores another guest took: the numbers are lower by about it."""
+    total = after[0] - before[0]
+    return 100.0 * (after[1] - before[1]) / total if total > 0 else 0.0
 
 
 def family(pid: int) -> list[int]:
@@ -150,6 +166,7 @@ def measure(
             for command in burst:
                 broker.publish(command)
             broker.wait_queued(commands)
+            ticks_before = cpu_ticks()
             process = start(broker, Path(tmp))
             try:
                 wait_for(lambda: tap.count() >= commands, EVENTS_TIMEOUT_S, "the burst's events")
@@ -159,6 +176,7 @@ def measure(
                 peaks = [peak_rss_mb(pid) for pid in pids]
                 cpu_total_s = sum(cpu_s(pid) for pid in pids)
                 cpu_per_command_ms = cpu_total_s * 1000 / len(tap.snapshot())
+                steal_pct = steal_share_pct(ticks_before, cpu_ticks())
             finally:
                 _stop(process)
                 if process.returncode not in (0, -signal.SIGTERM):
@@ -170,7 +188,7 @@ def measure(
         mode, latency_ms, concurrency, commands, rate,
         percentile_ms(burst_latencies, 0.5), percentile_ms(burst_latencies, 0.99),
         paced_rate, len(paced), percentile_ms(paced, 0.5), percentile_ms(paced, 0.99),
-        max(peaks), tap.not_succeeded, cpu_per_command_ms, processes, sum(peaks),
+        max(peaks), tap.not_succeeded, cpu_per_command_ms, processes, sum(peaks), steal_pct,
     )  # fmt: skip
 
 

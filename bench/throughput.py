@@ -98,14 +98,14 @@ def format_row(r: RunResult) -> str:
         f"{r.mode:<7}{r.api_latency_ms:>7.0f}{r.processes:>6}{r.concurrency:>6}{r.commands:>6}"
         f"{r.commands_per_s:>9.1f}{r.paced_per_s:>9.1f}{r.paced_p50_ms:>9.1f}"
         f"{r.paced_p99_ms:>9.1f}{r.burst_p50_ms:>11.0f}{r.peak_rss_mb:>8.1f}"
-        f"{r.cpu_ms_per_command:>8.2f}{r.not_succeeded:>5}"
+        f"{r.cpu_ms_per_command:>8.2f}{r.not_succeeded:>5}{r.steal_pct:>7.0f}"
     )
 
 
 HEADER = (
     f"{'mode':<7}{'API ms':>7}{'proc':>6}{'conc':>6}{'N':>6}{'cmd/s':>9}"
     f"{'paced/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-    f"{'burst p50':>11}{'RSS MB':>8}{'CPU ms':>8}{'!ok':>5}"
+    f"{'burst p50':>11}{'RSS MB':>8}{'CPU ms':>8}{'!ok':>5}{'steal%':>7}"
 )
 
 
@@ -186,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(results))
     print("cmd/s: first to last event of a pre-published burst; p50/p99: publish to event")
     print("receipt in a paced phase at half that rate; burst p50 includes queueing;")
-    print("CPU ms: the consumer process's CPU time per command (start-up included).")
+    print("CPU ms: the consumer's processes' CPU time per command (start-up included);")
+    print("steal%: CPU the hypervisor gave other guests during the run (a VM's cores are")
+    print("that much smaller; compare runs with similar steal).")
     targets = check_targets(results)
     for t in targets:
         verdict = "met" if t["met"] else "MISSED" if t["value"] is not None else "NOT MEASURED"
