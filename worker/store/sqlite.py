@@ -6,7 +6,6 @@ connection behind a lock, since every in-memory connection is its own database).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -16,17 +15,17 @@ from typing import TypeVar
 
 from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
 from worker.store.connections import PerThreadConnections
+from worker.store.group_commit import GroupCommitter
 
 T = TypeVar("T")
 
 # How long a writer waits for another connection's write lock before failing.
 BUSY_TIMEOUT_MS = 10_000
-# Writers queue on locks instead: SQLite's busy handler sleeps (1, 2, 5, 10 ... 100 ms)
-# between retries, which with 32 pool threads turned every contended write into
-# milliseconds of idle waiting. A Python lock orders the threads of this process and an
-# flock on ``<db>.writer-lock`` orders the processes sharing the file (``--processes``);
-# both wake the next writer the moment the last one is done. The busy timeout still covers
-# anything else that writes the file.
+# Writes do not wait there: SQLite's busy handler sleeps (1, 2, 5, 10 ... 100 ms) between
+# retries. A file store's writes go through one writer thread per process, which commits
+# them in batches (``group_commit``), and an flock on ``<db>.writer-lock`` orders the
+# processes sharing the file (``--processes``), waking the next the moment one is done.
+# The busy timeout still covers anything else that writes the file.
 MEMORY_PATH = ":memory:"
 WRITER_LOCK_SUFFIX = ".writer-lock"
 
@@ -43,15 +42,15 @@ class SqliteStore:
         self.path = sqlite_path(url)
         self._clock = clock
         self._memory_lock = threading.Lock()
-        self._write_lock = threading.Lock()
         self._writer_file = -1  # opened with the schema, when the store is a file
+        self._committer: GroupCommitter | None = None
         self._memory: sqlite3.Connection | None = None
         self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         self._closed = False
         try:
             with self._connection() as conn:
                 self._create_schema(conn)
-            self._open_writer_lock()
+            self._start_writer()
         except StoreError as exc:
             self.close()
             raise StoreError(f"cannot open the {exc}") from None
@@ -90,32 +89,24 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store at {self.path}: {exc}") from exc
 
-    @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, with the write locks of this process and of the file."""
-        with self._write_lock, self._connection() as conn:
-            if self._writer_file < 0:
-                yield conn
-                return
-            fcntl.flock(self._writer_file, fcntl.LOCK_EX)
-            try:
-                yield conn
-            finally:
-                fcntl.flock(self._writer_file, fcntl.LOCK_UN)
-
-    def _open_writer_lock(self) -> None:
+    def _start_writer(self) -> None:
         if self.path == MEMORY_PATH:
-            return
+            return  # one connection behind a lock already serialises everything
         lock_path = self.path + WRITER_LOCK_SUFFIX
         try:
             self._writer_file = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise StoreError(f"SQLite store at {self.path}: {lock_path}: {exc.strerror}") from None
+        self._committer = GroupCommitter(self._connect, self._writer_file, self._store_error)
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one write transaction (the write lock is taken up front, so two
-        writers never deadlock upgrading a read)."""
-        with self._writing() as conn:
+    def _store_error(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"SQLite store at {self.path}: {exc}")
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in a write transaction; returns once it is committed."""
+        if self._committer is not None:
+            return self._committer.write(work)
+        with self._connection() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = work(conn)
@@ -151,25 +142,23 @@ class SqliteStore:
             if rows:
                 return schema.acquired(rows[0])
             row = conn.execute(schema.READ_CLAIM, params).fetchone()
-            # Inside the write lock the record cannot change, so "claimable" cannot happen.
+            # Inside the write transaction the record cannot change: "claimable" cannot happen.
             return schema.refused(row, params) or Claim(ClaimStatus.BUSY, 0)
 
-        return self._transaction(decide)
+        return self._write(decide)
 
     def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
         state = "succeeded" if succeeded else "failed"
         params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
-        with self._writing() as conn:
-            return conn.execute(schema.COMPLETE, params).rowcount == 1
+        return self._write(lambda conn: conn.execute(schema.COMPLETE, params).rowcount == 1)
 
     def release(self, key: str, owner: str) -> bool:
-        with self._writing() as conn:
-            params = {"key": key, "owner": owner, "now": self._clock()}
-            return conn.execute(schema.RELEASE, params).rowcount == 1
+        params = {"key": key, "owner": owner, "now": self._clock()}
+        return self._write(lambda conn: conn.execute(schema.RELEASE, params).rowcount == 1)
 
     def heartbeat(self, owner: str) -> None:
-        with self._writing() as conn:
-            conn.execute(schema.HEARTBEAT, {"owner": owner, "now": self._clock()})
+        params = {"owner": owner, "now": self._clock()}
+        self._write(lambda conn: conn.execute(schema.HEARTBEAT, params))
 
     def forget_worker(self, owner: str) -> None:
         with self._connection() as conn:
@@ -201,6 +190,9 @@ class SqliteStore:
         return self._threads.open_count() + (self._memory is not None)
 
     def close(self) -> None:
+        if self._committer is not None:
+            self._committer.close()
+            self._committer = None
         self._threads.close_all()
         if self._writer_file >= 0:
             os.close(self._writer_file)
