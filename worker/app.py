@@ -134,6 +134,7 @@ def executor_config(settings: Settings) -> ExecutorConfig:
         retry_delays_s=settings.retry_delays_s,
         immediate_retries=settings.immediate_retries,
         immediate_retry_budget_s=settings.immediate_retry_budget_s,
+        resolve_budget_s=settings.resolve_budget_s,
         lease_ttl_s=settings.lease_ttl_s,
         dead_after_s=settings.worker_dead_after_s,
         fingerprint_key=(settings.api_key or "provisioner").encode(),

@@ -34,6 +34,7 @@ HTTP_PORT = 9191
 DELIVERY_LIMIT = 20
 IMMEDIATE_RETRIES = 3
 IMMEDIATE_RETRY_BUDGET_S = 5.0
+RESOLVE_BUDGET_S = 60.0  # how long an unresolved ambiguous call keeps retrying in place
 LEASE_TTL_S = 300.0
 WORKER_HEARTBEAT_S = 5.0
 WORKER_DEAD_AFTER_S = 20.0
@@ -74,6 +75,7 @@ class Settings:
     delivery_limit: int = DELIVERY_LIMIT
     immediate_retries: int = IMMEDIATE_RETRIES
     immediate_retry_budget_s: float = IMMEDIATE_RETRY_BUDGET_S
+    resolve_budget_s: float = RESOLVE_BUDGET_S
     lease_ttl_s: float = LEASE_TTL_S
     worker_heartbeat_s: float = WORKER_HEARTBEAT_S
     worker_dead_after_s: float = WORKER_DEAD_AFTER_S

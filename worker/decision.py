@@ -56,3 +56,4 @@ class ExecutorConfig:
     dead_after_s: float
     fingerprint_key: bytes
     delivery_limit: int = 0  # 0: no limit known
+    resolve_budget_s: float = 60.0  # see worker.config.RESOLVE_BUDGET_S

@@ -68,6 +68,11 @@ def needs_resolution(command: Command) -> bool:
     return type(command) in _CHECKS or type(command) in (AddCredential, DeleteCredential)
 
 
+def has_check(command: Command) -> bool:
+    """True when the API's state can be read to tell whether the command is applied."""
+    return type(command) in _CHECKS
+
+
 def check_applied(client: Client, command: Command) -> bool:
     """Read back the API's state: True when the command's effect is already in place."""
     check = _CHECKS.get(type(command))

@@ -211,6 +211,56 @@ def test_ambiguous_add_credential_that_exists_sets_our_password(store: Idempoten
     assert isinstance(decode_command(json.dumps(command).encode()), AddCredential)
 
 
+ADD_CREDENTIAL = {
+    "type": "AddCredential",
+    "idempotency_key": "kc2",
+    "customer": "ada",
+    "credential_name": "temp001",
+    "credential_password": "cred-secret",
+}
+
+
+def test_an_unresolved_ambiguous_add_keeps_resolving_in_place_instead_of_a_delay_tier(
+    store: IdempotencyStore,
+) -> None:
+    # Given an add whose answer was lost, and whose repeats then meet three 503s: more
+    # than the immediate retries allow
+    exists = PermanentError(ErrorCode.ALREADY_EXISTS, "Credential already exists")
+    busy = TransientError("503")
+    client = ScriptedClient(AmbiguousError("reset"), busy, busy, busy, exists, None)
+    # When it is processed
+    decision = executor(client, store).process(envelope(ADD_CREDENTIAL))
+    # Then it was resolved on the pool thread (so the customer's later DeleteCredential
+    # could not run in between and be undone by a second add): one success, no delay tier
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["AddCredential"] * 5 + ["ChangeCredentialPassword"]
+
+
+def test_an_ambiguous_add_still_unresolved_after_the_resolve_budget_goes_to_a_delay_tier(
+    store: IdempotencyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the API keeps failing after an ambiguous add, beyond the resolve attempts
+    monkeypatch.setattr("worker.execute.RESOLVE_ATTEMPTS", 2)
+    busy = TransientError("503")
+    client = ScriptedClient(AmbiguousError("reset"), *([busy] * 10))
+    # When it is processed; Then after 3 immediate and 2 resolving attempts it is delayed
+    decision = executor(client, store).process(envelope(ADD_CREDENTIAL))
+    assert decision.outcome == "retry"
+    assert client.calls == ["AddCredential"] * 5
+
+
+def test_a_transient_failure_without_ambiguity_goes_to_a_delay_tier_at_once(
+    store: IdempotencyStore,
+) -> None:
+    # Given an add refused three times before anything could be applied
+    busy = TransientError("503")
+    client = ScriptedClient(busy, busy, busy, None)
+    # Then only the immediate retries run before the delay tier
+    decision = executor(client, store).process(envelope(ADD_CREDENTIAL))
+    assert decision.outcome == "retry"
+    assert client.calls == ["AddCredential"] * 3
+
+
 def test_a_retried_delete_after_a_crash_tolerates_not_found(store: IdempotencyStore) -> None:
     command = {"type": "DeleteCustomer", "idempotency_key": "kd", "customer": "ada"}
     client = ScriptedClient(AmbiguousError("timeout"), customers=[])
