@@ -29,21 +29,15 @@ from contracts import (
     make_event,
     routing_key,
 )
+from worker.calling import call_command
 from worker.decision import DeadLetter, Decision, Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
-from worker.readback import (
-    check_applied,
-    has_check,
-    needs_resolution,
-    tolerate_after_ambiguity,
-)
-from worker.retry import immediate_retrying, next_delay_s
+from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState
 
 log = logging.getLogger(__name__)
 
 BUSY_POLL_S = 0.1  # how often a redelivered command asks again for a key still leased
-RESOLVE_ATTEMPTS = 1000  # the resolve budget (seconds) is the real bound
 BUSY_WAIT_MARGIN_S = 1.0  # beyond dead_after_s: the dead holder's last heartbeat, rounding
 # The dead-letter reason of a stored failure, by its error code ("failed" otherwise).
 REASON_OF_CODE = {
@@ -187,42 +181,18 @@ class Executor:
             time.sleep(BUSY_POLL_S)
 
     def _call_with_retries(self, command: Command, *, resolve_first: bool) -> Any:
-        ambiguous = resolve_first and needs_resolution(command)
-        # "unresolved": the effect may be in place and no read-back has said otherwise since.
-        state = {"ambiguous": ambiguous, "unresolved": ambiguous}
-
-        def attempt() -> Any:
-            try:
-                if state["ambiguous"] and has_check(command):
-                    if check_applied(self._client, command):
-                        return None
-                    state["unresolved"] = False
-                return self._client.execute(command)
-            except AmbiguousError:
-                state["ambiguous"] = state["unresolved"] = needs_resolution(command)
-                raise
-            except PermanentError as exc:
-                if state["ambiguous"] and tolerate_after_ambiguity(self._client, command, exc):
-                    return None
-                raise
-
         def on_retry(_state: Any) -> None:
             self._count("immediate_retry", type(command).__name__)
 
-        retrying = immediate_retrying(
-            self._config.immediate_retries, self._config.immediate_retry_budget_s, on_retry
+        return call_command(
+            self._client,
+            command,
+            resolve_first=resolve_first,
+            retries=self._config.immediate_retries,
+            retry_budget_s=self._config.immediate_retry_budget_s,
+            resolve_budget_s=self._config.resolve_budget_s,
+            on_retry=on_retry,
         )
-        try:
-            return retrying(attempt)
-        except (TransientError, AmbiguousError):
-            if not state["unresolved"]:
-                raise
-        # The effect may be in place and is not known yet. On a delay tier the customer's
-        # later commands would run first and could make the read-back wrong (an
-        # AddCredential repeated after the DeleteCredential that followed it: two adds), so
-        # the customer's queue stays blocked here, for longer, before the tiers take over.
-        resolving = immediate_retrying(RESOLVE_ATTEMPTS, self._config.resolve_budget_s, on_retry)
-        return resolving(attempt)
 
     # -- outcomes ---------------------------------------------------------------------
 

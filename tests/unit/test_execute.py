@@ -240,7 +240,7 @@ def test_an_ambiguous_add_still_unresolved_after_the_resolve_budget_goes_to_a_de
     store: IdempotencyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the API keeps failing after an ambiguous add, beyond the resolve attempts
-    monkeypatch.setattr("worker.execute.RESOLVE_ATTEMPTS", 2)
+    monkeypatch.setattr("worker.calling.RESOLVE_ATTEMPTS", 2)
     busy = TransientError("503")
     client = ScriptedClient(AmbiguousError("reset"), *([busy] * 10))
     # When it is processed; Then after 3 immediate and 2 resolving attempts it is delayed
