@@ -88,3 +88,25 @@ def test_unreachable_broker_at_start_exits_3_with_one_line(tmp_path: Path) -> No
     assert "unreachable" in last
     assert "topsecret" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_with_several_processes_an_unreachable_broker_still_exits_3(tmp_path: Path) -> None:
+    # Given nothing listens on the broker port, and two worker processes asked for
+    port = free_port()
+    result = run(
+        {
+            "PROVISIONER_AMQP_URL": f"amqp://guest:topsecret@127.0.0.1:{port}/%2F",
+            "PROVISIONER_STARTUP_CONNECT_ATTEMPTS": "2",
+            "PROVISIONER_RECONNECT_MAX": "0.2",
+            "PROVISIONER_STORE_URL": f"sqlite:///{tmp_path / 's.db'}",
+            "PROVISIONER_HTTP_PORT": str(free_port()),
+            "PROVISIONER_PROCESSES": "2",
+            "PROVISIONER_LOG_FORMAT": "text",
+        }
+    )
+    # Then the supervisor exits with the child's code, the reason said, the password hidden
+    assert result.returncode == 3, result.stderr
+    assert "provisioner: broker:" in result.stderr
+    assert "unreachable" in result.stderr
+    assert "topsecret" not in result.stderr
+    assert "Traceback" not in result.stderr
