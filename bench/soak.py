@@ -230,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broker-restarts", type=int, default=SoakConfig.broker_restarts)
     parser.add_argument("--seed", type=int, default=SoakConfig.seed)
     parser.add_argument("--concurrency", type=int, default=SoakConfig.concurrency)
+    parser.add_argument("--processes", type=int, default=SoakConfig.processes)
     parser.add_argument(
         "--no-outage",
         dest="outage",
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         broker_restarts=args.broker_restarts,
         seed=args.seed,
         concurrency=args.concurrency,
+        processes=args.processes,
         outage=args.outage,
     )
     result = run_soak(config)

@@ -37,7 +37,8 @@ class SoakConfig:
     error_rate: float = 0.02
     rate_429: float = 0.01
     hang_rate: float = 0.005
-    concurrency: int = 16
+    concurrency: int = 16  # per worker process
+    processes: int = 1  # worker processes under one supervisor (--processes)
     outage: bool = True  # GetAppSettings answers 503 until the faults stop
     settle_timeout_s: float = SETTLE_TIMEOUT_S
 
@@ -87,6 +88,7 @@ def worker_env(
         "PROVISIONER_RETRY_DELAYS": RETRY_DELAYS,
         "PROVISIONER_DELIVERY_LIMIT": str(DELIVERY_LIMIT),
         "PROVISIONER_CONCURRENCY": str(config.concurrency),
+        "PROVISIONER_PROCESSES": str(config.processes),
         "PROVISIONER_IMMEDIATE_RETRY_BUDGET": "3",
         "PROVISIONER_WORKER_HEARTBEAT": "0.5",
         "PROVISIONER_WORKER_DEAD_AFTER": "2",

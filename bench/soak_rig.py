@@ -263,8 +263,14 @@ class Workers:
         env = {**os.environ, **self.env, "PROVISIONER_HTTP_PORT": str(free_port())}
         log = (self.log_dir / f"worker-{self.started}.log").open("wb")
         self.started += 1
+        # Its own session: a kill takes the supervisor and its worker processes at once,
+        # as a crashed pod would.
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker", "run"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "worker", "run"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
         )
         self.current = process
         wait_for(
@@ -276,9 +282,10 @@ class Workers:
             raise RuntimeError(f"the worker exited with {process.returncode}; see {log.name}")
 
     def kill(self) -> None:
-        """SIGKILL: no drain, no goodbye; the broker redelivers what it held."""
+        """SIGKILL to every process of the worker: no drain, no goodbye; the broker
+        redelivers what it held."""
         assert self.current is not None
-        self.current.send_signal(signal.SIGKILL)
+        os.killpg(self.current.pid, signal.SIGKILL)
         self.current.wait(timeout=STOP_TIMEOUT_S)
         wait_for(lambda: self.broker.consumers() == 0, STOP_TIMEOUT_S, "the consumer to go")
 

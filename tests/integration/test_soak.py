@@ -8,6 +8,7 @@ broker alone: a restart here would disturb every other user of the local broker,
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,17 @@ def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
     # And the outage filled the dead-letter queue, and the replay took every message
     assert result.counts["dead-lettered"] > 0, report
     assert result.counts["replayed"] == result.counts["dead-lettered"], report
+
+
+def test_reduced_soak_with_two_worker_processes(tmp_path: Path) -> None:
+    # Given the same faults, and the worker run as a supervisor of two processes sharing the
+    # SQLite store, all killed at once midway (as a crashed pod)
+    config = dataclasses.replace(REDUCED, processes=2, concurrency=8, seed=11)
+    # When the soak runs to the end
+    result = run_soak(config, tmp_path, say=print)
+    # Then the same five checks pass
+    report = result.render()
+    assert len(result.checks) == EXPECTED_CHECKS, report
+    for check in result.checks:
+        assert check.passed, f"{check.line()}\n{report}"
+    assert result.counts["worker SIGKILLs"] == 1, report
