@@ -33,7 +33,7 @@ from worker.calling import call_command
 from worker.decision import DeadLetter, Decision, Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
 from worker.retry import next_delay_s
-from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState
+from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,6 @@ class Executor:
         return hmac.new(self._config.fingerprint_key, material, hashlib.sha256).hexdigest()
 
     def _process_command(self, env: Envelope, command: Command) -> Decision:
-        key = command.idempotency_key
         # A copy of a message whose outcome was already decided: a redelivery, or a delay-tier
         # copy that survived a crash between scheduling it and acking the original. A fresh
         # publish or a dead-letter replay (attempts reset) of a failed key runs again.
@@ -96,7 +95,22 @@ class Executor:
             decided = self._decided_failure(command)
             if decided is not None:
                 return decided
-        claim = self._claim(env, command)
+        # One worker process at a time per customer (this process's pool already orders
+        # them): two of a customer's commands running at once in two processes or replicas
+        # could make a read-back wrong (an AddCredential repeated after a DeleteCredential
+        # that ran beside it adds the credential twice). The claim takes the customer's lease.
+        customer = command_customer(command)
+        try:
+            return self._run_claimed(env, command, customer)
+        finally:
+            if customer is not None:
+                self._unlock_customer(customer)
+
+    def _run_claimed(self, env: Envelope, command: Command, customer: str | None) -> Decision:
+        key = command.idempotency_key
+        claim = self._claim(env, command, customer)
+        if claim.status is ClaimStatus.CUSTOMER_BUSY:
+            return self._busy(command, "a command of this customer runs in another worker")
         if claim.status is ClaimStatus.SUCCEEDED:
             assert claim.event is not None
             return self._replay(command, claim.event)
@@ -104,15 +118,7 @@ class Executor:
             return self._rejected_conflict(env, command)
         if claim.status is ClaimStatus.BUSY:
             # Another live worker holds the key: come back later rather than run it twice.
-            # Not counted as an attempt: the lease's own expiry bounds how long this lasts.
-            self._count("delayed_retry", type(command).__name__)
-            return Decision(
-                type(command).__name__,
-                "retry",
-                retry_in_s=self._config.retry_delays_s[0],
-                last_error="key is being executed by another worker",
-                count_attempt=False,
-            )
+            return self._busy(command, "key is being executed by another worker")
         # A crash mid-call or any earlier execution may have left the effect applied.
         suspect = claim.status is ClaimStatus.ACQUIRED_AFTER_CRASH or claim.attempts > 1
         try:
@@ -125,6 +131,23 @@ class Executor:
             self._store.release(key, self._config.owner)
             raise
         return self._succeeded(env, command, result)
+
+    def _busy(self, command: Command, why: str) -> Decision:
+        # Not counted as an attempt: the holder's lease or death bounds how long this lasts.
+        self._count("delayed_retry", type(command).__name__)
+        return Decision(
+            type(command).__name__,
+            "retry",
+            retry_in_s=self._config.retry_delays_s[0],
+            last_error=why,
+            count_attempt=False,
+        )
+
+    def _unlock_customer(self, customer: str) -> None:
+        try:
+            self._store.unlock_customer(customer, self._config.owner)
+        except StoreError:  # the lease expires, and this owner may take it again meanwhile
+            log.warning("could not release a customer lease", exc_info=True)
 
     def _decided_failure(self, command: Command) -> Decision | None:
         """A redelivered command whose failure is already recorded: that decision again.
@@ -157,26 +180,31 @@ class Executor:
             error_code=code.value,
         )
 
-    def _claim(self, env: Envelope, command: Command) -> Claim:
-        """Claim the key; a redelivered command waits here while the key stays leased.
+    def _claim(self, env: Envelope, command: Command, customer: str | None) -> Claim:
+        """Claim the customer and the key, waiting here while another live worker holds
+        the customer, and, for a redelivered command, while the key stays leased.
 
         A redelivery usually means the worker that held the key died: its lease looks busy
         until its heartbeat is ``dead_after_s`` old. Sending the command to a delay tier
         instead would let the customer's later commands overtake it (a DeleteCredential
         running before the AddCredential it follows, which then adds it again); waiting on
         this pool thread keeps the customer's order, bounded by the dead-holder detection.
+        Both waits end after ``dead_after_s`` (and a margin); then the caller comes back later.
         """
-        wait_s = self._config.dead_after_s + BUSY_WAIT_MARGIN_S if env.delivery_count else 0.0
-        deadline = time.monotonic() + wait_s
+        config = self._config
+        deadline = time.monotonic() + config.dead_after_s + BUSY_WAIT_MARGIN_S
+        waits = {ClaimStatus.CUSTOMER_BUSY} | ({ClaimStatus.BUSY} if env.delivery_count else set())
+        fingerprint = self.fingerprint(command)
         while True:
             claim = self._store.claim(
                 command.idempotency_key,
-                self.fingerprint(command),
-                self._config.owner,
-                self._config.lease_ttl_s,
-                self._config.dead_after_s,
+                fingerprint,
+                config.owner,
+                config.lease_ttl_s,
+                config.dead_after_s,
+                customer=customer,
             )
-            if claim.status is not ClaimStatus.BUSY or time.monotonic() >= deadline:
+            if claim.status not in waits or time.monotonic() >= deadline:
                 return claim
             time.sleep(BUSY_POLL_S)
 

@@ -240,6 +240,75 @@ def test_purge_keeps_running_and_recent(store: IdempotencyStore, clock: FakeCloc
     assert left == {"old-running", "recent-ok", "recent-running"}
 
 
+def lock(store: IdempotencyStore, customer: str, owner: str) -> bool:
+    return store.lock_customer(customer, owner, LEASE_S, DEAD_S)
+
+
+def test_a_customer_runs_in_one_live_worker_at_a_time(
+    store: IdempotencyStore, clock: FakeClock
+) -> None:
+    # Given two live workers, one holding a customer's lease
+    store.heartbeat("w1")
+    store.heartbeat("w2")
+    assert lock(store, "ada", "w1")
+    # Then another worker cannot take it, another customer is free, and w1 may take it again
+    assert not lock(store, "ada", "w2")
+    assert lock(store, "bob", "w2")
+    assert lock(store, "ada", "w1")
+    # When w1 lets it go; Then w2 gets it, and w1 no longer can
+    store.unlock_customer("ada", "w1")
+    assert lock(store, "ada", "w2")
+    assert not lock(store, "ada", "w1")
+
+
+def test_unlock_by_another_owner_changes_nothing(store: IdempotencyStore) -> None:
+    store.heartbeat("w1")
+    store.heartbeat("w2")
+    assert lock(store, "ada", "w1")
+    store.unlock_customer("ada", "w2")
+    assert not lock(store, "ada", "w2")
+
+
+def test_a_dead_or_expired_holders_customer_is_taken_over(
+    store: IdempotencyStore, clock: FakeClock
+) -> None:
+    # Given w1 holding a customer, then silent for longer than dead_after
+    store.heartbeat("w1")
+    assert lock(store, "ada", "w1")
+    clock.advance(DEAD_S + 1)
+    # Then w2 takes it over
+    store.heartbeat("w2")
+    assert lock(store, "ada", "w2")
+    # And a lease that ran out is free even while its holder heartbeats
+    clock.advance(LEASE_S + 1)
+    store.heartbeat("w2")
+    store.heartbeat("w3")
+    assert lock(store, "ada", "w3")
+
+
+def test_a_claim_takes_the_customer_first(store: IdempotencyStore) -> None:
+    # Given two live workers
+    store.heartbeat("w1")
+    store.heartbeat("w2")
+    # When w1 claims a key for customer ada
+    first = store.claim("k1", "fp-1", "w1", LEASE_S, DEAD_S, customer="ada")
+    # Then it holds both; w2 cannot claim another of ada's keys, nor leaves a record trying
+    assert first.status == ClaimStatus.ACQUIRED
+    refused = store.claim("k2", "fp-1", "w2", LEASE_S, DEAD_S, customer="ada")
+    assert refused.status == ClaimStatus.CUSTOMER_BUSY
+    assert store.get("k2") is None
+    # And once w1 lets ada go, w2's claim goes through
+    store.unlock_customer("ada", "w1")
+    wait_until(
+        lambda: (
+            store.claim("k2", "fp-1", "w2", LEASE_S, DEAD_S, customer="ada").status
+            == ClaimStatus.ACQUIRED
+        ),
+        5,
+        "the unlock committed",
+    )
+
+
 def test_threads_acquire_each_key_once(store: IdempotencyStore) -> None:
     # Given 16 live workers' threads and 40 keys
     owners = [f"w{i}" for i in range(16)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,38 @@ def test_redelivery_waits_for_a_dead_holder_instead_of_letting_later_commands_pa
     # known dead, and runs the command after a read-back, rather than going to a delay tier
     assert decision.outcome == "succeeded"
     assert client.calls == ["read-back", "CreateCustomer"]
+
+
+def test_a_customer_held_by_another_live_worker_waits_then_goes_to_a_delay_tier(
+    store: IdempotencyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given another live worker (heartbeating) running a command of the same customer
+    monkeypatch.setattr("worker.execute.BUSY_WAIT_MARGIN_S", 0.0)
+    store.heartbeat("other")
+    assert store.lock_customer("ada", "other", 60.0, 30.0)
+    alive = threading.Event()
+
+    def heartbeat() -> None:
+        while not alive.wait(0.02):
+            store.heartbeat("other")
+
+    beating = threading.Thread(target=heartbeat)
+    beating.start()
+    client = ScriptedClient(None)
+    quick = dataclasses.replace(executor(client, store)._config, dead_after_s=0.3)
+    # When this worker gets the customer's create
+    try:
+        decision = Executor(client, store, quick).process(envelope(CREATE))
+    finally:
+        alive.set()
+        beating.join()
+    # Then it did not call the API, and comes back later without using an attempt
+    assert decision.outcome == "retry" and decision.count_attempt is False
+    assert client.calls == []
+    # And once the other worker is done, it runs, and lets the customer go again
+    store.unlock_customer("ada", "other")
+    assert executor(client, store).process(envelope(CREATE)).outcome == "succeeded"
+    assert store.lock_customer("ada", "other", 60.0, 30.0)
 
 
 def test_permanent_error_fails_at_once_and_dead_letters(store: IdempotencyStore) -> None:

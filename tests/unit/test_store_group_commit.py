@@ -134,3 +134,16 @@ def test_after_close_writes_are_refused_with_a_store_error(
     with pytest.raises(StoreError, match="closed"):
         committer.write(insert("after", 2))
     assert rows(db) == {"before": 1}
+
+
+def test_a_submitted_write_is_committed_in_order_without_a_waiter(
+    committer: GroupCommitter, db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # When a write is submitted without waiting, one that fails too, then one waited for
+    committer.submit(insert("fire", 1))
+    committer.submit(insert("fire", 2))
+    assert committer.write(insert("after", 3)) == 1
+    # Then the first is in the file by the time the later write returns, the failing one
+    # only logged (nobody to raise it to)
+    assert rows(db) == {"fire": 1, "after": 3}
+    assert "a store write nobody waited for failed" in caplog.text

@@ -37,6 +37,7 @@ class ClaimStatus(StrEnum):
     SUCCEEDED = "succeeded"
     CONFLICT = "conflict"
     BUSY = "busy"
+    CUSTOMER_BUSY = "customer_busy"  # another live worker runs a command of this customer
 
 
 class RecordState(StrEnum):
@@ -71,12 +72,30 @@ class StoredRecord:
 
 class IdempotencyStore(Protocol):
     def claim(
-        self, key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float
-    ) -> Claim: ...
+        self,
+        key: str,
+        fingerprint: str,
+        owner: str,
+        lease_ttl_s: float,
+        dead_after_s: float,
+        customer: str | None = None,
+    ) -> Claim:
+        """Claim the key; with ``customer``, first that customer's lease (``lock_customer``),
+        in the same write: ``CUSTOMER_BUSY`` when another live worker holds it."""
+        ...
 
     def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool: ...
 
     def release(self, key: str, owner: str) -> bool: ...
+
+    def lock_customer(
+        self, customer: str, owner: str, lease_ttl_s: float, dead_after_s: float
+    ) -> bool: ...
+
+    def unlock_customer(self, customer: str, owner: str) -> None:
+        """Let the customer go (a no-op unless ``owner`` holds it); may return before the
+        write is committed: a lost unlock only delays the next holder until the lease ends."""
+        ...
 
     def heartbeat(self, owner: str) -> None: ...
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT_S = 10.0
 SAVEPOINT = "write_request"
@@ -36,6 +39,7 @@ class _Write:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
+    waited: bool = True  # False: submitted without a caller waiting for the outcome
 
 
 class GroupCommitter:
@@ -65,6 +69,15 @@ class GroupCommitter:
             raise error
         result: T = request.result
         return result
+
+    def submit(self, work: Callable[[sqlite3.Connection], Any]) -> None:
+        """Queue ``work`` for the next batch without waiting; a failure is only logged."""
+        request = _Write(work, waited=False)
+        with self._cond:
+            if self._closed:
+                return
+            self._queue.append(request)
+            self._cond.notify()
 
     def queued(self) -> int:
         """Writes waiting for the next batch (the one being committed not counted)."""
@@ -130,6 +143,8 @@ class GroupCommitter:
         except Exception as exc:  # this write fails alone; the batch goes on
             conn.execute(f"ROLLBACK TO {SAVEPOINT}")
             request.error = exc
+            if not request.waited:
+                log.warning("a store write nobody waited for failed: %s", type(exc).__name__)
         conn.execute(f"RELEASE {SAVEPOINT}")
 
     @staticmethod

@@ -31,6 +31,9 @@ _FORGET_WORKER = schema.to_pyformat(schema.FORGET_WORKER)
 _PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS)
 _PURGE_WORKERS = schema.to_pyformat(schema.PURGE_WORKERS)
 _GET = schema.to_pyformat(schema.GET)
+_LOCK_CUSTOMER = schema.to_pyformat(schema.LOCK_CUSTOMER)
+_UNLOCK_CUSTOMER = schema.to_pyformat(schema.UNLOCK_CUSTOMER)
+_PURGE_CUSTOMER_LEASES = schema.to_pyformat(schema.PURGE_CUSTOMER_LEASES)
 
 Connection = psycopg.Connection[Any]
 
@@ -106,13 +109,21 @@ class PostgresStore:
     # -- the store ---------------------------------------------------------------------
 
     def claim(
-        self, key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float
+        self,
+        key: str,
+        fingerprint: str,
+        owner: str,
+        lease_ttl_s: float,
+        dead_after_s: float,
+        customer: str | None = None,
     ) -> Claim:
-        params = schema.claim_params(
-            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock()
-        )
+        now = self._clock()
+        params = schema.claim_params(key, fingerprint, owner, lease_ttl_s, dead_after_s, now)
+        lease = schema.customer_params(customer or "", owner, lease_ttl_s, dead_after_s, now)
 
         def decide(conn: Connection) -> Claim:
+            if customer is not None and conn.execute(_LOCK_CUSTOMER, lease).fetchone() is None:
+                return Claim(ClaimStatus.CUSTOMER_BUSY, 0)
             # The read-back is a separate snapshot: when the record became claimable in
             # between (its holder finished), claim again rather than report stale news.
             for _ in range(schema.CLAIM_ROUNDS):
@@ -135,6 +146,16 @@ class PostgresStore:
         params = {"key": key, "owner": owner, "now": self._clock()}
         return self._run(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
 
+    def lock_customer(
+        self, customer: str, owner: str, lease_ttl_s: float, dead_after_s: float
+    ) -> bool:
+        params = schema.customer_params(customer, owner, lease_ttl_s, dead_after_s, self._clock())
+        return self._run(lambda conn: conn.execute(_LOCK_CUSTOMER, params).fetchone() is not None)
+
+    def unlock_customer(self, customer: str, owner: str) -> None:
+        params = {"customer": customer, "owner": owner}
+        self._run(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
+
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
         self._run(lambda conn: conn.execute(_HEARTBEAT, params))
@@ -153,6 +174,7 @@ class PostgresStore:
                 if batch < schema.PURGE_BATCH_ROWS:
                     break
             conn.execute(_PURGE_WORKERS, params)
+            conn.execute(_PURGE_CUSTOMER_LEASES, params)
             return deleted
 
         return self._run(purge)

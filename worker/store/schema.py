@@ -19,6 +19,7 @@ CLAIM_ROUNDS = 3
 
 RECORDS = "idempotency_records"
 WORKERS = "idempotency_workers"
+CUSTOMER_LEASES = "customer_leases"
 
 
 def create_schema_sql(real: str, blob: str) -> list[str]:
@@ -42,6 +43,11 @@ def create_schema_sql(real: str, blob: str) -> list[str]:
         f"""CREATE TABLE IF NOT EXISTS {WORKERS} (
             owner TEXT PRIMARY KEY,
             last_seen_at {real} NOT NULL
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {CUSTOMER_LEASES} (
+            customer TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            expires_at {real} NOT NULL
         )""",
     ]
 
@@ -97,6 +103,22 @@ UPDATE idempotency_records SET state = 'released', event = NULL, lease_expires_a
                      updated_at = :now
 WHERE key = :key AND lease_owner = :owner AND state IN ('running', 'released')"""
 
+# A customer's lease: one worker process at a time runs that customer's commands. Taken when
+# free, already this owner's, expired, or held by an owner whose heartbeat is gone.
+LOCK_CUSTOMER = """
+INSERT INTO customer_leases (customer, owner, expires_at) VALUES (:customer, :owner, :expires_at)
+ON CONFLICT (customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE customer_leases.owner = excluded.owner
+   OR customer_leases.expires_at <= :now
+   OR NOT EXISTS (
+       SELECT 1 FROM idempotency_workers w
+       WHERE w.owner = customer_leases.owner AND w.last_seen_at >= :dead_cutoff)
+RETURNING owner"""
+
+UNLOCK_CUSTOMER = "DELETE FROM customer_leases WHERE customer = :customer AND owner = :owner"
+
+PURGE_CUSTOMER_LEASES = "DELETE FROM customer_leases WHERE expires_at < :cutoff"
+
 HEARTBEAT = """
 INSERT INTO idempotency_workers (owner, last_seen_at) VALUES (:owner, :now)
 ON CONFLICT (owner) DO UPDATE SET last_seen_at = excluded.last_seen_at"""
@@ -123,6 +145,18 @@ FROM idempotency_records WHERE key = :key"""
 def to_pyformat(sql: str) -> str:
     """``:name`` -> ``%(name)s`` for psycopg."""
     return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)
+
+
+def customer_params(
+    customer: str, owner: str, lease_ttl_s: float, dead_after_s: float, now: float
+) -> dict[str, Any]:
+    return {
+        "customer": customer,
+        "owner": owner,
+        "now": now,
+        "expires_at": now + lease_ttl_s,
+        "dead_cutoff": now - dead_after_s,
+    }
 
 
 def claim_params(

@@ -131,13 +131,24 @@ class SqliteStore:
     # -- the store ---------------------------------------------------------------------
 
     def claim(
-        self, key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float
+        self,
+        key: str,
+        fingerprint: str,
+        owner: str,
+        lease_ttl_s: float,
+        dead_after_s: float,
+        customer: str | None = None,
     ) -> Claim:
-        params = schema.claim_params(
-            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock()
-        )
+        now = self._clock()
+        params = schema.claim_params(key, fingerprint, owner, lease_ttl_s, dead_after_s, now)
+        lease = schema.customer_params(customer or "", owner, lease_ttl_s, dead_after_s, now)
 
         def decide(conn: sqlite3.Connection) -> Claim:
+            if (
+                customer is not None
+                and conn.execute(schema.LOCK_CUSTOMER, lease).fetchone() is None
+            ):
+                return Claim(ClaimStatus.CUSTOMER_BUSY, 0)
             rows = conn.execute(schema.CLAIM, params).fetchall()
             if rows:
                 return schema.acquired(rows[0])
@@ -155,6 +166,25 @@ class SqliteStore:
     def release(self, key: str, owner: str) -> bool:
         params = {"key": key, "owner": owner, "now": self._clock()}
         return self._write(lambda conn: conn.execute(schema.RELEASE, params).rowcount == 1)
+
+    def lock_customer(
+        self, customer: str, owner: str, lease_ttl_s: float, dead_after_s: float
+    ) -> bool:
+        params = schema.customer_params(customer, owner, lease_ttl_s, dead_after_s, self._clock())
+        return self._write(
+            lambda conn: conn.execute(schema.LOCK_CUSTOMER, params).fetchone() is not None
+        )
+
+    def unlock_customer(self, customer: str, owner: str) -> None:
+        params = {"customer": customer, "owner": owner}
+
+        def unlock(conn: sqlite3.Connection) -> None:
+            conn.execute(schema.UNLOCK_CUSTOMER, params)
+
+        if self._committer is not None:
+            self._committer.submit(unlock)  # nobody needs to wait for this one
+        else:
+            self._write(unlock)
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
@@ -174,6 +204,7 @@ class SqliteStore:
                 if batch < schema.PURGE_BATCH_ROWS:
                     break
             conn.execute(schema.PURGE_WORKERS, params)
+            conn.execute(schema.PURGE_CUSTOMER_LEASES, params)
         return deleted
 
     def get(self, key: str) -> StoredRecord | None:
