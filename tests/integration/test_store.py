@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -241,7 +242,9 @@ def test_purge_keeps_running_and_recent(store: IdempotencyStore, clock: FakeCloc
 
 
 def lock(store: IdempotencyStore, customer: str, owner: str) -> bool:
-    return store.lock_customer(customer, owner, LEASE_S, DEAD_S)
+    """Whether ``owner`` gets the customer's lease (claiming a fresh key with it)."""
+    claimed = store.claim(uuid.uuid4().hex, "fp-1", owner, LEASE_S, DEAD_S, customer=customer)
+    return claimed.status is not ClaimStatus.CUSTOMER_BUSY
 
 
 def test_a_customer_runs_in_one_live_worker_at_a_time(

@@ -16,7 +16,7 @@ from tests.integration.harness import customer_command
 from worker.decision import Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, TransientError
 from worker.execute import Executor
-from worker.store import IdempotencyStore, open_store
+from worker.store import ClaimStatus, IdempotencyStore, open_store
 
 Step = Callable[[Any], Any]
 
@@ -133,13 +133,19 @@ def test_redelivery_waits_for_a_dead_holder_instead_of_letting_later_commands_pa
     assert client.calls == ["read-back", "CreateCustomer"]
 
 
+def other_claims(store: IdempotencyStore, customer: str, key: str) -> bool:
+    """Whether the worker "other" gets ``customer`` (claiming ``key`` with it)."""
+    claim = store.claim(key, "fp", "other", 60.0, 30.0, customer=customer)
+    return claim.status is ClaimStatus.ACQUIRED
+
+
 def test_a_customer_held_by_another_live_worker_waits_then_goes_to_a_delay_tier(
     store: IdempotencyStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given another live worker (heartbeating) running a command of the same customer
     monkeypatch.setattr("worker.execute.BUSY_WAIT_MARGIN_S", 0.0)
     store.heartbeat("other")
-    assert store.lock_customer("ada", "other", 60.0, 30.0)
+    assert other_claims(store, "ada", "o1")
     alive = threading.Event()
 
     def heartbeat() -> None:
@@ -162,7 +168,7 @@ def test_a_customer_held_by_another_live_worker_waits_then_goes_to_a_delay_tier(
     # And once the other worker is done, it runs, and lets the customer go again
     store.unlock_customer("ada", "other")
     assert executor(client, store).process(envelope(CREATE)).outcome == "succeeded"
-    assert store.lock_customer("ada", "other", 60.0, 30.0)
+    assert other_claims(store, "ada", "o2")
 
 
 def test_permanent_error_fails_at_once_and_dead_letters(store: IdempotencyStore) -> None:

@@ -80,17 +80,14 @@ class IdempotencyStore(Protocol):
         dead_after_s: float,
         customer: str | None = None,
     ) -> Claim:
-        """Claim the key; with ``customer``, first that customer's lease (``lock_customer``),
-        in the same write: ``CUSTOMER_BUSY`` when another live worker holds it."""
+        """Claim the key; with ``customer``, first that customer's lease, in the same write:
+        ``CUSTOMER_BUSY`` when another live worker holds it (it is taken when free, already
+        this owner's, expired, or held by a worker whose heartbeat is gone)."""
         ...
 
     def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool: ...
 
     def release(self, key: str, owner: str) -> bool: ...
-
-    def lock_customer(
-        self, customer: str, owner: str, lease_ttl_s: float, dead_after_s: float
-    ) -> bool: ...
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         """Let the customer go (a no-op unless ``owner`` holds it); may return before the

@@ -146,12 +146,6 @@ class PostgresStore:
         params = {"key": key, "owner": owner, "now": self._clock()}
         return self._run(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
 
-    def lock_customer(
-        self, customer: str, owner: str, lease_ttl_s: float, dead_after_s: float
-    ) -> bool:
-        params = schema.customer_params(customer, owner, lease_ttl_s, dead_after_s, self._clock())
-        return self._run(lambda conn: conn.execute(_LOCK_CUSTOMER, params).fetchone() is not None)
-
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
         self._run(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))

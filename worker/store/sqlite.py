@@ -87,7 +87,7 @@ class SqliteStore:
                     self._memory = self._connect()
                 yield self._memory
         except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store at {self.path}: {exc}") from exc
+            raise self._store_error(exc) from exc
 
     def _start_writer(self) -> None:
         if self.path == MEMORY_PATH:
@@ -166,14 +166,6 @@ class SqliteStore:
     def release(self, key: str, owner: str) -> bool:
         params = {"key": key, "owner": owner, "now": self._clock()}
         return self._write(lambda conn: conn.execute(schema.RELEASE, params).rowcount == 1)
-
-    def lock_customer(
-        self, customer: str, owner: str, lease_ttl_s: float, dead_after_s: float
-    ) -> bool:
-        params = schema.customer_params(customer, owner, lease_ttl_s, dead_after_s, self._clock())
-        return self._write(
-            lambda conn: conn.execute(schema.LOCK_CUSTOMER, params).fetchone() is not None
-        )
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
