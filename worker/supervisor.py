@@ -45,6 +45,11 @@ STOP_MARGIN_S = 10.0  # beyond drain_timeout_s before a child that has not exite
 CLEAN_STOP_CODES = (0, -signal.SIGTERM)  # a child stopped before its handlers were installed
 
 
+def exit_code_of(code: int | None) -> int:
+    """The supervisor's exit code for a failed child: its own, or 1 for a signal."""
+    return code if code is not None and code > 0 else EXIT_ERROR
+
+
 def child_settings(settings: Settings, index: int) -> Settings:
     return dataclasses.replace(
         settings, processes=1, http_port=0, worker_id=f"{settings.worker_id}-{index}"
@@ -118,7 +123,7 @@ class Supervisor:
     def _on_child_exit(self, index: int, code: int) -> None:
         # Exiting on its own is never normal: stop everything so the pod restarts whole.
         self._children.update(index, exited=code)
-        self._exit_code = code if code > 0 else EXIT_ERROR
+        self._exit_code = exit_code_of(code)
         fields = {"process": index, "exit_code": code}
         log.error("worker process exited; stopping the others", extra={"fields": fields})
 
@@ -137,7 +142,7 @@ class Supervisor:
                 process.join()
             code = process.exitcode
             if code not in CLEAN_STOP_CODES and self._exit_code == 0:
-                self._exit_code = code if code is not None and code > 0 else EXIT_ERROR
+                self._exit_code = exit_code_of(code)
         for pipe in self._reports:
             pipe.close()
 

@@ -69,19 +69,21 @@ def test_secret_values_are_not_echoed_in_configuration_errors(tmp_path: Path) ->
     assert "hunter22" not in result.stderr
 
 
+def unreachable_broker(tmp_path: Path) -> dict[str, str]:
+    """A broker URL (with a password) where nothing listens, and few quick attempts."""
+    return {
+        "PROVISIONER_AMQP_URL": f"amqp://guest:topsecret@127.0.0.1:{free_port()}/%2F",
+        "PROVISIONER_STARTUP_CONNECT_ATTEMPTS": "2",
+        "PROVISIONER_RECONNECT_MAX": "0.2",
+        "PROVISIONER_STORE_URL": f"sqlite:///{tmp_path / 's.db'}",
+        "PROVISIONER_HTTP_PORT": str(free_port()),
+    }
+
+
 @pytest.mark.integration
 def test_unreachable_broker_at_start_exits_3_with_one_line(tmp_path: Path) -> None:
     # Given nothing listens on the broker port
-    port = free_port()
-    result = run(
-        {
-            "PROVISIONER_AMQP_URL": f"amqp://guest:topsecret@127.0.0.1:{port}/%2F",
-            "PROVISIONER_STARTUP_CONNECT_ATTEMPTS": "2",
-            "PROVISIONER_RECONNECT_MAX": "0.2",
-            "PROVISIONER_STORE_URL": f"sqlite:///{tmp_path / 's.db'}",
-            "PROVISIONER_HTTP_PORT": str(free_port()),
-        }
-    )
+    result = run(unreachable_broker(tmp_path))
     # Then it gives up after its attempts, says so on one line, and hides the password
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -90,20 +92,11 @@ def test_unreachable_broker_at_start_exits_3_with_one_line(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.integration
 def test_with_several_processes_an_unreachable_broker_still_exits_3(tmp_path: Path) -> None:
     # Given nothing listens on the broker port, and two worker processes asked for
-    port = free_port()
-    result = run(
-        {
-            "PROVISIONER_AMQP_URL": f"amqp://guest:topsecret@127.0.0.1:{port}/%2F",
-            "PROVISIONER_STARTUP_CONNECT_ATTEMPTS": "2",
-            "PROVISIONER_RECONNECT_MAX": "0.2",
-            "PROVISIONER_STORE_URL": f"sqlite:///{tmp_path / 's.db'}",
-            "PROVISIONER_HTTP_PORT": str(free_port()),
-            "PROVISIONER_PROCESSES": "2",
-            "PROVISIONER_LOG_FORMAT": "text",
-        }
-    )
+    env = unreachable_broker(tmp_path)
+    result = run({**env, "PROVISIONER_PROCESSES": "2", "PROVISIONER_LOG_FORMAT": "text"})
     # Then the supervisor exits with the child's code, the reason said, the password hidden
     assert result.returncode == 3, result.stderr
     assert "provisioner: broker:" in result.stderr

@@ -13,12 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from bench.soak import SoakConfig, run_soak
+from bench.soak import SoakConfig, SoakResult, run_soak
 
 pytestmark = pytest.mark.integration
 
 REDUCED = SoakConfig(commands=2_000, customers=200, kills=1, broker_restarts=0, seed=7)
 EXPECTED_CHECKS = 5
+
+
+def assert_every_check_passed(result: SoakResult) -> str:
+    """All five checks ran and passed; the rendered report, for further messages."""
+    report = result.render()
+    assert len(result.checks) == EXPECTED_CHECKS, report
+    for check in result.checks:
+        assert check.passed, f"{check.line()}\n{report}"
+    return report
 
 
 def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
@@ -32,10 +41,7 @@ def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
 
     # Then every check passes: one terminal event per key, every effect at most once,
     # nothing stuck, every failure dead-lettered with its reason, every key succeeded
-    report = result.render()
-    assert len(result.checks) == EXPECTED_CHECKS, report
-    for check in result.checks:
-        assert check.passed, f"{check.line()}\n{report}"
+    report = assert_every_check_passed(result)
     # And the disruption really happened and the faults really fired
     assert result.counts["worker SIGKILLs"] == 1, report
     assert result.counts["commands"] == config.commands, report
@@ -53,8 +59,5 @@ def test_reduced_soak_with_two_worker_processes(tmp_path: Path) -> None:
     # When the soak runs to the end
     result = run_soak(config, tmp_path, say=print)
     # Then the same five checks pass
-    report = result.render()
-    assert len(result.checks) == EXPECTED_CHECKS, report
-    for check in result.checks:
-        assert check.passed, f"{check.line()}\n{report}"
+    report = assert_every_check_passed(result)
     assert result.counts["worker SIGKILLs"] == 1, report
