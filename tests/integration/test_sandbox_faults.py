@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
+import time
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
@@ -15,6 +19,8 @@ REQUEST_TIMEOUT_S = 10.0
 SHORT_CLIENT_TIMEOUT_S = 0.3
 LONG_FAULT_S = 30.0  # far beyond the short client timeout; stop() cuts it short
 SEEDED_CALLS = 30
+SLOW_LATENCY_S = 1.0
+STALL_BEYOND_LATENCY_S = 0.2
 AUTH = {"api_user": "sandbox", "api_key": "sandbox-key"}
 
 
@@ -99,6 +105,34 @@ def test_latency_delays_every_call_past_a_short_timeout(sandbox: SandboxServer) 
             timeout=SHORT_CLIENT_TIMEOUT_S,
         )
     assert sandbox.control_get("faults")["latency_ms"] == LONG_FAULT_S * 1000
+
+
+def test_latency_counts_from_the_request_line_not_from_the_end_of_the_request(
+    sandbox: SandboxServer,
+) -> None:
+    # Given a latency of one second, and a client that sends its request line, then stalls
+    # for longer than that before sending the rest
+    sandbox.control_post("faults", {"latency_ms": SLOW_LATENCY_S * 1000})
+    body = urlencode({**AUTH, "method": "profile", "task": "get"}).encode()
+    host, port = urlsplit(sandbox.url).hostname, urlsplit(sandbox.url).port
+    path = urlsplit(reseller_url(sandbox.url, "manage")).path
+    with socket.create_connection((host, port), timeout=REQUEST_TIMEOUT_S) as sock:
+        started = time.monotonic()
+        sock.sendall(f"POST {path} HTTP/1.1\r\n".encode())
+        threading.Event().wait(SLOW_LATENCY_S + STALL_BEYOND_LATENCY_S)  # the slow client
+        # When the rest of the request arrives
+        rest = (
+            f"Host: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        sock.sendall(rest + body)
+        sent = time.monotonic()
+        answer = sock.recv(65536)
+        answered = time.monotonic()
+    # Then the answer is not held for another full latency: the stall counted towards it
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answered - started >= SLOW_LATENCY_S
+    assert answered - sent < SLOW_LATENCY_S
 
 
 def test_hang_applies_the_change_then_answers_too_late(sandbox: SandboxServer) -> None:
