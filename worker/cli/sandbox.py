@@ -46,7 +46,9 @@ def add_fault_flags(parser: argparse.ArgumentParser) -> None:
     faults = parser.add_argument_group(
         "fault injection (also settable at runtime: POST /_sandbox/faults)"
     )
-    faults.add_argument("--latency-ms", type=float, default=0.0, help="answer each call this long after it arrived")
+    faults.add_argument(
+        "--latency-ms", type=float, default=0.0, help="answer each call this long after it arrived"
+    )
     faults.add_argument("--error-rate", type=float, default=0.0, help="probability 0..1 of a 503")
     faults.add_argument("--rate-429", type=float, default=0.0, help="probability 0..1 of a 429")
     faults.add_argument(
