@@ -24,7 +24,10 @@ API_NAMINGS = ("apiv2", "distributor")
 API_TIMEOUT_S = 30.0
 API_CONNECT_TIMEOUT_S = 5.0
 STORE_URL = "sqlite:///provisioner.db"
-CONCURRENCY = 16
+CONCURRENCY = 16  # API requests in flight at once, per process
+# Pool threads per API slot: a command also claims its key and records its outcome, and
+# those store round trips must not keep a slot idle.
+THREADS_PER_SLOT = 2
 PROCESSES = 1
 MAX_PROCESSES = 64
 PREFETCH_PER_WORKER = 2
@@ -66,6 +69,7 @@ class Settings:
     api_connect_timeout_s: float = API_CONNECT_TIMEOUT_S
     store_url: str = STORE_URL
     concurrency: int = CONCURRENCY
+    threads_per_slot: int = THREADS_PER_SLOT
     processes: int = PROCESSES
     prefetch_per_worker: int = PREFETCH_PER_WORKER
     prefix: str = PREFIX
@@ -97,8 +101,12 @@ class Settings:
     __str__ = __repr__
 
     @property
+    def pool_threads(self) -> int:
+        return max(1, self.concurrency * self.threads_per_slot)
+
+    @property
     def prefetch(self) -> int:
-        return max(1, self.concurrency * self.prefetch_per_worker)
+        return max(1, self.pool_threads * self.prefetch_per_worker)
 
 
 def env_name(field_name: str) -> str:
@@ -166,7 +174,7 @@ def _convert(name: str, raw: str) -> Any:
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         value = int(raw)
-        if value < 0 or (name in ("concurrency", "processes") and value < 1):
+        if value < 0 or (name in ("concurrency", "threads_per_slot", "processes") and value < 1):
             raise ValueError("must be a positive whole number")
         if name == "processes" and value > MAX_PROCESSES:
             raise ValueError(f"at most {MAX_PROCESSES}")

@@ -67,7 +67,7 @@ class Consumer:
         self._metrics = metrics
         self._health = health
         self._observer = observer  # called with (envelope, decision, duration_s) per outcome
-        self._pool = KeyedSerialExecutor(settings.concurrency)
+        self._pool = KeyedSerialExecutor(settings.pool_threads)
         self._connection: Any = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None

@@ -3,7 +3,7 @@
 One worker process runs all its Python under one GIL: on a 2-core machine it tops out near
 one core while the broker and the API leave the other idle. Several processes, like
 dramatiq's ``--processes``, use the machine; each is a whole worker (its own broker
-connection, pool of ``concurrency`` threads, store connections, worker id
+connection, ``concurrency`` API slots and their pool, store connections, worker id
 ``<worker_id>-<index>``), so everything a single worker guarantees holds per process, and
 per-customer order holds per process as it does per replica.
 

@@ -32,6 +32,8 @@ WRONG_API_KEY = "wrong-key-" + uuid.uuid4().hex[:10]
 SHORT_TIMEOUT_S = 0.3
 HANG_S = 2.0
 CONTROL_TIMEOUT_S = 5.0
+IN_FLIGHT = 2
+CALLERS = 6
 
 
 # --- fixtures and helpers --------------------------------------------------------------------
@@ -693,3 +695,76 @@ def test_from_settings_builds_a_working_client_and_a_failing_observer_changes_no
         # Then the call's own outcome stands, and the key is not in the client's repr
         assert rows == []
         assert sandbox.api_key not in repr(api)
+
+
+class HeldPeer:
+    """Answers success to any number of connections, but holds each request until the test
+    lets one go: how many are in flight at once is then exact, not a matter of timing."""
+
+    def __init__(self) -> None:
+        self.active = self.max_active = self.answered = 0
+        self._to_let_go = 0
+        self._cond = threading.Condition()
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/apiv2/"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        with conn:
+            _read_request(conn)
+            with self._cond:
+                self.active += 1
+                self.max_active = max(self.max_active, self.active)
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._to_let_go > 0, timeout=CONTROL_TIMEOUT_S)
+                self._to_let_go -= 1
+                self.active -= 1
+                self.answered += 1
+            conn.sendall(http_reply(b'{"message": "success"}'))
+
+    def let_one_go(self) -> None:
+        with self._cond:
+            self._to_let_go += 1
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_no_more_than_max_in_flight_requests_are_sent_at_once(
+    sandbox: Any, observed: ObservedCalls, guard: LeakGuard
+) -> None:
+    # Given a peer holding every request, and a client allowing two at once on six threads
+    peer = HeldPeer()
+    answers: list[str] = []
+    with make_client(peer.url, sandbox, observed, max_in_flight=IN_FLIGHT) as api:
+
+        def call(i: int) -> None:
+            api.enable_customer(f"customer-{i}")
+            answers.append(f"customer-{i}")
+
+        callers = [threading.Thread(target=call, args=(i,)) for i in range(CALLERS)]
+        for caller in callers:
+            caller.start()
+        # When the peer lets one request go each time it holds as many as allowed
+        for left in range(CALLERS, 0, -1):
+            wait_until(
+                lambda left=left: peer.active == min(IN_FLIGHT, left),
+                message="the peer to hold as many requests as allowed",
+            )
+            peer.let_one_go()
+        for caller in callers:
+            caller.join(CONTROL_TIMEOUT_S)
+    peer.close()
+    # Then never more than two were in flight, and every call was answered
+    assert peer.max_active == IN_FLIGHT
+    assert peer.answered == CALLERS
+    assert len(answers) == CALLERS

@@ -8,7 +8,9 @@ only while the body is built, and nothing logged or raised carries them.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -59,6 +61,7 @@ class ResellerClient:
         timeout_s: float = TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         pool_size: int = POOL_SIZE,
+        max_in_flight: int | None = None,
         on_request: RequestObserver | None = None,
     ) -> None:
         if naming not in NAMINGS:
@@ -68,6 +71,11 @@ class ResellerClient:
         self._api_user = api_user
         self._api_key = api_key
         self._on_request = on_request
+        # The worker's concurrency is the API's: at most this many requests at once, however
+        # many threads are claiming, recording or publishing around their calls.
+        self._slots: contextlib.AbstractContextManager[Any] = (
+            threading.BoundedSemaphore(max_in_flight) if max_in_flight else contextlib.nullcontext()
+        )
         self._transport = HttpTransport(
             self._base,
             connect_timeout_s=connect_timeout_s,
@@ -88,6 +96,7 @@ class ResellerClient:
             timeout_s=settings.api_timeout_s,
             connect_timeout_s=settings.api_connect_timeout_s,
             pool_size=settings.concurrency,
+            max_in_flight=settings.concurrency,
             on_request=on_request,
         )
 
@@ -230,13 +239,14 @@ class ResellerClient:
     ) -> tuple[HttpResponse | None, ProvisioningError | None]:
         """One POST. A failure comes back as its outcome for the caller to raise outside the
         ``except`` block, so that the raised error chains nothing that saw the request."""
-        started = time.monotonic()
         error: ProvisioningError | None = None
-        try:
-            response = self._transport.post_form(path, form)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            error = classify_exception(label, exc)
-            status_class = _failure_class(exc)
+        with self._slots:  # waiting for a slot is not the API's time: started after it
+            started = time.monotonic()
+            try:
+                response = self._transport.post_form(path, form)
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                error = classify_exception(label, exc)
+                status_class = _failure_class(exc)
         if error is not None:
             self._observe(label, status_class, started)
             return None, error

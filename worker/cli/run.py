@@ -16,7 +16,7 @@ publish one result event per command. Every setting comes from the environment
 (PROVISIONER_*, secrets also as PROVISIONER_*_FILE) or the flags below; flags win.
 SIGTERM stops taking messages, finishes or returns the in-flight ones, and exits 0.
 With --processes N, a supervisor runs N worker processes (each with --concurrency
-threads) and serves their merged /metrics, /healthz and /readyz on --http-port."""
+API requests in flight) and serves their merged /metrics, /healthz and /readyz on --http-port."""
 
 
 def register(subparsers: Any) -> None:
