@@ -1,14 +1,16 @@
-"""The HTTP transport under the client: one urllib3 pool, form POSTs, no retries, no redirects.
+"""The HTTP transport under the client: form POSTs, no retries, no redirects.
 
 requests cost more CPU per call than everything else a command does together (preparing the
 request, merging session settings, finding the CA bundle on disk, building its Response):
 profiling the worker put ~26 % of its interpreter time there. The client needs one thing,
-a form POST with a (connect, read) timeout and the answer's status, headers and body, which
-urllib3 does directly at a fraction of that cost.
+a form POST with a (connect, read) timeout and the answer's status, headers and body. Straight
+to the API, ``worker.api.connection.DirectPool`` does it with the fewest system calls (see
+there why that matters); through a proxy, urllib3's ``ProxyManager`` (CONNECT tunnels).
 
 The environment is read once, as requests would on every call: ``HTTPS_PROXY``/``HTTP_PROXY``
 (honouring ``NO_PROXY``) and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``; certifi's bundle
-otherwise. Failures are urllib3's own exceptions, which ``classify_exception`` maps.
+otherwise. Failures are urllib3's exception classes either way, which ``classify_exception``
+maps.
 """
 
 from __future__ import annotations
@@ -16,26 +18,23 @@ from __future__ import annotations
 import os
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 import certifi
 import urllib3
 
+from worker.api.connection import DirectPool, HttpResponse
+
+__all__ = ["HttpResponse", "HttpTransport", "ca_bundle", "proxy_for"]
+
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]  # case-insensitive (urllib3's HTTPHeaderDict)
-    body: bytes
-
-
 class HttpTransport:
-    """POSTs to paths under one base URL. Thread-safe: urllib3's pool hands each thread its
-    own connection."""
+    """POSTs to paths under one base URL. Thread-safe: each request has a connection to
+    itself; at most ``pool_size`` idle ones are kept, and a burst beyond them opens spares
+    rather than waiting for another call's answer."""
 
     def __init__(
         self,
@@ -47,39 +46,37 @@ class HttpTransport:
         headers: Mapping[str, str],
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
+        self._base_path = urlsplit(self._base).path
         self._headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
-        # Not blocking when every connection is busy: a spare one is opened and discarded,
-        # so a burst beyond the pool never waits on another call's response.
+        self._direct: DirectPool | None = None
+        self._proxied: urllib3.ProxyManager | None = None
+        self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
         proxy = proxy_for(base_url)
-        self._manager: urllib3.PoolManager = (
-            urllib3.ProxyManager(
+        if proxy is None:
+            self._direct = DirectPool(
+                self._base,
+                connect_timeout_s=connect_timeout_s,
+                timeout_s=timeout_s,
+                maxsize=pool_size,
+                headers=self._headers,
+                ca_certs=ca_bundle(),
+            )
+        else:
+            self._proxied = urllib3.ProxyManager(
                 proxy, num_pools=2, maxsize=pool_size, block=False, ca_certs=ca_bundle()
             )
-            if proxy
-            else urllib3.PoolManager(
-                num_pools=2, maxsize=pool_size, block=False, ca_certs=ca_bundle()
-            )
-        )
-        # Without a proxy every call goes to the base URL's host: its pool directly, with the
-        # request target as a path, skips the manager's URL parsing and pool lookup per call.
-        self._pool: urllib3.HTTPConnectionPool | None = None
-        self._base_path = urlsplit(self._base).path
-        if proxy is None:
-            self._pool = self._manager.connection_from_url(self._base)
 
     def post_form(self, path: str, form: Sequence[tuple[str, str]]) -> HttpResponse:
-        """One POST to ``base_url/path``; raises urllib3's exception when no complete
+        """One POST to ``base_url/path``; raises urllib3's exception classes when no complete
         response came back."""
-        opener: urllib3.HTTPConnectionPool | urllib3.PoolManager
-        if self._pool is not None:
-            opener, target = self._pool, f"{self._base_path}/{path}"
-        else:
-            opener, target = self._manager, f"{self._base}/{path}"
-        response = opener.urlopen(
+        body = urlencode(form).encode("ascii")
+        if self._direct is not None:
+            return self._direct.post(f"{self._base_path}/{path}", body)
+        assert self._proxied is not None
+        response = self._proxied.urlopen(
             "POST",
-            target,
-            body=urlencode(form).encode("ascii"),
+            f"{self._base}/{path}",
+            body=body,
             headers=self._headers,
             timeout=self._timeout,
             retries=False,  # the worker owns retries, and must see every failure
@@ -89,7 +86,10 @@ class HttpTransport:
         return HttpResponse(response.status, response.headers, response.data)
 
     def close(self) -> None:
-        self._manager.clear()
+        if self._direct is not None:
+            self._direct.close()
+        if self._proxied is not None:
+            self._proxied.clear()
 
 
 def ca_bundle() -> str:
