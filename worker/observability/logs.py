@@ -15,13 +15,14 @@ fields through ``redact_mapping``) before it is written.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import IO, Any
+
+import msgspec
 
 from worker.observability.redact import redact_mapping, redact_text
 
@@ -30,6 +31,9 @@ FIELDS_ATTR = "fields"
 # Libraries whose INFO lines are noise next to the worker's own life-cycle lines.
 QUIET_LOGGERS = ("pika", "urllib3")
 _HANDLER_MARK = "_provisioner_handler"
+_REDACTED_ATTR = "_provisioner_redacted"  # set by RedactingFilter: the message is scrubbed
+# Anything JSON has no type for is written as its str(), as json.dumps(default=str) would.
+_ENCODER = msgspec.json.Encoder(enc_hook=str)
 
 
 def log_fields(**fields: Any) -> dict[str, Any]:
@@ -53,6 +57,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = redact_text(record.getMessage())
         record.args = None
+        setattr(record, _REDACTED_ATTR, True)
         return True
 
 
@@ -62,7 +67,7 @@ class JsonFormatter(logging.Formatter):
             "ts": _timestamp(record),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact_text(record.getMessage()),
+            "message": _scrubbed_message(record),
             "thread": record.threadName,
         }
         for key, value in _record_fields(record).items():
@@ -72,7 +77,12 @@ class JsonFormatter(logging.Formatter):
             line["exc_type"] = type(exc).__name__
             line["exc_message"] = redact_text(str(exc))
             line["traceback"] = redact_text("".join(traceback.format_exception(exc)))
-        return json.dumps(line, default=str, ensure_ascii=False)
+        return _ENCODER.encode(line).decode()
+
+
+def _scrubbed_message(record: logging.LogRecord) -> str:
+    message = record.getMessage()
+    return message if getattr(record, _REDACTED_ATTR, False) else redact_text(message)
 
 
 class TextFormatter(logging.Formatter):

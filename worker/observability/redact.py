@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Mapping
@@ -89,6 +90,7 @@ def clear_registered_secrets() -> None:
         _registered = ()
 
 
+@functools.lru_cache(maxsize=4096)  # the same few field names, on every log line
 def is_secret_key(key: str) -> bool:
     normal = key.strip().lower().replace("-", "_")
     return normal in SECRET_KEYS or any(f in normal for f in SECRET_KEY_FRAGMENTS)
@@ -102,6 +104,7 @@ def _mask_quoted(match: re.Match[str]) -> str:
 # Substrings without which a pattern cannot match: every log line passes through here, and
 # most lines hold none of them, so the regexes run only where they could find something.
 _KEY_TRIGGERS = ("pass", "api_key", "apikey", "api_user", "secret", "token")
+_KEY_TRIGGER = re.compile("|".join(_KEY_TRIGGERS))
 
 
 def redact_text(text: str) -> str:
@@ -112,7 +115,7 @@ def redact_text(text: str) -> str:
     if "://" in text and "@" in text:
         text = _URL_USERINFO.sub(rf"\g<head>:{MASK}@", text)
     lowered = text.lower()
-    if any(trigger in lowered for trigger in _KEY_TRIGGERS):
+    if _KEY_TRIGGER.search(lowered):
         text = _QUOTED_PAIR.sub(_mask_quoted, text)
         text = _FORM_PAIR.sub(rf"\g<head>{MASK}", text)
     if "authorization" in lowered:
@@ -122,6 +125,11 @@ def redact_text(text: str) -> str:
 
 def redact_mapping(obj: Any) -> Any:
     """A copy of ``obj`` with secret-named keys masked and every string redacted."""
+    # The common leaves first: a Mapping check is an ABC lookup, on every value of every line.
+    if isinstance(obj, str):
+        return redact_text(obj)
+    if obj is None or isinstance(obj, int | float):
+        return obj
     if isinstance(obj, Mapping):
         return {
             key: MASK if isinstance(key, str) and is_secret_key(key) else redact_mapping(value)
@@ -131,6 +139,4 @@ def redact_mapping(obj: Any) -> Any:
         return [redact_mapping(item) for item in obj]
     if isinstance(obj, tuple):
         return tuple(redact_mapping(item) for item in obj)
-    if isinstance(obj, str):
-        return redact_text(obj)
     return obj
