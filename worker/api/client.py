@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
+import queue
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -74,7 +74,7 @@ class ResellerClient:
         # The worker's concurrency is the API's: at most this many requests at once, however
         # many threads are claiming, recording or publishing around their calls.
         self._slots: contextlib.AbstractContextManager[Any] = (
-            threading.BoundedSemaphore(max_in_flight) if max_in_flight else contextlib.nullcontext()
+            Slots(max_in_flight) if max_in_flight else contextlib.nullcontext()
         )
         self._transport = HttpTransport(
             self._base,
@@ -262,6 +262,23 @@ class ResellerClient:
                 self._on_request(label, status_class, duration_s)
             except Exception:  # a metrics bug must not change a call's outcome
                 log.warning("on_request observer failed for %s", label, exc_info=True)
+
+
+class Slots:
+    """At most ``count`` holders at once (``with slots:``). A queue of tokens rather than a
+    ``threading.Semaphore``: taking and giving back one runs in C, not through a Python
+    ``Condition``, on every request."""
+
+    def __init__(self, count: int) -> None:
+        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(count):
+            self._tokens.put(None)
+
+    def __enter__(self) -> None:
+        self._tokens.get()
+
+    def __exit__(self, *exc: object) -> None:
+        self._tokens.put(None)
 
 
 def _failure_class(exc: Exception) -> str:

@@ -36,10 +36,19 @@ Connect = Callable[[], sqlite3.Connection]
 WrapError = Callable[[sqlite3.Error], Exception]
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Write:
     work: Callable[[sqlite3.Connection], Any]
-    done: threading.Event = field(default_factory=threading.Event)
+    # Released once the write is committed or failed. A bare lock rather than an Event: the
+    # writer thread wakes every waiter of every batch, and an Event's Condition costs several
+    # times the lock's own release on that thread.
+    done: threading.Lock = field(default_factory=_held_lock)
     result: Any = None
     error: BaseException | None = None
     waited: bool = True  # False: submitted without a caller waiting for the outcome
@@ -64,7 +73,7 @@ class GroupCommitter:
                 raise self._wrap_error(sqlite3.ProgrammingError("the store is closed"))
             self._queue.append(request)
             self._cond.notify()
-        request.done.wait()
+        request.done.acquire()
         if request.error is not None:
             error = request.error
             if isinstance(error, sqlite3.Error):
@@ -137,7 +146,7 @@ class GroupCommitter:
             self._fail(batch, exc)
             return
         for request in batch:
-            request.done.set()
+            request.done.release()
 
     @staticmethod
     def _apply_all(conn: sqlite3.Connection, batch: list[_Write]) -> bool:
@@ -171,4 +180,4 @@ class GroupCommitter:
     def _fail(batch: list[_Write], exc: BaseException) -> None:
         for request in batch:
             request.result, request.error = None, exc
-            request.done.set()
+            request.done.release()
