@@ -213,3 +213,15 @@ def test_an_untrusted_certificate_fails_before_sending_anything(
     assert isinstance(error, TransientError)
     assert "TLS" in str(error)
     assert peer.requests == 0
+
+
+def test_a_closed_pool_keeps_no_connection(peers: Callable[..., Peer]) -> None:
+    # Given a transport that was closed (the worker shutting down with calls in flight)
+    peer = peers([keep_alive(), keep_alive()])
+    api = transport(peer.url)
+    api.close()
+    # When it still makes two POSTs
+    answers = [api.post_form("reseller.manage.json", FORM) for _ in range(2)]
+    # Then both are answered, and neither connection was kept for the other
+    assert [a.status for a in answers] == [200, 200]
+    assert peer.connections == 2

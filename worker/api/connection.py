@@ -81,6 +81,7 @@ class DirectPool:
         self._maxsize = maxsize
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def post(self, target: str, body: bytes) -> HttpResponse:
         """One POST of a form ``body`` to ``target`` (a path); the complete answer."""
@@ -104,7 +105,9 @@ class DirectPool:
         return HttpResponse(response.status, headers, _decoded(data, headers))
 
     def close(self) -> None:
+        """Close the idle connections; those in use close when their request is done."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
@@ -121,7 +124,7 @@ class DirectPool:
 
     def _checkin(self, sock: socket.socket) -> None:
         with self._lock:
-            if len(self._idle) < self._maxsize:
+            if not self._closed and len(self._idle) < self._maxsize:
                 self._idle.append(sock)
                 return
         sock.close()
