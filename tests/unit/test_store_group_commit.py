@@ -147,3 +147,25 @@ def test_a_submitted_write_is_committed_in_order_without_a_waiter(
     # only logged (nobody to raise it to)
     assert rows(db) == {"fire": 1, "after": 3}
     assert "a store write nobody waited for failed" in caplog.text
+
+
+def test_a_whole_batch_failing_is_raised_to_waiters_and_logged_for_the_others(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a store whose database cannot be opened (a disk gone, a path removed)
+    lock = os.open(str(db) + ".writer-lock", os.O_RDWR | os.O_CREAT)
+
+    def connect() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    writer = GroupCommitter(connect, lock, lambda exc: StoreError(f"store g.db: {exc}"))
+    try:
+        # When a write is submitted without a waiter, then one is waited for
+        writer.submit(insert("fire", 1))
+        with pytest.raises(StoreError, match="unable to open"):
+            writer.write(insert("waited", 2))
+    finally:
+        writer.close()
+        os.close(lock)
+    # Then the waiter got the error, and the unwaited write's failure was logged
+    assert "a store write nobody waited for failed: OperationalError" in caplog.text

@@ -38,7 +38,9 @@ class Children:
     def __init__(self, count: int) -> None:
         self._lock = threading.Lock()
         self._states = [ChildState(index) for index in range(count)]
-        self._last_report: list[dict[str, Any]] = []
+        # Per thread: the server answers each probe on its own thread, and a probe's body
+        # must carry its own report, not the one of a probe that ran beside it.
+        self._reports = threading.local()
 
     def update(self, index: int, **changes: Any) -> None:
         with self._lock:
@@ -58,14 +60,12 @@ class Children:
         return self._probe("/readyz", starting_ok=False)
 
     def snapshot(self) -> dict[str, Any]:
-        """Each process's answer to the probe that just ran."""
-        with self._lock:
-            return {"processes": list(self._last_report)}
+        """Each process's answer to the probe this thread just ran."""
+        return {"processes": list(getattr(self._reports, "last", []))}
 
     def _probe(self, path: str, *, starting_ok: bool) -> tuple[bool, str]:
         report = [self._probe_one(state, path, starting_ok) for state in self.states()]
-        with self._lock:
-            self._last_report = report
+        self._reports.last = report
         failing = [entry for entry in report if not entry["ok"]]
         if failing:
             first = failing[0]

@@ -172,12 +172,18 @@ class GroupCommitter:
         except Exception as exc:  # this write fails alone; the batch goes on
             conn.execute(f"ROLLBACK TO {SAVEPOINT}")
             request.error = exc
-            if not request.waited:
-                log.warning("a store write nobody waited for failed: %s", type(exc).__name__)
+            _log_unwaited(request, exc)
         conn.execute(f"RELEASE {SAVEPOINT}")
 
     @staticmethod
     def _fail(batch: list[_Write], exc: BaseException) -> None:
         for request in batch:
             request.result, request.error = None, exc
+            _log_unwaited(request, exc)
             request.done.release()
+
+
+def _log_unwaited(request: _Write, exc: BaseException) -> None:
+    # A caller waiting for its write sees the error; nobody would see this one otherwise.
+    if not request.waited:
+        log.warning("a store write nobody waited for failed: %s", type(exc).__name__)
