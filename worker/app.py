@@ -101,6 +101,7 @@ def run_worker(
         on_listening(http.port)
     store = open_store(settings.store_url)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
+    metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
     executor = ScopedExecutor(client, store, executor_config(settings), metrics)
     consumer = Consumer(
         settings,

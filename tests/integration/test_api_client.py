@@ -755,6 +755,8 @@ def test_no_more_than_max_in_flight_requests_are_sent_at_once(
         for caller in callers:
             caller.start()
         # When the peer lets one request go each time it holds as many as allowed
+        wait_until(lambda: peer.active == IN_FLIGHT, message="the first requests to arrive")
+        holding = api.requests_in_flight()
         for left in range(CALLERS, 0, -1):
             wait_until(
                 lambda left=left: peer.active == min(IN_FLIGHT, left),
@@ -764,7 +766,10 @@ def test_no_more_than_max_in_flight_requests_are_sent_at_once(
         for caller in callers:
             caller.join(CONTROL_TIMEOUT_S)
     peer.close()
-    # Then never more than two were in flight, and every call was answered
+    # Then never more than two were in flight, as the client itself reported, and every
+    # call was answered
+    assert holding == IN_FLIGHT
+    assert api.requests_in_flight() == 0
     assert peer.max_active == IN_FLIGHT
     assert peer.answered == CALLERS
     assert len(answers) == CALLERS

@@ -140,3 +140,17 @@ def test_instances_do_not_share_state() -> None:
     # Then the other is untouched
     assert value(a, "provisioner_broker_reconnects_total") == 1
     assert value(b, "provisioner_broker_reconnects_total") == 0
+
+
+def test_api_requests_in_flight_are_read_at_scrape_time_against_the_slots() -> None:
+    # Given metrics watching a client's slots, 16 of them
+    m = Metrics()
+    in_flight = [3]
+    m.watch_api_slots(lambda: in_flight[0], 16)
+    # When the number in flight changes between two scrapes
+    first = value(m, "provisioner_api_requests_in_flight")
+    in_flight[0] = 16
+    second = value(m, "provisioner_api_requests_in_flight")
+    # Then each scrape shows the value of its moment, beside the slots
+    assert (first, second) == (3, 16)
+    assert value(m, "provisioner_api_slots") == 16

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -30,6 +29,7 @@ from worker.api.calls import (
     secret_values,
 )
 from worker.api.classify import Result, classify_exception, classify_response
+from worker.api.slots import Slots
 from worker.api.transport import HttpResponse, HttpTransport
 from worker.errors import PermanentError, ProvisioningError
 
@@ -105,6 +105,10 @@ class ResellerClient:
 
     def close(self) -> None:
         self._transport.close()
+
+    def requests_in_flight(self) -> int:
+        """Requests holding a slot now (0 when ``max_in_flight`` is unbounded)."""
+        return self._slots.in_use() if isinstance(self._slots, Slots) else 0
 
     def __enter__(self) -> ResellerClient:
         return self
@@ -262,23 +266,6 @@ class ResellerClient:
                 self._on_request(label, status_class, duration_s)
             except Exception:  # a metrics bug must not change a call's outcome
                 log.warning("on_request observer failed for %s", label, exc_info=True)
-
-
-class Slots:
-    """At most ``count`` holders at once (``with slots:``). A queue of tokens rather than a
-    ``threading.Semaphore``: taking and giving back one runs in C, not through a Python
-    ``Condition``, on every request."""
-
-    def __init__(self, count: int) -> None:
-        self._tokens: queue.SimpleQueue[None] = queue.SimpleQueue()
-        for _ in range(count):
-            self._tokens.put(None)
-
-    def __enter__(self) -> None:
-        self._tokens.get()
-
-    def __exit__(self, *exc: object) -> None:
-        self._tokens.put(None)
 
 
 def _failure_class(exc: Exception) -> str:

@@ -194,6 +194,14 @@ class Metrics:
     def in_flight(self, delta: int) -> None:
         self._in_flight.inc(delta)
 
+    def watch_api_slots(self, in_use: Callable[[], int], slots: int) -> None:
+        """API requests in flight against the slots (``PROVISIONER_CONCURRENCY``), read at
+        scrape time: always at the limit means the API's concurrency is the bottleneck."""
+        r, p = self.registry, PREFIX
+        Gauge(f"{p}_api_slots", "API requests allowed in flight at once.", registry=r).set(slots)
+        in_flight = Gauge(f"{p}_api_requests_in_flight", "API requests in flight.", registry=r)
+        in_flight.set_function(in_use)
+
     def broker_connected_changed(self, connected: bool) -> None:
         self._connected.set(1 if connected else 0)
 
