@@ -117,12 +117,12 @@ class PostgresStore:
         dead_after_s: float,
         customer: str | None = None,
     ) -> Claim:
-        now = self._clock()
-        params = schema.claim_params(key, fingerprint, owner, lease_ttl_s, dead_after_s, now)
-        lease = schema.customer_params(customer or "", owner, lease_ttl_s, dead_after_s, now)
+        params = schema.claim_params(
+            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock(), customer
+        )
 
         def decide(conn: Connection) -> Claim:
-            if customer is not None and conn.execute(_LOCK_CUSTOMER, lease).fetchone() is None:
+            if customer is not None and conn.execute(_LOCK_CUSTOMER, params).fetchone() is None:
                 return Claim(ClaimStatus.CUSTOMER_BUSY, 0)
             # The read-back is a separate snapshot: when the record became claimable in
             # between (its holder finished), claim again rather than report stale news.

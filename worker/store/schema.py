@@ -106,7 +106,8 @@ WHERE key = :key AND lease_owner = :owner AND state IN ('running', 'released')""
 # A customer's lease: one worker process at a time runs that customer's commands. Taken when
 # free, already this owner's, expired, or held by an owner whose heartbeat is gone.
 LOCK_CUSTOMER = """
-INSERT INTO customer_leases (customer, owner, expires_at) VALUES (:customer, :owner, :expires_at)
+INSERT INTO customer_leases (customer, owner, expires_at)
+VALUES (:customer, :owner, :lease_expires_at)
 ON CONFLICT (customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
 WHERE customer_leases.owner = excluded.owner
    OR customer_leases.expires_at <= :now
@@ -147,24 +148,21 @@ def to_pyformat(sql: str) -> str:
     return re.sub(r"(?<![:\w]):([a-z_]+)", r"%(\1)s", sql)
 
 
-def customer_params(
-    customer: str, owner: str, lease_ttl_s: float, dead_after_s: float, now: float
-) -> dict[str, Any]:
-    return {
-        "customer": customer,
-        "owner": owner,
-        "now": now,
-        "expires_at": now + lease_ttl_s,
-        "dead_cutoff": now - dead_after_s,
-    }
-
-
 def claim_params(
-    key: str, fingerprint: str, owner: str, lease_ttl_s: float, dead_after_s: float, now: float
+    key: str,
+    fingerprint: str,
+    owner: str,
+    lease_ttl_s: float,
+    dead_after_s: float,
+    now: float,
+    customer: str | None = None,
 ) -> dict[str, Any]:
+    """The parameters of CLAIM, READ_CLAIM and LOCK_CUSTOMER: the key's lease and the
+    customer's run to the same time."""
     return {
         "key": key,
         "fingerprint": fingerprint,
+        "customer": customer or "",
         "owner": owner,
         "now": now,
         "lease_expires_at": now + lease_ttl_s,

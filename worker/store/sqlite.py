@@ -139,14 +139,14 @@ class SqliteStore:
         dead_after_s: float,
         customer: str | None = None,
     ) -> Claim:
-        now = self._clock()
-        params = schema.claim_params(key, fingerprint, owner, lease_ttl_s, dead_after_s, now)
-        lease = schema.customer_params(customer or "", owner, lease_ttl_s, dead_after_s, now)
+        params = schema.claim_params(
+            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock(), customer
+        )
 
         def decide(conn: sqlite3.Connection) -> Claim:
             if (
                 customer is not None
-                and conn.execute(schema.LOCK_CUSTOMER, lease).fetchone() is None
+                and conn.execute(schema.LOCK_CUSTOMER, params).fetchone() is None
             ):
                 return Claim(ClaimStatus.CUSTOMER_BUSY, 0)
             rows = conn.execute(schema.CLAIM, params).fetchall()
