@@ -136,8 +136,7 @@ class DirectPool:
         except TimeoutError:
             raise ConnectTimeoutError(f"connect to {self._host} timed out") from None
         except OSError as exc:
-            message = f"cannot connect to {self._host}: {exc.strerror or type(exc).__name__}"
-            raise NewConnectionError(cast(Any, NOT_A_POOL), message) from None
+            raise self._cannot_connect(exc) from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tls is not None:
@@ -155,9 +154,12 @@ class DirectPool:
             raise ConnectTimeoutError(f"TLS handshake with {self._host} timed out") from None
         except OSError as exc:
             sock.close()
-            message = f"cannot connect to {self._host}: {exc.strerror or type(exc).__name__}"
-            raise NewConnectionError(cast(Any, NOT_A_POOL), message) from None
+            raise self._cannot_connect(exc) from None
         return sock
+
+    def _cannot_connect(self, exc: OSError) -> NewConnectionError:
+        reason = exc.strerror or type(exc).__name__
+        return NewConnectionError(NOT_A_POOL, f"cannot connect to {self._host}: {reason}")
 
 
 class _Reads:
