@@ -107,26 +107,14 @@ class SqliteStore:
         if self._committer is not None:
             return self._committer.write(work)
         with self._connection() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = work(conn)
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
+            return _in_transaction(conn, work)
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        def create(conn: sqlite3.Connection) -> None:
             for statement in schema.create_schema_sql(real="REAL", blob="BLOB"):
                 conn.execute(statement)
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+
+        _in_transaction(conn, create)
 
     # -- the store ---------------------------------------------------------------------
 
@@ -225,3 +213,17 @@ class SqliteStore:
             if self._memory is not None:
                 self._memory.close()
                 self._memory = None
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """``work`` in one write transaction (the write lock taken up front, so that two writers
+    never deadlock upgrading a read), rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(conn)
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
