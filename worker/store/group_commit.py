@@ -1,7 +1,8 @@
 """Group commit for the SQLite store: one writer thread, one transaction per batch of writes.
 
-Every command writes twice (claim, completion). With each pool thread writing under a
-shared lock, a thread woken for the lock must then win the GIL before it can use it, and
+Every command waits for two writes (claim, completion; the customer's unlock is not waited
+for). With each pool thread writing under a shared lock, a thread woken for the lock must
+then win the GIL before it can use it, and
 at 50 ms API latency the waits for that lock were ~7 ms per write (p90 20 ms): a fifth of
 each command's time. Here a pool thread hands its write to the writer thread and sleeps
 until its batch is committed. The writer runs everything that queued meanwhile in one
