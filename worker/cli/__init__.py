@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from worker import __version__
 
-SUBCOMMANDS = ("run", "sandbox", "publish", "dlq", "schema", "topology")
+SUBCOMMANDS = ("run", "publish", "dlq", "schema", "topology")
 
 EXIT_CODES = """exit codes:
   0  success

@@ -21,11 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
-from worker.sandbox.calls import CALLS, handle_call
-from worker.sandbox.control import CONTROL_PREFIX, handle_control
-from worker.sandbox.faults import Fault, Faults, FaultSettings
-from worker.sandbox.protocol import (
+from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
+from sandbox.calls import CALLS, handle_call
+from sandbox.control import CONTROL_PREFIX, handle_control
+from sandbox.faults import Fault, Faults, FaultSettings
+from sandbox.protocol import (
     AUTH_FAILED,
     INTERNAL_ERROR,
     TOO_MANY_REQUESTS,
@@ -37,8 +37,8 @@ from worker.sandbox.protocol import (
     format_seconds,
     parse_params,
 )
-from worker.sandbox.remote import ControlClient
-from worker.sandbox.state import SandboxState
+from sandbox.remote import ControlClient
+from sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
 

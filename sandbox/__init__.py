@@ -13,8 +13,8 @@ DEFAULT_PORT = 8025
 DEFAULT_API_USER = "sandbox"
 DEFAULT_API_KEY = "sandbox-key"
 
-from worker.sandbox.faults import FaultSettings  # noqa: E402
-from worker.sandbox.server import SandboxServer  # noqa: E402
+from sandbox.faults import FaultSettings  # noqa: E402
+from sandbox.server import SandboxServer  # noqa: E402
 
 __all__ = [
     "DEFAULT_API_KEY",
