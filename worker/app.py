@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from worker import __version__
 from worker.api import ResellerClient
@@ -18,14 +20,20 @@ from worker.observability import sentry
 from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
+from worker.observability.order_metrics import OrderMetrics
 from worker.observability.redact import register_secret
+from worker.partitioned import PartitionedConsumer
+from worker.partitions import Ownership
 from worker.report import OutcomeReporter
+from worker.sequencer import Sequencer
 from worker.store import IdempotencyStore, open_store
+from worker.store.order import Backend, OrderStore
 
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 3600.0
 LIVENESS_STALL_S = 60.0
+SEQUENCER_JOIN_S = 10.0
 
 
 def register_secrets(settings: Settings) -> None:
@@ -103,10 +111,16 @@ def run_worker(
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
     executor = ScopedExecutor(client, store, executor_config(settings), metrics)
-    consumer = Consumer(
+    topology = Topology.from_settings(settings)
+    order = ordering_parts(settings, store, topology, OrderMetrics(metrics.registry))
+    consumer = (
+        Consumer
+        if order is None
+        else functools.partial(PartitionedConsumer, ownership=order.ownership)
+    )(
         settings,
         executor,
-        Topology.from_settings(settings),
+        topology,
         metrics=metrics,
         health=health,
         observer=OutcomeReporter(metrics),
@@ -114,12 +128,16 @@ def run_worker(
     maintenance = StoreMaintenance(store, settings)
     store.heartbeat(settings.worker_id)
     maintenance.start()
+    if order is not None:
+        order.start()
     if install_signals:
         consumer.install_signal_handlers()
     log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})
     try:
         consumer.run()
     finally:
+        if order is not None:
+            order.stop()
         maintenance.stopped.set()
         store.forget_worker(settings.worker_id)
         http.stop()
@@ -127,6 +145,42 @@ def run_worker(
         store.close()
         sentry.flush()  # queued reports must leave before the process does
     return 0
+
+
+@dataclass
+class OrderingParts:
+    """The sequencer and the partition ownership of one process (docs/ordering.md)."""
+
+    ownership: Ownership
+    sequencer: Sequencer
+
+    def start(self) -> None:
+        self.ownership.start()
+        self.sequencer.start()
+
+    def stop(self) -> None:
+        """After the consumer drained: the sequencer returns what it holds, then the leases go."""
+        self.sequencer.stop()
+        self.sequencer.join(SEQUENCER_JOIN_S)
+        self.ownership.leave()
+
+
+def ordering_parts(
+    settings: Settings, store: IdempotencyStore, topology: Topology, metrics: OrderMetrics
+) -> OrderingParts | None:
+    if not settings.partitions:
+        return None
+    order_store = OrderStore(cast(Backend, store))
+    ownership = Ownership(
+        order_store,
+        settings.worker_id,
+        settings.partitions,
+        heartbeat_s=settings.worker_heartbeat_s,
+        ttl_s=settings.worker_dead_after_s,
+        metrics=metrics,
+    )
+    sequencer = Sequencer(settings, topology, ownership, order_store, metrics)
+    return OrderingParts(ownership, sequencer)
 
 
 def executor_config(settings: Settings) -> ExecutorConfig:

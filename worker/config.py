@@ -46,6 +46,10 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
+# Partition queues behind the intake (docs/ordering.md); the same in every replica. 0 keeps
+# today's single consumed queue, with per-customer order only inside one process.
+PARTITIONS = 16
+MAX_PARTITIONS = 256
 
 SECRET_FIELDS = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
 
@@ -88,6 +92,7 @@ class Settings:
     reconnect_max_s: float = RECONNECT_MAX_S
     startup_connect_attempts: int = STARTUP_CONNECT_ATTEMPTS
     log_format: str = LOG_FORMAT
+    partitions: int = PARTITIONS
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 
@@ -178,6 +183,8 @@ def _convert(name: str, raw: str) -> Any:
             raise ValueError("must be a positive whole number")
         if name == "processes" and value > MAX_PROCESSES:
             raise ValueError(f"at most {MAX_PROCESSES}")
+        if name == "partitions" and value > MAX_PARTITIONS:
+            raise ValueError(f"at most {MAX_PARTITIONS}")
         return value
     if isinstance(default, float):
         value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)
@@ -225,5 +232,11 @@ def _consistent(settings: Settings) -> Settings:
         # Every process would have its own in-memory store: no idempotency between them.
         raise ConfigError(
             env_name("processes"), "several processes need a shared store, not sqlite :memory:"
+        )
+    if settings.partitions and settings.worker_heartbeat_s * 2 >= settings.worker_dead_after_s:
+        # Leases last dead_after and their holder lets go at half of it without a renewal.
+        raise ConfigError(
+            env_name("worker_heartbeat_s"),
+            "must be less than half of PROVISIONER_WORKER_DEAD_AFTER (partition leases)",
         )
     return settings

@@ -116,19 +116,27 @@ class Consumer:
         channel = self._connection.channel()
         self._topology.declare(channel)
         self._confirms = ConfirmTracker(self._connection, channel)
+        self._channel = channel
+        self._subscribe(channel)
+        self._set_health(connected=True, consuming=True)
+
+    def _subscribe(self, channel: Any) -> None:
+        """Start consuming (``worker.partitioned`` consumes its partitions instead)."""
         channel.basic_qos(prefetch_count=self._settings.prefetch)
         self._consumer_tag = channel.basic_consume(
             self._topology.commands_queue, self.on_message, auto_ack=False
         )
-        self._channel = channel
-        self._set_health(connected=True, consuming=True)
         log.info("consuming", extra={"fields": {"queue": self._topology.commands_queue}})
 
     def _consume_until_stopped(self) -> None:
         while not self._stopping.is_set():
             self._connection.process_data_events(time_limit=PUMP_S)
+            self._on_pump()
             if self._health is not None:
                 self._health.tick()
+
+    def _on_pump(self) -> None:
+        """Between two turns of the loop, on the connection's thread (a hook)."""
 
     def _on_connection_lost(self, exc: BaseException) -> None:
         log.warning("broker connection lost", extra={"fields": {"error": type(exc).__name__}})

@@ -16,15 +16,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pika
 
 from contracts.examples import create_customer_body
 from tests.fixtures.wait import wait_until
 from worker.broker.topology import Topology
+from worker.store import open_store
+from worker.store.order import Backend, OrderStore
 
 FAST_RETRY_DELAYS = "300ms,600ms"
+TEST_PARTITIONS = 4  # few partition queues: each quorum queue costs the broker time to create
 
 
 def free_port() -> int:
@@ -45,6 +48,7 @@ class WorkerRig:
         self.env_overrides = env
         self.processes: list[subprocess.Popen[bytes]] = []
         self.tap = f"{prefix}.test-tap"
+        self._order_store: OrderStore | None = None
         self.events: list[dict[str, Any]] = []
         self.reconnect()
 
@@ -83,6 +87,7 @@ class WorkerRig:
             PROVISIONER_WORKER_DEAD_AFTER="2",
             PROVISIONER_DRAIN_TIMEOUT="10",
             PROVISIONER_LOG_FORMAT="json",
+            PROVISIONER_PARTITIONS=str(TEST_PARTITIONS),
         )
         env.update(self.env_overrides)
         env.update(extra)
@@ -111,6 +116,19 @@ class WorkerRig:
 
     def consumers(self) -> int:
         return int(self._declare_passive(self.topology.commands_queue).method.consumer_count)
+
+    def partition_owners(self) -> dict[str, str]:
+        """Lease name (``sequencer``, ``partition-<i>``) -> the worker process holding it."""
+        if self._order_store is None:
+            backend = open_store(self.env()["PROVISIONER_STORE_URL"])
+            self._order_store = OrderStore(cast(Backend, backend))
+        return self._order_store.leases()
+
+    def owners_of_partitions(self) -> set[str]:
+        """The processes consuming partitions, once every partition has an owner."""
+        owners = self.partition_owners()
+        held = [owner for name, owner in owners.items() if name.startswith("partition-")]
+        return set(held) if len(held) == TEST_PARTITIONS else set()
 
     def depth(self, queue: str) -> int:
         return int(self._declare_passive(queue).method.message_count)
@@ -162,6 +180,8 @@ class WorkerRig:
             yield method, props, body
 
     def close(self) -> None:
+        if self._order_store is not None:
+            self._order_store._backend.close()  # type: ignore[attr-defined]
         for proc in self.processes:
             if proc.poll() is None:
                 proc.kill()
