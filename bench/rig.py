@@ -23,6 +23,7 @@ import requests
 from contracts.examples import create_customer_body
 from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 from worker.broker.topology import Topology
+from worker.config import PARTITIONS
 
 AMQP_URL = os.environ.get("PROVISIONER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 RETRY_DELAYS_S = (30.0,)
@@ -83,7 +84,7 @@ class BenchBroker:
 
     def __init__(self) -> None:
         self.prefix = f"bench{uuid.uuid4().hex[:8]}"
-        self.topology = Topology(self.prefix, RETRY_DELAYS_S, DELIVERY_LIMIT)
+        self.topology = Topology(self.prefix, RETRY_DELAYS_S, DELIVERY_LIMIT, PARTITIONS)
         self.tap_queue = f"{self.prefix}.tap"
         self.connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         self.channel = self.connection.channel()

@@ -113,11 +113,7 @@ def run_worker(
     executor = ScopedExecutor(client, store, executor_config(settings), metrics)
     topology = Topology.from_settings(settings)
     order = ordering_parts(settings, store, topology, OrderMetrics(metrics.registry))
-    consumer = (
-        Consumer
-        if order is None
-        else functools.partial(PartitionedConsumer, ownership=order.ownership)
-    )(
+    consumer = (Consumer if order is None else order.consumer_class())(
         settings,
         executor,
         topology,
@@ -153,6 +149,16 @@ class OrderingParts:
 
     ownership: Ownership
     sequencer: Sequencer
+    store: OrderStore
+    metrics: OrderMetrics
+
+    def consumer_class(self) -> Callable[..., Consumer]:
+        return functools.partial(
+            PartitionedConsumer,
+            ownership=self.ownership,
+            order_store=self.store,
+            order_metrics=self.metrics,
+        )
 
     def start(self) -> None:
         self.ownership.start()
@@ -180,7 +186,7 @@ def ordering_parts(
         metrics=metrics,
     )
     sequencer = Sequencer(settings, topology, ownership, order_store, metrics)
-    return OrderingParts(ownership, sequencer)
+    return OrderingParts(ownership, sequencer, order_store, metrics)
 
 
 def executor_config(settings: Settings) -> ExecutorConfig:

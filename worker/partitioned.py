@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import threading
 import time
 from concurrent.futures import Future
@@ -19,17 +20,36 @@ from typing import Any
 
 from contracts import command_customer
 from worker.broker import headers as h
+from worker.broker.confirms import ConfirmGroup, GroupPublisher
 from worker.consumer import Consumer, Delivery
-from worker.decision import Envelope
+from worker.decision import Decision, Envelope
+from worker.parking import PARKED, Holds, OrderGate, ParkedRun
 from worker.partitions import Ownership
+from worker.store.order import OrderStore
+
+log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
 
 
 class PartitionedConsumer(Consumer):
-    def __init__(self, *args: Any, ownership: Ownership, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        ownership: Ownership,
+        order_store: OrderStore,
+        order_metrics: Any = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._ownership = ownership
+        self._holds = Holds(order_store)
+        self._gate = OrderGate(
+            self._executor, order_store, self._holds, self._envelope, order_metrics
+        )
+        self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
+        self._epoch = 0  # a new connection: chains of the old one stop
+        self._observer = _NotParked(self._observer)
         self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
         self._partition_of_tag: dict[str, int] = {}
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
@@ -55,20 +75,28 @@ class PartitionedConsumer(Consumer):
             channel.basic_cancel(tag)  # what was delivered and not yet dispatched goes back
         for partition in self._ownership.to_give_up():
             if partition not in self._tags and not self._running_in(partition):
+                self._holds.forget(partition)
                 self._ownership.drained(partition)
 
     def _consume(self, channel: Any, partition: int, owned: int) -> None:
         # The prefetch applies per consumer: share the process's among its partitions.
         per_partition = max(MIN_PARTITION_PREFETCH, -(-self._settings.prefetch // owned))
         channel.basic_qos(prefetch_count=per_partition)
+        backlogs = self._holds.load(partition)  # before its first delivery
         queue = self._topology.partition_queue(partition)
         tag = channel.basic_consume(queue, self.on_message, auto_ack=False)
         self._tags[partition] = tag
         self._partition_of_tag[tag] = partition
+        for key in backlogs:  # a previous owner's, interrupted
+            self._start_backlog(key)
 
     def _on_connection_lost(self, exc: BaseException) -> None:
         self._tags.clear()
         self._partition_of_tag.clear()
+        # Backlogs stop; the holds are read again when the partitions are consumed again.
+        self._epoch += 1
+        self._chains.clear()
+        self._holds.forget()
         super()._on_connection_lost(exc)
 
     def _drain(self) -> None:
@@ -84,7 +112,7 @@ class PartitionedConsumer(Consumer):
 
     def _running_in(self, partition: int) -> int:
         with self._running_lock:
-            return self._running.get(partition, 0)
+            return self._running.get(partition, 0) + self._chains.get(partition, 0)
 
     def _count_running(self, partition: int | None, delta: int) -> None:
         if partition is None:
@@ -109,13 +137,15 @@ class PartitionedConsumer(Consumer):
         if headers.get(h.RESEQUENCED) and not envelope.delivery_count:
             # The intake delivered it twice: an earlier copy may have run already.
             envelope = dataclasses.replace(envelope, delivery_count=1)
-        key = headers.get(h.ORDER_KEY)
-        if not isinstance(key, str):
-            key = command_customer(envelope.command) if envelope.command is not None else None
+        key = _order_key(properties, envelope)
         partition = self._partition_of_tag.get(method.consumer_tag)
         self._count_in_flight(1)
         self._count_running(partition, 1)
-        task = functools.partial(self._executor.process, envelope)
+        task: Any = functools.partial(self._executor.process, envelope)
+        if key is not None and partition is not None:
+            task = functools.partial(
+                self._gate.process, envelope, key, partition, delivery.routing_key, properties, body
+            )
         done = functools.partial(self._on_done_in_partition, partition, delivery, envelope)
         self._pool.submit(key, task, done)
 
@@ -126,3 +156,104 @@ class PartitionedConsumer(Consumer):
             self._on_done_in_pool(delivery, envelope, future)
         finally:
             self._count_running(partition, -1)
+
+    # -- holds and backlogs (worker.parking) --------------------------------------------
+
+    def _carry_out(self, delivery: Delivery, decision: Decision, publisher: GroupPublisher) -> None:
+        if decision.outcome != PARKED:  # a parked command is in the store: only the ack
+            super()._carry_out(delivery, decision, publisher)
+
+    def on_confirmed(
+        self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
+    ) -> None:
+        super().on_confirmed(delivery, envelope, decision, group)
+        key = _order_key(delivery.properties, envelope)
+        if key is not None:  # a holder's outcome is out: its backlog may run
+            self._start_backlog(key)
+
+    def _start_backlog(self, key: str) -> None:
+        partition = self._holds.begin_drain(key)
+        if partition is None:
+            return
+        self._chains[partition] = self._chains.get(partition, 0) + 1
+        self._next_parked(key, partition, self._epoch, None)
+
+    def _end_backlog(self, key: str, partition: int) -> None:
+        self._holds.end_drain(key)
+        self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
+
+    def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
+        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        done = functools.partial(self._on_parked_run, key, partition, epoch)
+        self._pool.submit(key, task, done)
+
+    def _on_parked_run(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
+        # A pool thread: back to the connection's thread to publish.
+        callback = functools.partial(self._carry_out_parked, key, partition, epoch, future)
+        connection = self._connection
+        try:
+            connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog interrupted: connection gone")
+
+    def _carry_out_parked(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
+        confirms = self._confirms
+        if epoch != self._epoch or confirms is None:
+            return
+        exc = future.exception()
+        run: ParkedRun | None = None if exc is not None else future.result()
+        if run is None:
+            if exc is not None:
+                log.error("running a parked command failed", exc_info=exc)
+            self._end_backlog(key, partition)
+            return
+        delivery = Delivery(
+            None, 0, run.parked.routing_key, run.properties, run.parked.body, time.monotonic()
+        )
+        settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
+        group = confirms.group(settled)
+        self._carry_out(delivery, run.decision, confirms.publisher(group))
+        confirms.seal(group)
+
+    def _on_parked_confirmed(
+        self,
+        key: str,
+        partition: int,
+        epoch: int,
+        run: ParkedRun,
+        delivery: Delivery,
+        group: ConfirmGroup,
+    ) -> None:
+        if epoch != self._epoch:
+            return
+        if group.nacked or group.returned_exchanges() - {self._topology.events_exchange}:
+            # Kept in the store: the partition's next owner (or consumption) runs it again.
+            log.error("publish refused for a parked command; its backlog waits")
+            self._end_backlog(key, partition)
+            return
+        if self._observer is not None:
+            elapsed = time.monotonic() - delivery.started_at
+            self._observer.command_done(run.envelope, run.decision, elapsed)
+        self._next_parked(key, partition, epoch, run.parked.seq)
+
+
+def _order_key(properties: Any, envelope: Envelope) -> str | None:
+    key = (properties.headers or {}).get(h.ORDER_KEY)
+    if isinstance(key, str):
+        return key
+    return command_customer(envelope.command) if envelope.command is not None else None
+
+
+class _NotParked:
+    """The outcome reporter, told nothing of a command parked: its outcome comes later."""
+
+    def __init__(self, observer: Any) -> None:
+        self._observer = observer
+
+    def command_done(self, envelope: Envelope, decision: Decision, duration_s: float) -> None:
+        if self._observer is not None and decision.outcome != PARKED:
+            self._observer.command_done(envelope, decision, duration_s)
+
+    def command_crashed(self, envelope: Envelope, exc: BaseException) -> None:
+        if self._observer is not None:
+            self._observer.command_crashed(envelope, exc)

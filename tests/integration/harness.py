@@ -124,6 +124,12 @@ class WorkerRig:
             self._order_store = OrderStore(cast(Backend, backend))
         return self._order_store.leases()
 
+    def order_rows(self) -> tuple[int, int]:
+        """(holds, parked commands) in the store."""
+        self.partition_owners()
+        assert self._order_store is not None
+        return self._order_store.counts()
+
     def owners_of_partitions(self) -> set[str]:
         """The processes consuming partitions, once every partition has an owner."""
         owners = self.partition_owners()

@@ -164,6 +164,16 @@ class OrderStore:
         rows = self._run(lambda execute: execute(LIVE_LEASES, params).fetchall())
         return {str(name): str(owner) for name, owner in rows}
 
+    def counts(self) -> tuple[int, int]:
+        """(holds, parked commands), for operators and tests."""
+
+        def work(execute: Callable[[str, dict[str, Any]], Any]) -> tuple[int, int]:
+            holds = execute("SELECT COUNT(*) FROM order_holds", {}).fetchone()[0]
+            parked = execute("SELECT COUNT(*) FROM order_parked", {}).fetchone()[0]
+            return int(holds), int(parked)
+
+        return self._run(work)
+
     # -- aliases -------------------------------------------------------------------------
 
     def aliases(self) -> dict[str, str]:
