@@ -30,7 +30,7 @@ from worker.api.calls import (
 )
 from worker.api.classify import Result, classify_exception, classify_response
 from worker.api.slots import Slots
-from worker.api.transport import HttpResponse, HttpTransport
+from worker.api.transport import HttpTransport
 from worker.errors import PermanentError, ProvisioningError
 
 if TYPE_CHECKING:
@@ -226,7 +226,7 @@ class ResellerClient:
         assert response is not None  # _post returns exactly one of the two
         secrets = (*secret_values(spec, values), encode_value(self._api_key))
         return classify_response(
-            label, response.status, response.headers, response.body, spec.payload, secrets
+            label, response.status, response.headers, response.data, spec.payload, secrets
         )
 
     @staticmethod
@@ -240,7 +240,7 @@ class ResellerClient:
 
     def _post(
         self, label: str, path: str, form: list[tuple[str, str]]
-    ) -> tuple[HttpResponse | None, ProvisioningError | None]:
+    ) -> tuple[urllib3.BaseHTTPResponse | None, ProvisioningError | None]:
         """One POST. A failure comes back as its outcome for the caller to raise outside the
         ``except`` block, so that the raised error chains nothing that saw the request."""
         error: ProvisioningError | None = None

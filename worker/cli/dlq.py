@@ -8,9 +8,9 @@ import sys
 from typing import Any
 
 from worker.broker.topology import Topology
-from worker.cli import EXIT_BROKER, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError
+from worker.exit_codes import EXIT_BROKER, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
 from worker.ops.dlq import (
     READ_PROGRESS_EVERY_MESSAGES,
