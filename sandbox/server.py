@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
 from sandbox.calls import CALLS, handle_call
 from sandbox.control import CONTROL_PREFIX, handle_control
 from sandbox.faults import Fault, Faults, FaultSettings
@@ -41,6 +40,11 @@ from sandbox.remote import ControlClient
 from sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8025
+DEFAULT_API_USER = "sandbox"
+DEFAULT_API_KEY = "sandbox-key"
 
 MAX_BODY_BYTES = 1024 * 1024
 IDLE_CONNECTION_TIMEOUT_S = 300.0

@@ -13,16 +13,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 
-from worker.store import (
+from worker.store import schema
+from worker.store.connections import PerThreadConnections
+from worker.store.records import (
     Claim,
     ClaimStatus,
     Clock,
     FingerprintKeys,
     StoredRecord,
     StoreError,
-    schema,
 )
-from worker.store.connections import PerThreadConnections
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Collection
 from typing import Any
 
-from worker.store import Claim, ClaimStatus, FingerprintKeys, RecordState, StoredRecord
+from worker.store.records import Claim, ClaimStatus, FingerprintKeys, RecordState, StoredRecord
 
 # Rows deleted per purge statement, so a large purge never holds the write lock for long,
 # and per purge run, so one run ends in bounded time (the next one continues).

@@ -13,17 +13,17 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from worker.store import (
+from worker.store import schema
+from worker.store.connections import PerThreadConnections
+from worker.store.group_commit import GroupCommitter
+from worker.store.records import (
     Claim,
     ClaimStatus,
     Clock,
     FingerprintKeys,
     StoredRecord,
     StoreError,
-    schema,
 )
-from worker.store.connections import PerThreadConnections
-from worker.store.group_commit import GroupCommitter
 
 T = TypeVar("T")
 
