@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
 
-from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
+from worker.store import schema
 from worker.store.connections import PerThreadConnections
+from worker.store.records import Claim, ClaimStatus, Clock, StoredRecord, StoreError
 
 T = TypeVar("T")
 
