@@ -15,9 +15,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pika
+import psycopg
 import requests
 
 from contracts.examples import create_customer_body
@@ -25,6 +28,10 @@ from worker.broker.topology import Topology
 from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 
 AMQP_URL = os.environ.get("PROVISIONER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+PG_URL = os.environ.get(
+    "PROVISIONER_TEST_PG_URL",
+    "postgresql://provisioner:provisioner@127.0.0.1:5432/provisioner_test",
+)
 RETRY_DELAYS_S = (30.0,)
 DELIVERY_LIMIT = 20
 READY_LINE_RE = re.compile(r"apiv2 (\S+) distributor (\S+) control (\S+)")
@@ -69,6 +76,19 @@ class Sandbox:
             self.process.wait(timeout=10)
         if self.process.stdout is not None:
             self.process.stdout.close()
+
+
+@contextlib.contextmanager
+def postgres_store(run_prefix: str) -> Iterator[str]:
+    """A store URL on a fresh PostgreSQL schema for one run, dropped after it."""
+    schema = f"{run_prefix}_store"
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            separator = "&" if "?" in PG_URL else "?"
+            yield f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def create_customer(run_id: str, index: int) -> dict[str, Any]:

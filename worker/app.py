@@ -99,7 +99,11 @@ def run_worker(
     http.start()
     if on_listening is not None:
         on_listening(http.port)
-    store = open_store(settings.store_url)
+    store = open_store(
+        settings.store_url,
+        pool_size=settings.store_connections,
+        pool_wait_s=settings.store_pool_wait_s,
+    )
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
     executor = ScopedExecutor(client, store, executor_config(settings), metrics)
