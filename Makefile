@@ -17,7 +17,7 @@ services:
 
 demo: $(STAMP)
 	bash scripts/services.sh
-	$(BIN)/python -m worker.demo
+	$(BIN)/python -m sandbox.demo
 
 test: $(STAMP)
 	bash scripts/services.sh --postgres

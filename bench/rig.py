@@ -1,6 +1,6 @@
 """The parts every throughput run needs: a sandbox process, a topology, a publisher, a tap.
 
-Everything talks to the real broker on 127.0.0.1 and to a real ``provisioner sandbox``
+Everything talks to the real broker on 127.0.0.1 and to a real ``provisioner-sandbox``
 subprocess; nothing is mocked, so the numbers include every hop a production worker pays.
 """
 
@@ -24,8 +24,8 @@ import psycopg
 import requests
 
 from contracts.examples import create_customer_body
+from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 from worker.broker.topology import Topology
-from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 
 AMQP_URL = os.environ.get("PROVISIONER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 PG_URL = os.environ.get(
@@ -43,11 +43,11 @@ POLL_S = 0.05
 
 
 class Sandbox:
-    """``provisioner sandbox`` as a child process; ``reset`` and ``set_latency`` between runs."""
+    """``provisioner-sandbox`` as a child process; ``reset`` and ``set_latency`` between runs."""
 
     def __init__(self) -> None:
         self.api_user, self.api_key = DEFAULT_API_USER, DEFAULT_API_KEY
-        command = [sys.executable, "-m", "worker", "sandbox", "--port", "0"]
+        command = [sys.executable, "-m", "sandbox", "--port", "0"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )

@@ -1,6 +1,6 @@
 """Requests per second of the sandbox over keep-alive connections.
 
-Runs ``provisioner sandbox`` as a separate process (so client and server do not share a
+Runs ``provisioner-sandbox`` as a separate process (so client and server do not share a
 GIL), then several client threads, each with one raw ``http.client`` keep-alive connection,
 send ``reseller.manage`` profile/get (limit 1) and ``enable`` calls for a fixed duration.
 
@@ -64,7 +64,7 @@ def client_loop(
 
 def start_sandbox() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker", "sandbox", "--port", "0"],
+        [sys.executable, "-m", "sandbox", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -3,7 +3,7 @@
     python -m bench.soak [--commands 20000] [--customers 2000] [--kills 3]
                          [--broker-restarts 1] [--seed N]
 
-A mixed workload runs through a real ``provisioner run`` against a ``provisioner sandbox``
+A mixed workload runs through a real ``provisioner run`` against a ``provisioner-sandbox``
 injecting 5xx, 429 and apply-then-hang faults, while the worker is killed with SIGKILL and
 the broker restarted. Then it checks (PASS/FAIL, exit 1 on any FAIL): one terminal event
 per key, every effect at most once, nothing stuck, every failure dead-lettered with its

@@ -1,6 +1,6 @@
 """The soak's moving parts: the sandbox and worker processes, the broker, an event tap.
 
-Everything is real: ``provisioner sandbox`` and ``provisioner run`` subprocesses, the local
+Everything is real: ``provisioner-sandbox`` and ``provisioner run`` subprocesses, the local
 RabbitMQ (restarted with ``rabbitmqctl``), a durable tap queue on the events exchange.
 """
 
@@ -24,8 +24,8 @@ import pika
 import requests
 from pika.exceptions import AMQPError
 
+from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 from worker.broker.topology import Topology
-from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 
 T = TypeVar("T")
 
@@ -68,11 +68,11 @@ def connect() -> Any:
 
 
 class SandboxProcess:
-    """``provisioner sandbox`` as a child process, driven through its control endpoint."""
+    """``provisioner-sandbox`` as a child process, driven through its control endpoint."""
 
     def __init__(self, log_path: Path) -> None:
         self.api_user, self.api_key = DEFAULT_API_USER, DEFAULT_API_KEY
-        command = [sys.executable, "-m", "worker", "sandbox", "--port", "0"]
+        command = [sys.executable, "-m", "sandbox", "--port", "0"]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=log_path.open("wb"), text=True
         )

@@ -8,6 +8,7 @@ pytest_plugins = [
         "tests.fixtures.broker",
         "tests.fixtures.sandbox",
         "tests.fixtures.postgres",
+        "tests.fixtures.private_postgres",
     )
     if importlib.util.find_spec(name) is not None
 ]

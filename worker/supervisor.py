@@ -33,10 +33,11 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from worker.cli import EXIT_ERROR
 from worker.config import Settings
+from worker.exit_codes import EXIT_ERROR
 from worker.observability.children import Children
 from worker.observability.http import ObservabilityServer
+from worker.process import run_one_process
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +150,6 @@ class Supervisor:
 
 def child_main(settings: Settings, report: Connection) -> None:
     """A worker process under the supervisor (runs in the spawned interpreter)."""
-    from worker.cli.run import run_one_process
-
     _drain_when_orphaned()
     code = run_one_process(
         settings,

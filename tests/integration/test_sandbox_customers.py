@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
+from sandbox.server import SandboxServer
 from tests.fixtures.sandbox import customer_form, reseller_url
-from worker.sandbox.server import SandboxServer
 
 REQUEST_TIMEOUT_S = 10.0
 

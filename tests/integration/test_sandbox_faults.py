@@ -11,9 +11,9 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 import requests
 
+from sandbox.server import SandboxServer
 from tests.fixtures.sandbox import customer_form, reseller_url
 from tests.fixtures.wait import wait_until
-from worker.sandbox.server import SandboxServer
 
 REQUEST_TIMEOUT_S = 10.0
 SHORT_CLIENT_TIMEOUT_S = 0.3

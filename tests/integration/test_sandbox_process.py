@@ -1,4 +1,4 @@
-"""`provisioner sandbox` as a process: help, start/stop, flags, and the state file."""
+"""`provisioner-sandbox` as a process: help, start/stop, flags, and the state file."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import requests
 
+from sandbox.server import SandboxServer
 from tests.fixtures.sandbox import SandboxProcess, customer_form, reseller_url
-from worker.sandbox.server import SandboxServer
 
 REQUEST_TIMEOUT_S = 10.0
 AUTH = {"api_user": "sandbox", "api_key": "sandbox-key"}
@@ -30,7 +30,7 @@ def test_help_lists_every_flag() -> None:
     # Given the installed console script
     # When its sandbox help is printed
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "sandbox", "--help"],
+        [sys.executable, "-m", "sandbox", "--help"],
         capture_output=True,
         text=True,
         check=True,
@@ -76,7 +76,7 @@ def test_bad_flag_value_is_one_line_and_exit_2() -> None:
     # Given an error rate out of range
     # When the sandbox is started
     result = subprocess.run(
-        [sys.executable, "-m", "worker", "sandbox", "--port", "0", "--error-rate", "7"],
+        [sys.executable, "-m", "sandbox", "--port", "0", "--error-rate", "7"],
         capture_output=True,
         text=True,
         timeout=REQUEST_TIMEOUT_S,

@@ -7,9 +7,9 @@ import socket
 import pytest
 import requests
 
+from sandbox import calls as sandbox_calls
+from sandbox.server import SandboxServer
 from tests.fixtures.sandbox import customer_form, reseller_url
-from worker.sandbox import calls as sandbox_calls
-from worker.sandbox.server import SandboxServer
 
 REQUEST_TIMEOUT_S = 10.0
 RAW_READ_BYTES = 65536

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import requests
 
+from sandbox.server import SandboxServer
+from sandbox.state import APP_CATALOGUE, password_digest
 from tests.fixtures.sandbox import customer_form, reseller_url
-from worker.sandbox.server import SandboxServer
-from worker.sandbox.state import APP_CATALOGUE, password_digest
 
 REQUEST_TIMEOUT_S = 10.0
 USER = "sub@example.com"

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import setuptools
 from packaging.requirements import Requirement
 
 from tests.unit.test_deploy_render import OVERLAYS, REPO, find, render
@@ -242,3 +243,23 @@ def _source_param(path: str) -> object:
 def test_the_copied_paths_exist(path: str) -> None:
     # Given a path the Dockerfile copies / When looked up / Then the repository has it
     assert (REPO / path).exists()
+
+
+def test_the_image_packages_no_sandbox(tmp_path: Path) -> None:
+    # Given a build context holding exactly what the Dockerfile copies
+    for source in copied_sources():
+        origin = REPO / source
+        if origin.is_dir():
+            shutil.copytree(origin, tmp_path / source, ignore=shutil.ignore_patterns("__pycache__"))
+        elif origin.exists():
+            shutil.copy2(origin, tmp_path / source)
+    # When setuptools finds the packages pyproject asks for in it
+    found = setuptools.find_packages(
+        where=str(tmp_path),
+        include=tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["packages"]["find"][
+            "include"
+        ],
+    )
+    # Then the worker is there and the sandbox (a test double) is not
+    assert "worker" in found
+    assert [p for p in found if p.split(".")[0] in {"sandbox", "tests", "bench"}] == []

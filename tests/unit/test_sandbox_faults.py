@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from worker.sandbox.faults import Faults, FaultSettings, FaultSettingsError
-from worker.sandbox.validation import one_month_after, parse_billing_date
+from sandbox.faults import Faults, FaultSettings, FaultSettingsError
+from sandbox.validation import one_month_after, parse_billing_date
 
 DRAWS = 200
 

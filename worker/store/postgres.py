@@ -16,18 +16,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from worker.store import (
-    POOL_SIZE,
-    POOL_WAIT_S,
-    Claim,
-    ClaimStatus,
-    Clock,
-    StoredRecord,
-    StoreError,
-    pg_batch,
-    pg_pool,
-    schema,
-)
+from worker.store import pg_batch, pg_pool, schema
+from worker.store.records import Claim, ClaimStatus, Clock, StoredRecord, StoreError
 
 T = TypeVar("T")
 
@@ -78,8 +68,8 @@ class PostgresStore:
         url: str,
         *,
         clock: Clock,
-        pool_size: int = POOL_SIZE,
-        pool_wait_s: float = POOL_WAIT_S,
+        pool_size: int,
+        pool_wait_s: float,
     ) -> None:
         self._url = url
         self._clock = clock

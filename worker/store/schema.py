@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from worker.store import Claim, ClaimStatus, RecordState, StoredRecord
+from worker.store.records import Claim, ClaimStatus, RecordState, StoredRecord
 
 # Rows deleted per purge statement, so a large purge never holds the write lock for long.
 PURGE_BATCH_ROWS = 1000

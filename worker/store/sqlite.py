@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from worker.store import Claim, ClaimStatus, Clock, StoredRecord, StoreError, schema
+from worker.store import schema
 from worker.store.connections import PerThreadConnections
 from worker.store.group_commit import GroupCommitter
+from worker.store.records import Claim, ClaimStatus, Clock, StoredRecord, StoreError
 
 T = TypeVar("T")
 

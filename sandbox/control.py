@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from worker.sandbox.faults import Faults, FaultSettingsError
-from worker.sandbox.protocol import ApiError, Reply, error_reply
-from worker.sandbox.state import SandboxState
+from sandbox.faults import Faults, FaultSettingsError
+from sandbox.protocol import ApiError, Reply, error_reply
+from sandbox.state import SandboxState
 
 CONTROL_PREFIX = "/_sandbox/"
 

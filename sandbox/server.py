@@ -21,11 +21,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
-from worker.sandbox.calls import CALLS, handle_call
-from worker.sandbox.control import CONTROL_PREFIX, handle_control
-from worker.sandbox.faults import Fault, Faults, FaultSettings
-from worker.sandbox.protocol import (
+from sandbox.calls import CALLS, handle_call
+from sandbox.control import CONTROL_PREFIX, handle_control
+from sandbox.faults import Fault, Faults, FaultSettings
+from sandbox.protocol import (
     AUTH_FAILED,
     INTERNAL_ERROR,
     TOO_MANY_REQUESTS,
@@ -37,10 +36,15 @@ from worker.sandbox.protocol import (
     format_seconds,
     parse_params,
 )
-from worker.sandbox.remote import ControlClient
-from worker.sandbox.state import SandboxState
+from sandbox.remote import ControlClient
+from sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8025
+DEFAULT_API_USER = "sandbox"
+DEFAULT_API_KEY = "sandbox-key"
 
 MAX_BODY_BYTES = 1024 * 1024
 IDLE_CONNECTION_TIMEOUT_S = 300.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from worker.sandbox.protocol import (
+from sandbox.protocol import (
     APP_NOT_FOUND,
     CREDENTIAL_EXISTS,
     CREDENTIAL_NOT_FOUND,
@@ -14,8 +14,8 @@ from worker.sandbox.protocol import (
     Reply,
     success,
 )
-from worker.sandbox.state import APP_CATALOGUE, AppState, Customer, SandboxState, password_digest
-from worker.sandbox.validation import (
+from sandbox.state import APP_CATALOGUE, AppState, Customer, SandboxState, password_digest
+from sandbox.validation import (
     check_credential_name,
     check_credential_password,
     find_customer,

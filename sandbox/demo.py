@@ -18,9 +18,9 @@ from typing import Any
 
 import pika
 
+from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 from worker.broker.topology import Topology
 from worker.config import load_settings
-from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
 
 DEMO_DIR = Path(".demo")
 EVENT_WAIT_S = 60.0
@@ -116,7 +116,7 @@ def describe(event: dict[str, Any], routing_key: str, seen_ids: set[str]) -> str
 
 def start_sandbox(port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "worker", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
         stdout=(DEMO_DIR / "sandbox.log").open("wb"),
         stderr=subprocess.STDOUT,
     )

@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from operator import attrgetter
 
-from worker.sandbox import subusers
-from worker.sandbox.protocol import USERNAME_EXISTS, ApiError, Params, Reply, success
-from worker.sandbox.state import (
+from sandbox import subusers
+from sandbox.protocol import USERNAME_EXISTS, ApiError, Params, Reply, success
+from sandbox.state import (
     ACCOUNT_FIELDS,
     PROFILE_FIELDS,
     Customer,
     SandboxState,
     password_digest,
 )
-from worker.sandbox.validation import (
+from sandbox.validation import (
     ADD_EMAIL_MAX_CHARS,
     SET_EMAIL_MAX_CHARS,
     check_email,

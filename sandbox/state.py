@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.sandbox.persist import StateFile
+from sandbox.persist import StateFile
 
 PROFILE_FIELDS = (
     "first_name",

@@ -1,15 +1,16 @@
-"""`provisioner sandbox`: a local reseller API with state and fault injection."""
+"""`provisioner-sandbox` (or `python -m sandbox`): a local reseller API with state and fault
+injection."""
 
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
+from collections.abc import Sequence
 from types import FrameType
-from typing import Any
 
-from worker.sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST, DEFAULT_PORT
-from worker.sandbox.faults import DEFAULT_HANG_S, DEFAULT_RETRY_AFTER_S, FaultSettings
+from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST, DEFAULT_PORT
+from sandbox.faults import DEFAULT_HANG_S, DEFAULT_RETRY_AFTER_S, FaultSettings
 
 DESCRIPTION = """\
 Serve a local stand-in for the SendGrid reseller API: every documented call with state,
@@ -18,10 +19,9 @@ plus a JSON control endpoint under /_sandbox/ (faults, calls, log, state, reset)
 the faults at runtime. Prints one line with its URLs when ready; SIGTERM/SIGINT stop it."""
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "sandbox",
-        help="serve a local reseller API with state and fault injection",
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="provisioner-sandbox",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -39,7 +39,15 @@ def register(subparsers: Any) -> None:
         help="SQLite file keeping the state across restarts (default: in memory)",
     )
     add_fault_flags(parser)
-    parser.set_defaults(handler=handle)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return handle(args)
+    except KeyboardInterrupt:
+        return 130
 
 
 def add_fault_flags(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +101,8 @@ def ignore_signal(signum: int, frame: FrameType | None) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from worker.sandbox.faults import FaultSettingsError
-    from worker.sandbox.server import SandboxServer
+    from sandbox.faults import FaultSettingsError
+    from sandbox.server import SandboxServer
 
     try:
         server = SandboxServer(
@@ -106,11 +114,11 @@ def handle(args: argparse.Namespace) -> int:
             faults=fault_settings(args),
         )
     except FaultSettingsError as exc:
-        print(f"provisioner sandbox: {exc}", file=sys.stderr)
+        print(f"provisioner-sandbox: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(
-            f"provisioner sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+            f"provisioner-sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
         )
         return 2
     # sigwait instead of a handler that sets an Event: a second signal arriving while the

@@ -11,8 +11,8 @@ import datetime as dt
 import ipaddress
 import re
 
-from worker.sandbox.protocol import ApiError, Params
-from worker.sandbox.state import Customer, SandboxState
+from sandbox.protocol import ApiError, Params
+from sandbox.state import Customer, SandboxState
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN_CHARS = 6
