@@ -28,7 +28,8 @@ import psycopg
 from pika.exceptions import AMQPError
 
 from bench.measure import RunResult, measure, raw_starter, worker_starter
-from bench.rig import Sandbox, postgres_store
+from bench.rig import SandboxProcess, postgres_store, reset_sandbox
+from sandbox.rigs import WaitTimeoutError
 
 API_LATENCIES_MS = (0.0, 50.0)
 CONCURRENCIES = (1, 8, 32)
@@ -73,7 +74,7 @@ def plan_runs(stores_only: bool) -> list[tuple[str, float, int, int, str]]:
 
 def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
     plan = plan_runs(stores_only)
-    sandbox = Sandbox()
+    sandbox = SandboxProcess()
     results: list[RunResult] = []
     try:
         for mode, latency_ms, concurrency, processes, store in plan:
@@ -87,7 +88,7 @@ def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
 
 
 def run_one(
-    sandbox: Sandbox,
+    sandbox: SandboxProcess,
     mode: str,
     latency_ms: float,
     concurrency: int,
@@ -101,7 +102,7 @@ def run_one(
         label = f"{mode}, {latency_ms:.0f} ms, concurrency {concurrency}, {processes} process"
         print(f"{label}, {store} ({count} commands) ...", flush=True)
         try:
-            sandbox.reset(latency_ms)
+            reset_sandbox(sandbox, latency_ms)
             with contextlib.ExitStack() as stack:
                 store_url = None
                 if store == POSTGRES:
@@ -113,7 +114,7 @@ def run_one(
                 )
                 result = measure(mode, latency_ms, concurrency, count, starter, processes)
             return dataclasses.replace(result, store=store)
-        except (AMQPError, RuntimeError, OSError, psycopg.Error) as exc:
+        except (AMQPError, RuntimeError, WaitTimeoutError, OSError, psycopg.Error) as exc:
             print(f"  run failed (attempt {attempt}): {type(exc).__name__}: {exc}", flush=True)
             time.sleep(RETRY_PAUSE_S)  # let a restarting broker come back
     return None

@@ -125,7 +125,3 @@ def fingerprint_material(cmd: CommandBase) -> bytes:
     fields = msgspec.to_builtins(cmd, enc_hook=_reveal)
     fields.pop("idempotency_key", None)
     return _CANONICAL_ENCODER.encode(fields)
-
-
-def command_type_of(cmd: CommandBase) -> str:
-    return type(cmd).__name__

@@ -7,24 +7,16 @@ lose.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pika
-from pika.exceptions import UnroutableError
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
 
-log = logging.getLogger(__name__)
-
 PERSISTENT = pika.DeliveryMode.Persistent
 EVENT_CONTENT_TYPE = "application/json"
-
-
-class EventUnroutableError(Exception):
-    """No queue is bound for this event; the event stays in the store for replays."""
 
 
 def now_iso() -> str:
@@ -41,27 +33,18 @@ def publish_result(
 ) -> None:
     """Publish the terminal event to the events exchange, and to ``reply_to`` if asked.
 
-    Raises ``EventUnroutableError`` after the reply copy is sent when no binding took the event.
-    """
+    ``channel`` is a confirm group: an event no binding took comes back through the group's
+    returns (``mandatory``), not as an exception here."""
     props = pika.BasicProperties(
         content_type=EVENT_CONTENT_TYPE,
         delivery_mode=PERSISTENT,
         correlation_id=correlation_id,
         type=routing_key,
     )
-    unroutable = False
-    try:
-        channel.basic_publish(topology.events_exchange, routing_key, event, props, mandatory=True)
-    except UnroutableError:
-        unroutable = True
+    channel.basic_publish(topology.events_exchange, routing_key, event, props, mandatory=True)
     if reply_to:
-        # A caller's reply queue may be gone; that must not block the command's outcome.
-        try:
-            channel.basic_publish("", reply_to, event, props, mandatory=False)
-        except UnroutableError:  # pragma: no cover - not mandatory, kept for safety
-            log.warning("reply_to queue did not take the event")
-    if unroutable:
-        raise EventUnroutableError(routing_key)
+        # Not mandatory: a caller's reply queue may be gone; that must not block the outcome.
+        channel.basic_publish("", reply_to, event, props, mandatory=False)
 
 
 # The broker's own bookkeeping of this delivery; a re-published copy starts afresh, or a

@@ -29,7 +29,6 @@ dead-letter reasons) that are not short dotted identifiers become ``other``.
 
 from __future__ import annotations
 
-import importlib
 import re
 import time
 from collections.abc import Callable
@@ -38,6 +37,8 @@ from importlib.metadata import version as package_version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from contracts.commands import COMMAND_TYPES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PREFIX = "provisioner"
@@ -51,22 +52,9 @@ KNOWN_OUTCOMES = frozenset({"succeeded", "failed", "rejected", "retry", "error"}
 STATUS_CLASSES = frozenset({"2xx", "3xx", "4xx", "5xx", "timeout", "error"})
 _SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,63}")  # API call labels, dead-letter reasons
 
-# Used until contracts.commands exists; kept equal to DESIGN.md's table.
-FALLBACK_COMMAND_TYPES = (
-    "CreateCustomer", "DeleteCustomer", "ListCustomers", "EnableCustomer", "DisableCustomer",
-    "EnableWebsiteAccess", "DisableWebsiteAccess", "UpdateCustomerProfile", "ResetPassword",
-    "ChangeUsername", "ChangeEmail", "AddCredential", "ChangeCredentialPassword",
-    "DeleteCredential", "ListApps", "ActivateApp", "DeactivateApp", "ConfigureApp",
-    "GetAppSettings",
-)  # fmt: skip
-
 
 def known_command_types() -> frozenset[str]:
-    try:
-        commands = importlib.import_module("contracts.commands")
-        return frozenset(commands.COMMAND_TYPES)
-    except (ImportError, AttributeError):
-        return frozenset(FALLBACK_COMMAND_TYPES)
+    return frozenset(COMMAND_TYPES)
 
 
 def _build_version() -> str:
