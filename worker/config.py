@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from contracts import MAX_BODY_BYTES
 from worker.store import POOL_SIZE as STORE_POOL_SIZE
 from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
 
@@ -50,6 +51,14 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
+# MAX_BODY_BYTES (from contracts, 1 MiB): larger commands are rejected unread.
+MIN_BODY_BYTES = 1024  # below this a real CreateCustomer would not fit
+# Well under RabbitMQ's max_message_size (16 MiB on 4.x; 128 MiB on 3.10): the rejection and
+# the dead-letter copy of the largest accepted body must still be publishable.
+MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024 - 64 * 1024
+# The longest a publish waits for the broker's confirm (also while the broker blocks the
+# connection): past it the connection is dropped and reopened, the commands come back.
+CONFIRM_TIMEOUT_S = 60.0
 
 SECRET_FIELDS = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
 
@@ -94,6 +103,8 @@ class Settings:
     reconnect_max_s: float = RECONNECT_MAX_S
     startup_connect_attempts: int = STARTUP_CONNECT_ATTEMPTS
     log_format: str = LOG_FORMAT
+    max_body_bytes: int = MAX_BODY_BYTES
+    confirm_timeout_s: float = CONFIRM_TIMEOUT_S
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 
@@ -188,6 +199,8 @@ def _convert(name: str, raw: str) -> Any:
         value = int(raw)
         if value < 0 or (name in POSITIVE_INTS and value < 1):
             raise ValueError("must be a positive whole number")
+        if name == "max_body_bytes" and not MIN_BODY_BYTES <= value <= MAX_BODY_BYTES_LIMIT:
+            raise ValueError(f"must be from {MIN_BODY_BYTES} to {MAX_BODY_BYTES_LIMIT} bytes")
         if name in MAX_INTS and value > MAX_INTS[name]:
             raise ValueError(f"at most {MAX_INTS[name]}")
         return value
