@@ -38,8 +38,10 @@ def test_the_store_pool_is_a_setting_capped_by_the_threads_that_can_use_it() -> 
     many = load_settings({"PROVISIONER_STORE_POOL_SIZE": "6"})
     few = load_settings({"PROVISIONER_STORE_POOL_SIZE": "6", "PROVISIONER_CONCURRENCY": "1"})
     # When the connections per process are derived
-    # Then the pool is six, independent of the concurrency, but never above threads + heartbeat
-    assert (many.store_connections, few.store_connections) == (6, 3)
+    # Then the pool is six, independent of the concurrency, but never above threads + purger,
+    # and the heartbeat has one more of its own
+    assert (many.store_pool_connections, few.store_pool_connections) == (6, 3)
+    assert (many.store_connections, few.store_connections) == (7, 4)
     assert load_settings({}).store_pool_size <= 8
 
 
@@ -52,7 +54,7 @@ def test_a_bad_store_pool_size_is_refused_naming_the_variable(size: str) -> None
 
 def test_a_store_wait_as_long_as_the_lease_is_refused() -> None:
     # Given a wait for a store connection that would outlive a command's lease
-    environ = {"PROVISIONER_STORE_POOL_WAIT": "5m", "PROVISIONER_LEASE_TTL": "5m"}
+    environ = {"PROVISIONER_STORE_POOL_WAIT": "20m", "PROVISIONER_LEASE_TTL": "20m"}
     # When the settings are read / Then start-up is refused naming the wait
     with pytest.raises(ConfigError) as refused:
         load_settings(environ)
