@@ -8,13 +8,14 @@ fault-injection settings at start and at runtime through ``/_sandbox/``.
 
 from __future__ import annotations
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8025
-DEFAULT_API_USER = "sandbox"
-DEFAULT_API_KEY = "sandbox-key"
-
-from sandbox.faults import FaultSettings  # noqa: E402
-from sandbox.server import SandboxServer  # noqa: E402
+from sandbox.faults import FaultSettings
+from sandbox.server import (
+    DEFAULT_API_KEY,
+    DEFAULT_API_USER,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    SandboxServer,
+)
 
 __all__ = [
     "DEFAULT_API_KEY",

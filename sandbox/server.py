@@ -21,12 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER, DEFAULT_HOST
 from sandbox.calls import CALLS, handle_call
 from sandbox.control import CONTROL_PREFIX, handle_control
 from sandbox.faults import Fault, Faults, FaultSettings
 from sandbox.protocol import (
     AUTH_FAILED,
+    GARBLED_BODY,
     INTERNAL_ERROR,
     TOO_MANY_REQUESTS,
     ApiError,
@@ -41,6 +41,11 @@ from sandbox.remote import ControlClient
 from sandbox.state import SandboxState
 
 log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8025
+DEFAULT_API_USER = "sandbox"
+DEFAULT_API_KEY = "sandbox-key"
 
 MAX_BODY_BYTES = 1024 * 1024
 IDLE_CONNECTION_TIMEOUT_S = 300.0
@@ -201,6 +206,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "hang":
             self.server.stopping.wait(self.server.sandbox.faults.settings.hang_s)
+        if fault is not None and fault.kind == "applied_5xx":
+            reply = error_reply(fault.status, "Bad gateway (injected after applying)")
+        if fault is not None and fault.kind == "applied_garbled":
+            reply = Reply(200, GARBLED_BODY)
         self.send_reply(reply)
 
 

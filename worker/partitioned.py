@@ -16,11 +16,14 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
+
+from pika.exceptions import AMQPError
 
 from contracts import command_customer
 from worker.broker import headers as h
-from worker.broker.confirms import ConfirmGroup, GroupPublisher
+from worker.broker.confirms import ConfirmGroup
 from worker.consumer import Consumer, Delivery
 from worker.decision import Decision, Envelope
 from worker.parking import PARKED, Holds, OrderGate, ParkedRun
@@ -30,6 +33,11 @@ from worker.store.order import OrderStore
 log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
+
+
+@dataclass(frozen=True)
+class PartitionDelivery(Delivery):
+    partition: int | None = None  # None: from a consumer cancelled since
 
 
 class PartitionedConsumer(Consumer):
@@ -45,7 +53,7 @@ class PartitionedConsumer(Consumer):
         self._ownership = ownership
         self._holds = Holds(order_store)
         self._gate = OrderGate(
-            self._executor, order_store, self._holds, self._envelope, order_metrics
+            self._executor, order_store, self._holds, self._envelope_of, order_metrics
         )
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
@@ -57,9 +65,13 @@ class PartitionedConsumer(Consumer):
 
     # -- which partitions ---------------------------------------------------------------
 
-    def _subscribe(self, channel: Any) -> None:
+    def _consumed_queue(self) -> str | None:
+        return ""  # the partitions, subscribed by ``_on_pump``
+
+    def _open_channel(self) -> None:
         self._tags.clear()
         self._partition_of_tag.clear()
+        super()._open_channel()
         self._on_pump()
 
     def _on_pump(self) -> None:
@@ -90,14 +102,14 @@ class PartitionedConsumer(Consumer):
         for key in backlogs:  # a previous owner's, interrupted
             self._start_backlog(key)
 
-    def _on_connection_lost(self, exc: BaseException) -> None:
+    def _abandon_channel(self) -> None:
         self._tags.clear()
         self._partition_of_tag.clear()
         # Backlogs stop; the holds are read again when the partitions are consumed again.
         self._epoch += 1
         self._chains.clear()
         self._holds.forget()
-        super()._on_connection_lost(exc)
+        super()._abandon_channel()
 
     def _drain(self) -> None:
         channel = self._channel
@@ -123,31 +135,59 @@ class PartitionedConsumer(Consumer):
     # -- deliveries ---------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        headers = properties.headers or {}
+        headers = properties.headers if isinstance(properties.headers, dict) else {}
         routing_key = headers.get(h.ORIGINAL_ROUTING_KEY)
-        delivery = Delivery(
+        delivery = PartitionDelivery(
             channel,
             method.delivery_tag,
             routing_key if isinstance(routing_key, str) else method.routing_key,
             properties,
             body,
             time.monotonic(),
+            bool(method.redelivered),
+            self._partition_of_tag.get(method.consumer_tag),
         )
-        envelope = self._envelope(properties, body)
-        if headers.get(h.RESEQUENCED) and not envelope.delivery_count:
-            # The intake delivered it twice: an earlier copy may have run already.
-            envelope = dataclasses.replace(envelope, delivery_count=1)
-        key = _order_key(properties, envelope)
-        partition = self._partition_of_tag.get(method.consumer_tag)
+        if self._blocked:
+            self._held.append(delivery)
+            return
+        self._start(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        partition = delivery.partition if isinstance(delivery, PartitionDelivery) else None
         self._count_in_flight(1)
+        try:
+            envelope = self._partition_envelope(delivery)
+            key = _order_key(delivery.properties, envelope)
+        except Exception as exc:  # reading one delivery must never end the consumer
+            envelope = Envelope(None, None, None, 0)
+            self._settle(delivery, envelope, self._unexpected(envelope, exc))
+            return
         self._count_running(partition, 1)
         task: Any = functools.partial(self._executor.process, envelope)
         if key is not None and partition is not None:
             task = functools.partial(
-                self._gate.process, envelope, key, partition, delivery.routing_key, properties, body
+                self._gate.process,
+                envelope,
+                key,
+                partition,
+                delivery.routing_key,
+                delivery.properties,
+                delivery.body,
             )
         done = functools.partial(self._on_done_in_partition, partition, delivery, envelope)
         self._pool.submit(key, task, done)
+
+    def _partition_envelope(self, delivery: Delivery) -> Envelope:
+        envelope = self._envelope(delivery)
+        headers = delivery.properties.headers
+        if isinstance(headers, dict) and headers.get(h.RESEQUENCED) and not envelope.delivery_count:
+            # The intake delivered it twice: an earlier copy may have run already.
+            envelope = dataclasses.replace(envelope, delivery_count=1)
+        return envelope
+
+    def _envelope_of(self, properties: Any, body: bytes) -> Envelope:
+        """A parked command's envelope (read from the store, not delivered)."""
+        return self._envelope(Delivery(None, 0, "", properties, body, time.monotonic()))
 
     def _on_done_in_partition(
         self, partition: int | None, delivery: Delivery, envelope: Envelope, future: Future[Any]
@@ -158,10 +198,6 @@ class PartitionedConsumer(Consumer):
             self._count_running(partition, -1)
 
     # -- holds and backlogs (worker.parking) --------------------------------------------
-
-    def _carry_out(self, delivery: Delivery, decision: Decision, publisher: GroupPublisher) -> None:
-        if decision.outcome != PARKED:  # a parked command is in the store: only the ack
-            super()._carry_out(delivery, decision, publisher)
 
     def on_confirmed(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
@@ -212,7 +248,15 @@ class PartitionedConsumer(Consumer):
         )
         settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
         group = confirms.group(settled)
-        self._carry_out(delivery, run.decision, confirms.publisher(group))
+        try:
+            self._carry_out(delivery, run.decision, confirms.publisher(group))
+        except AMQPError:
+            raise
+        except Exception as exc:  # kept in the store; the partition's next consumption retries
+            confirms.discard(group)
+            log.error("a parked command's outcome is not publishable", exc_info=exc)
+            self._end_backlog(key, partition)
+            return
         confirms.seal(group)
 
     def _on_parked_confirmed(

@@ -1,8 +1,9 @@
-"""The direct connection pool over real sockets: keep-alive, dropped connections, TLS,
-timeouts, and the answers the standard library parses for it (chunked, gzip)."""
+"""The transport (urllib3) over real sockets: keep-alive, dropped connections, interim
+answers, TLS, timeouts, chunked and gzip answers."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import ssl
@@ -41,7 +42,7 @@ class Peer:
         self, answers: list[Answer], *, tls: ssl.SSLContext | None = None, close_idle: bool = False
     ) -> None:
         self.answers, self.tls, self.close_idle = answers, tls, close_idle
-        self.connections = self.requests = 0
+        self.connections = self.requests = self.closed_by_client = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(PEER_TIMEOUT_S)
         scheme = "https" if tls else "http"
@@ -68,7 +69,8 @@ class Peer:
             while b"\r\n\r\n" not in buffered:
                 chunk = conn.recv(65536)
                 if not chunk:
-                    return  # the client closed this connection
+                    self.closed_by_client += 1
+                    return
                 buffered += chunk
             head, _, buffered = buffered.partition(b"\r\n\r\n")
             length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
@@ -81,6 +83,8 @@ class Peer:
                 return
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a waiting accept on Linux
         self._listener.close()
         self._thread.join(PEER_TIMEOUT_S)
 
@@ -129,7 +133,7 @@ def test_sequential_posts_share_one_keep_alive_connection(peers: Callable[..., P
     api.close()
     # Then both are answered over one connection
     assert [a.status for a in answers] == [200, 200]
-    assert answers[1].body == SUCCESS
+    assert answers[1].data == SUCCESS
     assert peer.connections == 1
 
 
@@ -160,7 +164,7 @@ def test_chunked_and_gzip_answers_are_read_whole(peers: Callable[..., Peer]) -> 
     peer = peers([chunked, keep_alive(gzip.compress(SUCCESS), extra="Content-Encoding: gzip\r\n")])
     # When both are fetched
     api = transport(peer.url)
-    bodies = [api.post_form("reseller.manage.json", FORM).body for _ in range(2)]
+    bodies = [api.post_form("reseller.manage.json", FORM).data for _ in range(2)]
     api.close()
     # Then both bodies are the JSON document, on one kept connection
     assert bodies == [SUCCESS, SUCCESS]
@@ -177,7 +181,7 @@ def test_tls_with_a_trusted_certificate_posts_and_keeps_the_connection(
     answers = [api.post_form("reseller.manage.json", FORM) for _ in range(2)]
     api.close()
     # Then both are answered over one TLS connection
-    assert [a.body for a in answers] == [SUCCESS, SUCCESS]
+    assert [a.data for a in answers] == [SUCCESS, SUCCESS]
     assert peer.connections == 1
 
 
@@ -215,13 +219,52 @@ def test_an_untrusted_certificate_fails_before_sending_anything(
     assert peer.requests == 0
 
 
-def test_a_closed_pool_keeps_no_connection(peers: Callable[..., Peer]) -> None:
-    # Given a transport that was closed (the worker shutting down with calls in flight)
-    peer = peers([keep_alive(), keep_alive()])
+def test_an_interim_1xx_answer_does_not_desynchronise_a_pooled_connection(
+    peers: Callable[..., Peer],
+) -> None:
+    # Given a peer that sends 102 Processing and 103 Early Hints before its first answer,
+    # and a final answer of its own to the second request, on one kept connection
+    def interim_then(body: bytes) -> Answer:
+        final = keep_alive(body)
+
+        def answer(conn: socket.socket) -> None:
+            conn.sendall(b"HTTP/1.1 102 Processing\r\n\r\n")
+            conn.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+            final(conn)
+
+        return answer
+
+    first, second = b'{"message": "first"}', b'{"message": "second"}'
+    peer = peers([interim_then(first), keep_alive(second)])
+    # When two POSTs are made one after the other
     api = transport(peer.url)
-    api.close()
-    # When it still makes two POSTs
     answers = [api.post_form("reseller.manage.json", FORM) for _ in range(2)]
-    # Then both are answered, and neither connection was kept for the other
-    assert [a.status for a in answers] == [200, 200]
-    assert peer.connections == 2
+    api.close()
+    # Then each call gets its own final answer, over the one connection
+    assert [(a.status, a.data) for a in answers] == [(200, first), (200, second)]
+    assert peer.connections == 1
+
+
+def test_a_call_in_flight_when_the_pool_closes_gets_its_answer_and_its_connection_goes(
+    peers: Callable[..., Peer],
+) -> None:
+    # Given a peer that holds its first answer until the test lets it go (and would answer
+    # a second request on the same connection, if one came)
+    release = threading.Event()
+    answer_when_released = keep_alive()
+    held: Answer = lambda conn: (release.wait(PEER_TIMEOUT_S), answer_when_released(conn))  # noqa: E731
+    peer = peers([held, keep_alive()])
+    api = transport(peer.url)
+    answers: list[int] = []
+    caller = threading.Thread(
+        target=lambda: answers.append(api.post_form("reseller.manage.json", FORM).status)
+    )
+    caller.start()
+    wait_until(lambda: peer.requests == 1, message="the request to arrive")
+    # When the transport is closed (the worker shutting down) with that call in flight
+    api.close()
+    release.set()
+    caller.join(PEER_TIMEOUT_S)
+    # Then the call still gets its answer, and the peer sees its connection closed
+    assert answers == [200]
+    wait_until(lambda: peer.closed_by_client == 1, message="the connection to be closed")

@@ -1,40 +1,44 @@
-"""The HTTP transport under the client: form POSTs, no retries, no redirects.
+"""The HTTP transport under the client: urllib3 form POSTs, no retries, no redirects.
 
-requests cost more CPU per call than everything else a command does together (preparing the
-request, merging session settings, finding the CA bundle on disk, building its Response):
-profiling the worker put ~26 % of its interpreter time there. The client needs one thing,
-a form POST with a (connect, read) timeout and the answer's status, headers and body. Straight
-to the API, ``worker.api.connection.DirectPool`` does it with the fewest system calls (see
-there why that matters); through a proxy, urllib3's ``ProxyManager`` (CONNECT tunnels).
+One urllib3 pool for the API's origin (``HTTPConnectionPool``/``HTTPSConnectionPool``), or a
+``ProxyManager`` when the environment names a proxy: keep-alive connections, at most
+``pool_size`` of them (the API slots; a caller beyond them waits for one, up to the connect
+timeout), every request with an explicit (connect, read) timeout, the body read whole before
+the call returns. urllib3 brings TLS verification, proxies (CONNECT tunnels for https),
+chunked and gzip answers, and the check that an idle connection was not closed by the server.
 
-The environment is read once, as requests would on every call: ``HTTPS_PROXY``/``HTTP_PROXY``
-(honouring ``NO_PROXY``) and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``; certifi's bundle
-otherwise. Failures are urllib3's exception classes either way, which ``classify_exception``
-maps.
+requests is not used: its per-call preparation (merging session settings, finding the CA
+bundle on disk, building its Response) was ~26 % of the worker's interpreter time. The
+environment is read once instead, as requests would on every call: ``HTTPS_PROXY``/
+``HTTP_PROXY`` (honouring ``NO_PROXY``) and ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE``;
+certifi's bundle otherwise. Failures are urllib3's exception classes, which
+``classify_exception`` maps.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.request
 from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import certifi
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from worker.api.connection import DirectPool, HttpResponse
-
-__all__ = ["HttpResponse", "HttpTransport", "ca_bundle", "proxy_for"]
+__all__ = ["HttpTransport", "ca_bundle", "proxy_for"]
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+SWITCHING_PROTOCOLS = 101
 
 
 class HttpTransport:
     """POSTs to paths under one base URL. Thread-safe: each request has a connection to
-    itself; at most ``pool_size`` idle ones are kept, and a burst beyond them opens spares
-    rather than waiting for another call's answer."""
+    itself, and at most ``pool_size`` connections exist at once."""
 
     def __init__(
         self,
@@ -46,50 +50,97 @@ class HttpTransport:
         headers: Mapping[str, str],
     ) -> None:
         self._base = base_url.rstrip("/")
-        self._base_path = urlsplit(self._base).path
-        self._headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
-        self._direct: DirectPool | None = None
-        self._proxied: urllib3.ProxyManager | None = None
-        self._timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
+        self._pool_timeout_s = connect_timeout_s
+        self._timeout = timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
+        form_headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
+        # block: never more connections than slots, a burst waits for one; retries: the
+        # worker owns them, and must see every failure.
         proxy = proxy_for(base_url)
+        self._opener: urllib3.PoolManager | HTTPConnectionPool
         if proxy is None:
-            self._direct = DirectPool(
-                self._base,
-                connect_timeout_s=connect_timeout_s,
-                timeout_s=timeout_s,
+            # Every call goes to the base URL's origin: its pool directly, with the request
+            # target as a path, skips a manager's URL parsing and pool lookup per call.
+            origin = urllib3.util.parse_url(self._base)
+            tls: dict[str, Any] = {"ca_certs": ca_bundle()} if origin.scheme == "https" else {}
+            pool = POOLS[origin.scheme or "http"]
+            self._opener = pool(
+                origin.host or "",
+                origin.port,
+                timeout=timeout,
                 maxsize=pool_size,
-                headers=self._headers,
+                block=True,
+                headers=form_headers,
+                retries=False,
+                **tls,
+            )
+            self._prefix = origin.path or ""
+        else:
+            self._opener = urllib3.ProxyManager(
+                proxy,
+                num_pools=1,
+                headers=form_headers,
+                timeout=timeout,
+                maxsize=pool_size,
+                block=True,
+                retries=False,
                 ca_certs=ca_bundle(),
             )
-        else:
-            self._proxied = urllib3.ProxyManager(
-                proxy, num_pools=2, maxsize=pool_size, block=False, ca_certs=ca_bundle()
-            )
+            self._opener.pool_classes_by_scheme = POOLS
+            self._prefix = self._base
 
-    def post_form(self, path: str, form: Sequence[tuple[str, str]]) -> HttpResponse:
-        """One POST to ``base_url/path``; raises urllib3's exception classes when no complete
-        response came back."""
-        body = urlencode(form).encode("ascii")
-        if self._direct is not None:
-            return self._direct.post(f"{self._base_path}/{path}", body)
-        assert self._proxied is not None
-        response = self._proxied.urlopen(
+    def post_form(self, path: str, form: Sequence[tuple[str, str]]) -> urllib3.BaseHTTPResponse:
+        """One POST to ``base_url/path``, its answer read whole; raises urllib3's exception
+        classes when no complete answer came back."""
+        return self._opener.urlopen(
             "POST",
-            f"{self._base}/{path}",
-            body=body,
-            headers=self._headers,
+            f"{self._prefix}/{path}",
+            body=urlencode(form).encode("ascii"),
             timeout=self._timeout,
-            retries=False,  # the worker owns retries, and must see every failure
+            retries=False,
             redirect=False,
             preload_content=True,
+            pool_timeout=self._pool_timeout_s,  # type: ignore[arg-type]  # seconds, a float
         )
-        return HttpResponse(response.status, response.headers, response.data)
 
     def close(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
-        if self._proxied is not None:
-            self._proxied.clear()
+        """Close the idle connections; those in use close when their answer is read."""
+        if isinstance(self._opener, urllib3.PoolManager):
+            self._opener.clear()
+        else:
+            self._opener.close()
+
+
+class _FinalAnswer(http.client.HTTPResponse):
+    """http.client passes over an interim ``100 Continue`` but takes any other 1xx answer
+    (``102 Processing``, ``103 Early Hints``) for the final one: the call would see a 1xx
+    without a body, and the real answer would be left unread. This reads past every interim
+    answer to the final one (a ``101`` switches protocols: it is final)."""
+
+    def _read_status(self) -> tuple[str, int, str]:
+        version, status, reason = super()._read_status()  # type: ignore[misc]
+        while 100 < status < 200 and status != SWITCHING_PROTOCOLS:
+            http.client.parse_headers(self.fp)  # the interim answer's headers, not needed
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+        return version, status, reason
+
+
+class _Connection(HTTPConnection):
+    response_class = _FinalAnswer
+
+
+class _TlsConnection(HTTPSConnection):
+    response_class = _FinalAnswer
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _TlsConnection
+
+
+POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _Pool, "https": _TlsPool}
 
 
 def ca_bundle() -> str:

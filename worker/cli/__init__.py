@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.exit_codes import EXIT_INTERRUPTED
 
 SUBCOMMANDS = ("run", "publish", "dlq", "schema", "topology")
 
@@ -22,13 +23,6 @@ EXIT_CODES = """exit codes:
   3  broker unreachable or refused the credentials
   4  the operation ran but some messages failed (see its summary)
   130  interrupted (Ctrl-C)"""
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_BROKER = 3
-EXIT_PARTIAL = 4
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""`provisioner dlq list|show|replay|purge`: the dead-letter queue, for operators."""
+"""`provisioner dlq groups|list|show|replay|purge`: the dead-letter queue, for operators."""
 
 from __future__ import annotations
 
@@ -8,16 +8,29 @@ import sys
 from typing import Any
 
 from worker.broker.topology import Topology
-from worker.cli import EXIT_BROKER, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError
+from worker.exit_codes import EXIT_BROKER, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
-from worker.ops.dlq import ProgressReporter, detail, find, render_detail, render_json, render_table
-from worker.ops.dlq_read import DeadLetter, Filters, held_messages, parse_since
+from worker.ops.dlq import (
+    READ_PROGRESS_EVERY_MESSAGES,
+    ProgressReporter,
+    detail,
+    find,
+    may_be,
+    render_detail,
+    render_json,
+    render_table,
+)
+from worker.ops.dlq_filter import Filters, parse_since
+from worker.ops.dlq_groups import GroupTally, render_groups_json, render_groups_table
+from worker.ops.dlq_read import DeadLetter, held_messages
 from worker.ops.dlq_replay import purge, replay, select
 
 DESCRIPTION = """Inspect and act on the dead-letter queue (<prefix>.dead-letter).
 
+Start with `groups`: one line per cause (type, reason, code, error with ids and numbers
+masked) with a stable id; then `list|replay|purge --group ID` act on that cause alone.
 Reading never consumes: messages are held unacked and go back, in order, afterwards.
 Bodies are shown with passwords and API keys masked. With no filter, `replay` takes
 every message without asking; `purge` always asks (y/N) unless --yes."""
@@ -35,6 +48,8 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="dlq_action", metavar="ACTION", required=True)
+    groups_p = actions.add_parser("groups", help="the dead letters grouped by cause, counted")
+    groups_p.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     list_p = actions.add_parser("list", help="a table of the dead letters (or --json)")
     _add_filters(list_p)
     list_p.add_argument("--json", action="store_true", help="one JSON document, for scripts")
@@ -54,13 +69,14 @@ def register(subparsers: Any) -> None:
     purge_p = actions.add_parser("purge", help="delete matching messages (asks first)")
     _add_filters(purge_p)
     purge_p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    for sub in (list_p, show_p, replay_p, purge_p):
+    for sub in (groups_p, list_p, show_p, replay_p, purge_p):
         add_settings_flags(sub, *SETTINGS)
         sub.set_defaults(handler=handle)
 
 
 def _add_filters(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters (all given must match)")
+    group.add_argument("--group", dest="f_group", metavar="ID", help="a group id from `dlq groups`")
     group.add_argument("--type", dest="f_type", metavar="TYPE", help="command type")
     group.add_argument("--reason", dest="f_reason", metavar="REASON", help="dead-letter reason")
     group.add_argument(
@@ -82,6 +98,7 @@ def _filters(args: argparse.Namespace) -> Filters:
         idempotency_key=getattr(args, "f_key", None),
         customer=getattr(args, "f_customer", None),
         since=parse_since(since) if since else None,
+        group=getattr(args, "f_group", None),
     )
 
 
@@ -106,22 +123,39 @@ def handle(args: argparse.Namespace) -> int:
         return broker_failure(exc, settings)
 
 
+def _reading() -> ProgressReporter:
+    return ProgressReporter(sys.stderr, "reading", every=READ_PROGRESS_EVERY_MESSAGES)
+
+
+def _groups(args: argparse.Namespace, connection: Any, topology: Topology, _: Filters) -> int:
+    queue = topology.dead_letter_queue
+    tally = GroupTally()
+    with held_messages(connection, queue, keep=tally.add, progress=_reading()):
+        pass
+    if args.json:
+        print(render_groups_json(queue, tally))
+    else:
+        print(render_groups_table(tally))
+        print(f"{len(tally.groups())} group(s) of {tally.total} message(s) in {queue}")
+    return EXIT_OK
+
+
 def _list(args: argparse.Namespace, connection: Any, topology: Topology, filters: Filters) -> int:
-    with held_messages(connection, topology.dead_letter_queue) as held:
-        messages = held.messages
-        chosen = select(messages, filters)
+    queue = topology.dead_letter_queue
+    with held_messages(connection, queue, keep=filters.matches, progress=_reading()) as held:
+        chosen = held.messages
         if args.json:
-            print(render_json(topology.dead_letter_queue, chosen, len(messages)))
+            print(render_json(queue, chosen, held.read))
         else:
             print(render_table(chosen))
-            print(f"{len(chosen)} of {len(messages)} message(s) in {topology.dead_letter_queue}")
+            print(f"{len(chosen)} of {held.read} message(s) in {queue}")
     return EXIT_OK
 
 
 def _show(args: argparse.Namespace, connection: Any, topology: Topology, _: Filters) -> int:
-    with held_messages(connection, topology.dead_letter_queue) as held:
-        messages = held.messages
-        message = find(messages, args.target)
+    queue = topology.dead_letter_queue
+    with held_messages(connection, queue, keep=may_be(args.target), progress=_reading()) as held:
+        message = find(held.messages, args.target)
         if message is None:
             print(f"provisioner dlq: no dead letter matches {args.target!r}", file=sys.stderr)
             return 1
@@ -143,15 +177,17 @@ def _show_raw(message: DeadLetter, *, force: bool) -> int:
 
 
 def _replay(args: argparse.Namespace, connection: Any, topology: Topology, filters: Filters) -> int:
+    queue = topology.dead_letter_queue
     if args.dry_run:
-        with held_messages(connection, topology.dead_letter_queue) as held:
-            messages = held.messages
-            chosen = select(messages, filters, args.limit)
+        with held_messages(connection, queue, keep=filters.matches, progress=_reading()) as held:
+            chosen = select(held.messages, filters, args.limit)
             print(render_table(chosen))
-            print(f"dry run: would replay {len(chosen)} of {len(messages)} message(s)")
+            print(f"dry run: would replay {len(chosen)} of {held.read} message(s)")
         return EXIT_OK
     progress = ProgressReporter(sys.stderr, "replaying")
-    summary = replay(connection, topology, filters, limit=args.limit, progress=progress)
+    summary = replay(
+        connection, topology, filters, limit=args.limit, progress=progress, read_progress=_reading()
+    )
     for message, reason in summary.failed:
         print(f"failed: {message.idempotency_key or message.message_id}: {reason}", file=sys.stderr)
     print(
@@ -186,4 +222,4 @@ def _purge(args: argparse.Namespace, connection: Any, topology: Topology, filter
     return EXIT_OK
 
 
-ACTIONS = {"list": _list, "show": _show, "replay": _replay, "purge": _purge}
+ACTIONS = {"groups": _groups, "list": _list, "show": _show, "replay": _replay, "purge": _purge}

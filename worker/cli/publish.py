@@ -12,14 +12,12 @@ from pika.exceptions import NackError, UnroutableError
 
 from contracts import InvalidCommand, decode_command
 from worker.broker.topology import Topology
-from worker.cli import EXIT_OK, EXIT_USAGE
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError
+from worker.exit_codes import EXIT_COMMAND_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
 from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
 from worker.ops.publish import Published, await_event, is_failure, publish_command
 
-EXIT_COMMAND_FAILED = 4
-EXIT_TIMEOUT = 5
 WAIT_TIMEOUT_S = 30.0
 DESCRIPTION = """Publish one command (JSON, from FILE or stdin) to <prefix>.commands.
 

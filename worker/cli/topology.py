@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 from worker.broker.topology import Topology
-from worker.cli import EXIT_ERROR, EXIT_OK
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError
+from worker.exit_codes import EXIT_ERROR, EXIT_OK
 from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
 
 DESCRIPTION = """Declare the broker topology under the configured prefix (idempotent: what

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -19,6 +19,7 @@ from worker.ops.dlq_read import DeadLetter
 
 CELL_MAX_CHARS = 36
 PROGRESS_EVERY_MESSAGES = 100  # progress lines when stderr is not a terminal
+READ_PROGRESS_EVERY_MESSAGES = 1000  # reading is quicker than replaying: fewer lines
 COLUMNS = (
     ("#", "position"),
     ("TYPE", "command_type"),
@@ -144,12 +145,21 @@ def find(messages: Sequence[DeadLetter], target: str) -> DeadLetter | None:
     return None
 
 
-class ProgressReporter:
-    """A rewriting line on a terminal; a line every ``PROGRESS_EVERY_MESSAGES`` otherwise."""
+def may_be(target: str) -> Callable[[DeadLetter], bool]:
+    """A reader's ``keep`` for ``find``: only the messages ``target`` could name."""
+    if target.isdigit():
+        position = int(target)
+        return lambda m: m.position == position
+    return lambda m: target in (m.idempotency_key, m.message_id)
 
-    def __init__(self, stream: TextIO, verb: str) -> None:
+
+class ProgressReporter:
+    """A rewriting line on a terminal; a line every ``every`` messages otherwise."""
+
+    def __init__(self, stream: TextIO, verb: str, every: int = PROGRESS_EVERY_MESSAGES) -> None:
         self._stream = stream
         self._verb = verb
+        self._every = every
         self._tty = stream.isatty()
         self._last_reported = 0
 
@@ -161,7 +171,7 @@ class ProgressReporter:
             self._stream.write(f"\r{self._verb} [{bar}] {done}/{total}")
             if done >= total:
                 self._stream.write("\n")
-        elif done - self._last_reported >= PROGRESS_EVERY_MESSAGES or done >= total:
+        elif done - self._last_reported >= self._every or done >= total:
             self._stream.write(f"{self._verb} {done}/{total}\n")
             self._last_reported = done
         self._stream.flush()

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.broker import headers as h
-from worker.config import parse_duration_s
 from worker.observability.redact import redact_text
+from worker.ops.dlq_cause import group_id, mask_error
 
 MAX_PREFETCH = 65535  # AMQP's prefetch-count is a 16-bit field
 READ_IDLE_TIMEOUT_S = 5.0  # give up waiting for the rest when the broker sends nothing
 PUMP_S = 0.05
 RETURN_SETTLE_TIMEOUT_S = 5.0  # then someone else consumed them: stop waiting
+PROGRESS_FROM_MESSAGES = 1000  # smaller queues are read before anyone would wonder
+
+Keep = Callable[["DeadLetter"], bool]  # whether to hold a message in memory after reading it
+Progress = Callable[[int, int], None]  # (read, total)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,10 @@ class DeadLetter:
 
     @property
     def _death(self) -> Mapping[str, Any]:
-        deaths = self.headers.get(h.X_DEATH) or []
-        return deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
+        deaths = self.headers.get(h.X_DEATH)  # the broker's list of tables, unless forged
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+            return deaths[0]
+        return {}
 
     @property
     def reason(self) -> str:
@@ -94,17 +100,26 @@ class DeadLetter:
 
     @property
     def last_failure(self) -> datetime | None:
-        return _when(self.headers.get(h.LAST_FAILURE)) or _when(self._death.get("time"))
+        return moment_of(self.headers.get(h.LAST_FAILURE)) or moment_of(self._death.get("time"))
 
     @property
     def first_failure(self) -> datetime | None:
-        return _when(self.headers.get(h.FIRST_FAILURE)) or self.last_failure
+        return moment_of(self.headers.get(h.FIRST_FAILURE)) or self.last_failure
 
     @property
     def original_routing_key(self) -> str:
         """Where a replay sends it: the recorded key, else the command type, else as received."""
-        recorded = _text(self.headers.get(h.ORIGINAL_ROUTING_KEY))
-        return recorded or self.command_type or self.routing_key
+        recorded = h.routing_key_text(self.headers.get(h.ORIGINAL_ROUTING_KEY))
+        return recorded or h.routing_key_text(self.command_type) or self.routing_key
+
+    @property
+    def masked_error(self) -> str:
+        return mask_error(self.last_error)
+
+    @property
+    def group_id(self) -> str:
+        """The id of its group in `dlq groups` (``worker.ops.dlq_cause``)."""
+        return group_id(self.command_type or "", self.reason, self.error_code, self.masked_error)
 
     def summary(self) -> dict[str, Any]:
         """The listing row (no body: nothing secret)."""
@@ -122,6 +137,7 @@ class DeadLetter:
             "first_failure": _iso(self.first_failure),
             "last_failure": _iso(self.last_failure),
             "routing_key": self.original_routing_key,
+            "group": self.group_id,
         }
 
 
@@ -131,7 +147,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _when(value: Any) -> datetime | None:
+def moment_of(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     text = _text(value)
@@ -156,63 +172,6 @@ def decode_object(body: bytes) -> Mapping[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """An ISO date/time (UTC when no zone) or a duration back from now (``2h``, ``30m``, ``3d``)."""
-    now = now or datetime.now(UTC)
-    stripped = text.strip()
-    if stripped.endswith("d") and stripped[:-1].replace(".", "", 1).isdigit():
-        return now - timedelta(days=float(stripped[:-1]))
-    try:
-        return now - timedelta(seconds=parse_duration_s(stripped))
-    except ValueError:
-        pass
-    moment = _when(stripped)
-    if moment is None:
-        raise ValueError(f"not a date/time or duration: {text!r} (e.g. 2h, 2026-01-31T08:00)")
-    return moment
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Every given criterion must hold; none given matches every message."""
-
-    command_type: str | None = None
-    reason: str | None = None
-    error_code: str | None = None
-    idempotency_key: str | None = None
-    customer: str | None = None
-    since: datetime | None = None
-
-    @property
-    def empty(self) -> bool:
-        return all(
-            v is None
-            for v in (
-                self.command_type,
-                self.reason,
-                self.error_code,
-                self.idempotency_key,
-                self.customer,
-                self.since,
-            )
-        )
-
-    def matches(self, message: DeadLetter) -> bool:
-        pairs = (
-            (self.command_type, message.command_type),
-            (self.reason, message.reason),
-            (self.error_code, message.error_code),
-            (self.idempotency_key, message.idempotency_key),
-            (self.customer, message.customer),
-        )
-        if any(wanted is not None and wanted != actual for wanted, actual in pairs):
-            return False
-        if self.since is not None:
-            failed_at = message.last_failure
-            return failed_at is not None and failed_at >= self.since
-        return True
-
-
 def queue_depth(connection: Any, queue: str) -> int:
     channel = connection.channel()
     try:
@@ -223,10 +182,15 @@ def queue_depth(connection: Any, queue: str) -> int:
 
 @dataclass
 class Held:
-    """Messages held unacked on ``channel``; ``ack`` removes one from the queue."""
+    """Messages held unacked on ``channel``; ``ack`` removes one from the queue.
+
+    ``messages`` are those the reader chose to keep; ``read`` counts every message read
+    (the others stay unacked too, but only the broker remembers them).
+    """
 
     channel: Any
     messages: list[DeadLetter]
+    read: int = 0
     removed: int = 0
 
     def ack(self, message: DeadLetter) -> None:
@@ -235,13 +199,23 @@ class Held:
 
 
 @contextmanager
-def held_messages(connection: Any, queue: str, *, transactional: bool = False) -> Iterator[Held]:
+def held_messages(
+    connection: Any,
+    queue: str,
+    *,
+    transactional: bool = False,
+    keep: Keep | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Held]:
     """Every ready message of ``queue``, held unacked on a dedicated channel.
 
     What the caller does not ack goes back, in order, when the channel closes on leaving
     the block; a quorum queue takes them back asynchronously, so leaving waits (briefly)
     until they are visible again, and the next command sees the whole queue.
     ``transactional`` puts the channel in transaction mode so acks commit with publishes.
+    Memory stays bounded on a long queue: pika hands over deliveries a socket read at a time,
+    and only the messages ``keep`` accepts (all when None) stay referenced. ``progress`` is
+    told (read, total) as reading goes, on queues of ``PROGRESS_FROM_MESSAGES`` or more.
     """
     depth = queue_depth(connection, queue)
     channel = connection.channel()
@@ -249,12 +223,17 @@ def held_messages(connection: Any, queue: str, *, transactional: bool = False) -
     try:
         if transactional:
             channel.tx_select()
-        held.messages = _collect(connection, channel, queue, depth)
+        report = progress if depth >= PROGRESS_FROM_MESSAGES else None
+        _collect(connection, held, queue, depth, keep or _keep_all, report)
         yield held
     finally:
         if channel.is_open:
             channel.close()
     _wait_returned(connection, queue, depth - held.removed)
+
+
+def _keep_all(_: DeadLetter) -> bool:
+    return True
 
 
 def _wait_returned(connection: Any, queue: str, expected: int) -> None:
@@ -263,33 +242,39 @@ def _wait_returned(connection: Any, queue: str, expected: int) -> None:
         connection.sleep(PUMP_S)
 
 
-def _collect(connection: Any, channel: Any, queue: str, depth: int) -> list[DeadLetter]:
-    messages: list[DeadLetter] = []
+def _collect(
+    connection: Any, held: Held, queue: str, depth: int, keep: Keep, progress: Progress | None
+) -> None:
     wanted = min(depth, MAX_PREFETCH)
     if wanted == 0:
-        return messages
+        return
 
     def on_message(_ch: Any, method: Any, properties: Any, body: bytes) -> None:
-        messages.append(
-            DeadLetter(
-                position=len(messages) + 1,
-                delivery_tag=method.delivery_tag,
-                routing_key=method.routing_key,
-                properties=properties,
-                body=body,
-                command=decode_object(body),
-            )
+        if held.read >= wanted:
+            return  # past the depth read at the start: left unacked, it goes back
+        held.read += 1
+        message = DeadLetter(
+            position=held.read,
+            delivery_tag=method.delivery_tag,
+            routing_key=method.routing_key,
+            properties=properties,
+            body=body,
+            command=decode_object(body),
         )
+        if keep(message):
+            held.messages.append(message)
+        if progress is not None:
+            progress(held.read, wanted)
 
+    channel = held.channel
     channel.basic_qos(prefetch_count=wanted)
     tag = channel.basic_consume(queue, on_message, auto_ack=False)
     last_progress = time.monotonic()
-    while len(messages) < wanted:
-        seen = len(messages)
+    while held.read < wanted:
+        seen = held.read
         connection.process_data_events(time_limit=PUMP_S)
-        if len(messages) > seen:
+        if held.read > seen:
             last_progress = time.monotonic()
         elif time.monotonic() - last_progress > READ_IDLE_TIMEOUT_S:
             break  # another consumer took some: list what we have
     channel.basic_cancel(tag)
-    return messages[:wanted]

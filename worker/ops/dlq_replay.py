@@ -19,11 +19,10 @@ from pika.exceptions import AMQPChannelError
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
-from worker.ops.dlq_read import DeadLetter, Filters, Held, held_messages
+from worker.ops.dlq_filter import Filters
+from worker.ops.dlq_read import DeadLetter, Held, Progress, held_messages
 
 REPLAY_BATCH_MESSAGES = 20  # messages per transaction: a kill redoes at most this many
-
-Progress = Callable[[int, int], None]  # (done, total)
 
 
 @dataclass
@@ -75,12 +74,16 @@ def replay(
     *,
     limit: int | None = None,
     progress: Progress | None = None,
+    read_progress: Progress | None = None,
 ) -> ReplaySummary:
     ensure_route(connection, topology)
     summary = ReplaySummary()
-    with held_messages(connection, topology.dead_letter_queue, transactional=True) as held:
+    queue = topology.dead_letter_queue
+    with held_messages(
+        connection, queue, transactional=True, keep=filters.matches, progress=read_progress
+    ) as held:
         chosen = select(held.messages, filters, limit)
-        summary.skipped = len(held.messages) - len(chosen)
+        summary.skipped = held.read - len(chosen)
         for start in range(0, len(chosen), REPLAY_BATCH_MESSAGES):
             batch = chosen[start : start + REPLAY_BATCH_MESSAGES]
             try:
@@ -117,8 +120,8 @@ def purge(
     confirm: Callable[[list[DeadLetter]], bool],
 ) -> list[DeadLetter] | None:
     """Remove the matching messages once ``confirm(them)`` agrees; None when it refused."""
-    with held_messages(connection, topology.dead_letter_queue) as held:
-        chosen = select(held.messages, filters)
+    with held_messages(connection, topology.dead_letter_queue, keep=filters.matches) as held:
+        chosen = held.messages
         if not chosen or not confirm(chosen):
             return None if chosen else []
         for message in chosen:

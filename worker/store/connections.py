@@ -7,7 +7,7 @@ import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from worker.store import StoreError
+from worker.store.records import StoreError
 
 C = TypeVar("C")
 
