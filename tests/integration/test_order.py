@@ -194,13 +194,13 @@ def test_a_command_for_the_new_username_runs_after_the_rename(rig: WorkerRig) ->
 
 
 def test_a_customers_later_commands_wait_behind_one_in_a_delay_tier(rig: WorkerRig) -> None:
-    # Given a customer, two worker processes, and an API refusing the next four credential
-    # adds with a 503 (more than the immediate retries: the add goes to a delay tier)
+    # Given a customer, two worker processes, and an API refusing the next credential adds
+    # with a 429 (for longer than the immediate retries: the add goes to a delay tier)
     name = "held-1"
     start_workers(rig, 2)
     rig.publish(customer_command(name))
     rig.wait_events(1, 30, idempotency_key=f"create-{name}")
-    rule = {"call": "credential", "task": "add", "fault": "5xx", "count": 4}
+    rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
     rig.sandbox.control_post("/_sandbox/faults", {"next": [rule]})
     # When the add is followed by the customer's delete of that credential and a profile change
     steps = flow(name)[1:]
@@ -210,7 +210,7 @@ def test_a_customers_later_commands_wait_behind_one_in_a_delay_tier(rig: WorkerR
     keys = [command["idempotency_key"] for command, _ in steps]
     events = {e["idempotency_key"]: e for e in rig.wait_events(len(steps), 60, customer=name)}
     assert [events[k]["_routing_key"].split(".")[-1] for k in keys] == ["succeeded"] * len(keys)
-    assert events[keys[0]]["attempts"] == 2
+    assert events[keys[0]]["attempts"] >= 2
     assert applied_by_customer(rig)[name] == [("add", None)] + [step for _, step in steps]
     # And nothing is left parked or held
     assert rig.order_rows() == (0, 0)
