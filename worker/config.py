@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from contracts import MAX_BODY_BYTES
+from worker.store import POOL_SIZE as STORE_POOL_SIZE
+from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
+
 # Tunables, each overridable by PROVISIONER_<NAME without the unit suffix>.
 AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 API_URL = "https://api.sendgrid.com/apiv2/"
@@ -24,6 +28,10 @@ API_NAMINGS = ("apiv2", "distributor")
 API_TIMEOUT_S = 30.0
 API_CONNECT_TIMEOUT_S = 5.0
 STORE_URL = "sqlite:///provisioner.db"
+MAX_STORE_POOL_SIZE = 64
+# The heartbeat and lease renewals have a store of their own, so that a busy pool never
+# delays them past WORKER_DEAD_AFTER_S.
+LIVENESS_STORE_CONNECTIONS = 1
 CONCURRENCY = 16  # API requests in flight at once, per process
 # Pool threads per API slot: a command also claims its key and records its outcome, and
 # those store round trips must not keep a slot idle.
@@ -38,7 +46,10 @@ DELIVERY_LIMIT = 20
 IMMEDIATE_RETRIES = 3
 IMMEDIATE_RETRY_BUDGET_S = 5.0
 RESOLVE_BUDGET_S = 60.0  # how long an unresolved ambiguous call keeps retrying in place
-LEASE_TTL_S = 300.0
+# A key's and its customer's lease: renewed with every heartbeat while the call runs, and
+# still longer than the worst case of one execution (``worst_case_execution_s``), so a
+# worker whose renewals stall is not overtaken by one slow call.
+LEASE_TTL_S = 600.0
 WORKER_HEARTBEAT_S = 5.0
 WORKER_DEAD_AFTER_S = 20.0
 DRAIN_TIMEOUT_S = 30.0
@@ -46,6 +57,14 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
+# MAX_BODY_BYTES (from contracts, 1 MiB): larger commands are rejected unread.
+MIN_BODY_BYTES = 1024  # below this a real CreateCustomer would not fit
+# Well under RabbitMQ's max_message_size (16 MiB on 4.x; 128 MiB on 3.10): the rejection and
+# the dead-letter copy of the largest accepted body must still be publishable.
+MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024 - 64 * 1024
+# The longest a publish waits for the broker's confirm (also while the broker blocks the
+# connection): past it the connection is dropped and reopened, the commands come back.
+CONFIRM_TIMEOUT_S = 60.0
 
 SECRET_FIELDS = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
 
@@ -68,6 +87,8 @@ class Settings:
     api_timeout_s: float = API_TIMEOUT_S
     api_connect_timeout_s: float = API_CONNECT_TIMEOUT_S
     store_url: str = STORE_URL
+    store_pool_size: int = STORE_POOL_SIZE
+    store_pool_wait_s: float = STORE_POOL_WAIT_S
     concurrency: int = CONCURRENCY
     threads_per_slot: int = THREADS_PER_SLOT
     processes: int = PROCESSES
@@ -88,6 +109,8 @@ class Settings:
     reconnect_max_s: float = RECONNECT_MAX_S
     startup_connect_attempts: int = STARTUP_CONNECT_ATTEMPTS
     log_format: str = LOG_FORMAT
+    max_body_bytes: int = MAX_BODY_BYTES
+    confirm_timeout_s: float = CONFIRM_TIMEOUT_S
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 
@@ -103,6 +126,17 @@ class Settings:
     @property
     def pool_threads(self) -> int:
         return max(1, self.concurrency * self.threads_per_slot)
+
+    @property
+    def store_pool_connections(self) -> int:
+        """The pool's size: never more than its users (the pool threads and the purger)
+        could hold at once."""
+        return min(self.store_pool_size, self.pool_threads + 1)
+
+    @property
+    def store_connections(self) -> int:
+        """PostgreSQL connections of one process: its pool and the heartbeat's own."""
+        return self.store_pool_connections + LIVENESS_STORE_CONNECTIONS
 
     @property
     def prefetch(self) -> int:
@@ -174,10 +208,12 @@ def _convert(name: str, raw: str) -> Any:
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         value = int(raw)
-        if value < 0 or (name in ("concurrency", "threads_per_slot", "processes") and value < 1):
+        if value < 0 or (name in POSITIVE_INTS and value < 1):
             raise ValueError("must be a positive whole number")
-        if name == "processes" and value > MAX_PROCESSES:
-            raise ValueError(f"at most {MAX_PROCESSES}")
+        if name == "max_body_bytes" and not MIN_BODY_BYTES <= value <= MAX_BODY_BYTES_LIMIT:
+            raise ValueError(f"must be from {MIN_BODY_BYTES} to {MAX_BODY_BYTES_LIMIT} bytes")
+        if name in MAX_INTS and value > MAX_INTS[name]:
+            raise ValueError(f"at most {MAX_INTS[name]}")
         return value
     if isinstance(default, float):
         value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)
@@ -185,6 +221,10 @@ def _convert(name: str, raw: str) -> Any:
             raise ValueError("must be positive")
         return value_f
     return raw
+
+
+POSITIVE_INTS = frozenset({"concurrency", "threads_per_slot", "processes", "store_pool_size"})
+MAX_INTS = {"processes": MAX_PROCESSES, "store_pool_size": MAX_STORE_POOL_SIZE}
 
 
 def _read_file(variable: str, path: str) -> str:
@@ -219,11 +259,60 @@ def load_settings(
     return _consistent(Settings(**values))
 
 
+def worst_case_request_s(settings: Settings) -> float:
+    """One API request at worst: the wait for a slot (one other request holds it, with
+    ``threads_per_slot`` threads per slot) and the request itself, to both timeouts."""
+    one = settings.api_connect_timeout_s + settings.api_timeout_s
+    return one * 2
+
+
+def worst_case_execution_s(settings: Settings) -> float:
+    """One execution at worst: the immediate retries' budget and the resolve budget, each
+    overrun by the attempt that started just before it ended (a read-back and the call)."""
+    attempt = 2 * worst_case_request_s(settings)
+    return settings.immediate_retry_budget_s + settings.resolve_budget_s + 2 * attempt
+
+
+def drain_bound_s(settings: Settings) -> float:
+    """How long a stopping worker waits for its calls in flight: the drain timeout, and at
+    least one execution's worst case, because a call handed back while it runs would be
+    taken by another worker at once."""
+    return max(settings.drain_timeout_s, worst_case_execution_s(settings))
+
+
 def _consistent(settings: Settings) -> Settings:
     """Settings that are each valid but not together."""
     if settings.processes > 1 and settings.store_url.endswith(":memory:"):
         # Every process would have its own in-memory store: no idempotency between them.
         raise ConfigError(
             env_name("processes"), "several processes need a shared store, not sqlite :memory:"
+        )
+    worst = worst_case_execution_s(settings)
+    if settings.lease_ttl_s <= worst:
+        names = ", ".join(
+            env_name(n)
+            for n in (
+                "api_connect_timeout_s",
+                "api_timeout_s",
+                "immediate_retry_budget_s",
+                "resolve_budget_s",
+            )
+        )
+        raise ConfigError(
+            env_name("lease_ttl_s"),
+            f"{settings.lease_ttl_s:g} s is not longer than the worst case of one execution "
+            f"({worst:g} s from {names}): raise it or lower those",
+        )
+    if settings.worker_dead_after_s <= 2 * settings.worker_heartbeat_s:
+        raise ConfigError(
+            env_name("worker_dead_after_s"),
+            f"must exceed twice {env_name('worker_heartbeat_s')} "
+            f"({settings.worker_heartbeat_s:g} s) so one late heartbeat is not a death",
+        )
+    if settings.store_pool_wait_s >= settings.lease_ttl_s:
+        # A command waiting that long for the store would outlive its own lease.
+        raise ConfigError(
+            env_name("store_pool_wait_s"),
+            f"must be shorter than {env_name('lease_ttl_s')} ({settings.lease_ttl_s:g} s)",
         )
     return settings

@@ -49,7 +49,7 @@ def publish_result(
 
 # The broker's own bookkeeping of this delivery; a re-published copy starts afresh, or a
 # delayed retry would look like a redelivery and creep towards the delivery limit.
-NOT_CARRIED = h.BROKER_DEATH_HEADERS | {"x-delivery-count"}
+NOT_CARRIED = h.BROKER_DEATH_HEADERS
 
 
 def _carried_headers(properties: Any) -> dict[str, Any]:
@@ -85,8 +85,8 @@ def schedule_retry(
     """Send the command to the delay tier; it dead-letters back to the commands exchange."""
     headers = _carried_headers(properties)
     headers[h.ATTEMPTS] = h.attempts_of(properties) + (1 if count_attempt else 0)
-    headers.setdefault(h.ORIGINAL_ROUTING_KEY, routing_key)
-    headers.setdefault(h.FIRST_FAILURE, now_iso())
+    headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, routing_key)
+    headers[h.FIRST_FAILURE] = h.first_failure_of(properties) or now_iso()
     headers[h.LAST_ERROR] = last_error[:500]
     channel.basic_publish(
         topology.retry_exchange,
@@ -110,7 +110,7 @@ def dead_letter(
 ) -> None:
     """Park the original body and properties in the dead-letter queue, with the reason."""
     headers = _carried_headers(properties)
-    original_key = str(headers.get(h.ORIGINAL_ROUTING_KEY) or routing_key)
+    original_key = h.original_routing_key(properties, routing_key)
     now = now_iso()
     headers.update(
         h.dead_letter_headers(
@@ -118,7 +118,7 @@ def dead_letter(
             error_code=error_code,
             last_error=last_error[:500],
             attempts=h.attempts_of(properties) + 1,
-            first_failure=str(headers.get(h.FIRST_FAILURE) or now),
+            first_failure=h.first_failure_of(properties) or now,
             last_failure=now,
             original_routing_key=original_key,
         )

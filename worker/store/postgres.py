@@ -1,25 +1,33 @@
-"""The shared store for many replicas: PostgreSQL through psycopg 3, a connection per thread.
+"""The shared store for many replicas: PostgreSQL through psycopg 3 and a bounded pool.
 
-Connections run in autocommit mode because every hot operation is one statement, which is
-then its own transaction in a single round trip; the schema DDL runs in an explicit
-transaction under an advisory lock. Statements are prepared on first use.
+The pool threads share a few connections (``worker/store/pg_pool.py``: its size, timeouts
+and reconnection). Connections run in autocommit mode because every hot operation is one
+statement, which is then its own transaction in a single round trip; the schema DDL runs in
+an explicit transaction under an advisory lock. Statements are prepared on first use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
-from worker.store import schema
-from worker.store.connections import PerThreadConnections
-from worker.store.records import Claim, ClaimStatus, Clock, StoredRecord, StoreError
+from worker.store import pg_batch, pg_pool, schema
+from worker.store.records import (
+    Claim,
+    ClaimStatus,
+    Clock,
+    FingerprintKeys,
+    StoredRecord,
+    StoreError,
+)
 
 T = TypeVar("T")
 
-CONNECT_TIMEOUT_S = 5
 # Serialises schema creation between processes opening the store at the same moment.
 SCHEMA_LOCK_ID = 0x70726F76  # "prov"
 
@@ -29,12 +37,16 @@ _COMPLETE = schema.to_pyformat(schema.COMPLETE)
 _RELEASE = schema.to_pyformat(schema.RELEASE)
 _HEARTBEAT = schema.to_pyformat(schema.HEARTBEAT)
 _FORGET_WORKER = schema.to_pyformat(schema.FORGET_WORKER)
-_PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS)
+_PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS_SKIP_LOCKED)
 _PURGE_WORKERS = schema.to_pyformat(schema.PURGE_WORKERS)
 _GET = schema.to_pyformat(schema.GET)
 _LOCK_CUSTOMER = schema.to_pyformat(schema.LOCK_CUSTOMER)
 _UNLOCK_CUSTOMER = schema.to_pyformat(schema.UNLOCK_CUSTOMER)
 _PURGE_CUSTOMER_LEASES = schema.to_pyformat(schema.PURGE_CUSTOMER_LEASES)
+_RENEW_LEASE = schema.to_pyformat(schema.RENEW_LEASE)
+_RENEW_CUSTOMER = schema.to_pyformat(schema.RENEW_CUSTOMER)
+_MARK_LEGACY_FINGERPRINTS = schema.to_pyformat(schema.MARK_LEGACY_FINGERPRINTS)
+_ADD_FINGERPRINT_KEY = schema.to_pyformat(schema.ADD_FINGERPRINT_KEY)
 
 Connection = psycopg.Connection[Any]
 
@@ -62,15 +74,26 @@ def scrub(text: str, url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        pool_size: int,
+        pool_wait_s: float,
+    ) -> None:
         self._url = url
         self._clock = clock
-        self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
+        self._pool_wait_s = pool_wait_s
+        # A connection of its own, so a bad URL or password fails here with the server's
+        # own words rather than as a pool timeout.
         try:
-            self._create_schema(self._threads.get())
+            with self._connect() as conn:
+                self._fingerprint_keys = self._create_schema(conn)
         except psycopg.Error as exc:
-            self.close()
             raise self._error("cannot create the schema in", exc) from None
+        self._pool = pg_pool.open_pool(url, pool_size, pool_wait_s)
+        self._writer = pg_batch.BatchWriter(self._pool, pool_size, self._run, self._pool_error)
 
     # -- connections -------------------------------------------------------------------
 
@@ -79,33 +102,55 @@ class PostgresStore:
             f"{doing} the PostgreSQL store at {describe(self._url)}: {scrub(str(exc), self._url)}"
         )
 
+    def _pool_error(self, exc: BaseException) -> StoreError:
+        return self._error(f"no connection within {self._pool_wait_s:g} s to", exc)
+
     def _connect(self) -> Connection:
         try:
-            conn = psycopg.connect(
-                self._url, autocommit=True, prepare_threshold=0, connect_timeout=CONNECT_TIMEOUT_S
-            )
+            return pg_pool.connect(self._url)
         except (psycopg.Error, ValueError) as exc:
             raise self._error("cannot open", exc) from None
-        return conn
 
     def _run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work``; after a broken connection, once more on a fresh one."""
-        try:
-            return work(self._threads.get())
-        except psycopg.OperationalError:
-            self._threads.discard()
-        except psycopg.Error as exc:
-            raise self._error("failed using", exc) from exc
-        try:
-            return work(self._threads.get())
-        except psycopg.Error as exc:
-            raise self._error("failed using", exc) from exc
+        """Run ``work`` on a pooled connection; after a broken one, once more on another.
 
-    def _create_schema(self, conn: Connection) -> None:
+        The pool drops a connection that comes back broken. After a server restart every
+        idle one is broken too: ``check`` drops them all at once, so the second try waits
+        for a reconnected one (at most ``pool_wait_s``) instead of failing on the next.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    return work(conn)
+            except PoolTimeout as exc:
+                raise self._pool_error(exc) from None
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise self._error("failed using", exc) from exc
+                with contextlib.suppress(psycopg.Error):
+                    self._pool.check()
+            except psycopg.Error as exc:
+                raise self._error("failed using", exc) from exc
+        raise AssertionError("unreachable")
+
+    def _create_schema(self, conn: Connection) -> FingerprintKeys:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,), prepare=False)
             for statement in schema.create_schema_sql(real="DOUBLE PRECISION", blob="BYTEA"):
                 conn.execute(statement, prepare=False)
+            for table, column, definition in schema.ADDED_COLUMNS:
+                conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}",
+                    prepare=False,
+                )
+            params = schema.fingerprint_key_params()
+            conn.execute(_MARK_LEGACY_FINGERPRINTS, params, prepare=False)
+            conn.execute(_ADD_FINGERPRINT_KEY, params, prepare=False)
+            rows = conn.execute(schema.READ_META, prepare=False).fetchall()
+        return schema.fingerprint_keys(rows)
+
+    def fingerprint_keys(self) -> FingerprintKeys:
+        return self._fingerprint_keys
 
     # -- the store ---------------------------------------------------------------------
 
@@ -117,9 +162,17 @@ class PostgresStore:
         lease_ttl_s: float,
         dead_after_s: float,
         customer: str | None = None,
+        legacy_fingerprint: str | None = None,
     ) -> Claim:
         params = schema.claim_params(
-            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock(), customer
+            key,
+            fingerprint,
+            owner,
+            lease_ttl_s,
+            dead_after_s,
+            self._clock(),
+            customer,
+            legacy_fingerprint,
         )
 
         def decide(conn: Connection) -> Claim:
@@ -136,34 +189,53 @@ class PostgresStore:
                     return refusal
             return Claim(ClaimStatus.BUSY, 0)
 
-        return self._run(decide)
+        return self._writer.write(decide)
 
-    def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
-        state = "succeeded" if succeeded else "failed"
-        params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
-        return self._run(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
+    def complete(
+        self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
+    ) -> bool:
+        params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
+        return self._writer.write(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
 
-    def release(self, key: str, owner: str) -> bool:
-        params = {"key": key, "owner": owner, "now": self._clock()}
-        return self._run(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
+    def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
+        params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
+        return self._writer.write(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
+
+    def renew_leases(
+        self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
+    ) -> None:
+        leases, customer_leases = schema.renew_params(
+            owner, keys, customers, self._clock() + lease_ttl_s
+        )
+
+        def renew(conn: Connection) -> None:
+            with conn.cursor() as cursor:
+                if leases:
+                    cursor.executemany(_RENEW_LEASE, leases)
+                if customer_leases:
+                    cursor.executemany(_RENEW_CUSTOMER, customer_leases)
+
+        self._run(renew)
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
-        self._run(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
+        self._writer.write(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
-        self._run(lambda conn: conn.execute(_HEARTBEAT, params))
+        self._writer.write(lambda conn: conn.execute(_HEARTBEAT, params))
 
     def forget_worker(self, owner: str) -> None:
         self._run(lambda conn: conn.execute(_FORGET_WORKER, {"owner": owner}))
 
-    def purge_expired(self, retention_s: float) -> int:
+    def purge_expired(
+        self, retention_s: float, max_rows: int = schema.PURGE_MAX_ROWS_PER_RUN
+    ) -> int:
         params = {"cutoff": self._clock() - retention_s, "batch": schema.PURGE_BATCH_ROWS}
 
         def purge(conn: Connection) -> int:
             deleted = 0
-            while True:
+            while deleted < max_rows:
                 batch = conn.execute(_PURGE_RECORDS, params).rowcount
                 deleted += batch
                 if batch < schema.PURGE_BATCH_ROWS:
@@ -179,8 +251,9 @@ class PostgresStore:
         return None if row is None else schema.stored_record(row)
 
     def close(self) -> None:
-        self._threads.close_all()
+        self._writer.close()
+        self._pool.close()
 
     def open_connections(self) -> int:
-        """Connections currently open (one per thread that used the store and still runs)."""
-        return self._threads.open_count()
+        """Connections the pool holds now, in use or idle (at most its size)."""
+        return int(self._pool.get_stats().get("pool_size", 0))
