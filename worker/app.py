@@ -14,7 +14,7 @@ from worker.config import Settings
 from worker.consumer import Consumer
 from worker.decision import Envelope, ExecutorConfig
 from worker.execute import Executor
-from worker.observability import sentry
+from worker.observability import sentry, traced, tracing
 from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
@@ -93,13 +93,14 @@ def run_worker(
     observability server (the supervisor's children serve on a loopback port 0)."""
     register_secrets(settings)
     sentry.init_sentry(settings.sentry_dsn, release=__version__)
+    tracing.configure_from_env(tracing.SERVICE_NAME)
     metrics = Metrics()
     health = Health(stall_after_s=LIVENESS_STALL_S)
     http = ObservabilityServer(http_host, settings.http_port, metrics, health)
     http.start()
     if on_listening is not None:
         on_listening(http.port)
-    store = open_store(settings.store_url)
+    store = traced.traced_store(open_store(settings.store_url), settings.store_url)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
     executor = ScopedExecutor(client, store, executor_config(settings), metrics)
@@ -126,6 +127,7 @@ def run_worker(
         client.close()
         store.close()
         sentry.flush()  # queued reports must leave before the process does
+        tracing.shutdown()  # and the batched spans
     return 0
 
 

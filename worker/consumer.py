@@ -31,6 +31,7 @@ from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
+from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class Delivery:
     properties: Any
     body: bytes
     started_at: float
+    trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
 
 
 class Consumer:
@@ -190,13 +192,20 @@ class Consumer:
     # -- deliveries -------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        trace = tracing.delivered(self._topology.commands_queue, method, properties)
         delivery = Delivery(
-            channel, method.delivery_tag, method.routing_key, properties, body, time.monotonic()
+            channel,
+            method.delivery_tag,
+            method.routing_key,
+            properties,
+            body,
+            time.monotonic(),
+            trace,
         )
         envelope = self._envelope(properties, body)
         key = command_customer(envelope.command) if envelope.command is not None else None
         self._count_in_flight(1)
-        task = functools.partial(self._executor.process, envelope)
+        task = trace.wrap(functools.partial(self._executor.process, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
 
@@ -244,7 +253,8 @@ class Consumer:
             return
         decision: Decision = future.result()
         group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
-        self._carry_out(delivery, decision, confirms.publisher(group))
+        with delivery.trace.resumed():  # the event and copies carry the command's span
+            self._carry_out(delivery, decision, confirms.publisher(group))
         confirms.seal(group)
 
     def on_confirmed(

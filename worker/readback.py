@@ -27,6 +27,7 @@ from contracts.commands import (
 )
 from contracts.events import ErrorCode
 from worker.errors import PermanentError
+from worker.observability import traced
 
 Client = Any  # worker.api.ResellerClient; kept loose so this module stays easy to test
 
@@ -73,6 +74,7 @@ def has_check(command: Command) -> bool:
     return type(command) in _CHECKS
 
 
+@traced.internal("read-back")
 def check_applied(client: Client, command: Command) -> bool:
     """Read back the API's state: True when the command's effect is already in place."""
     check = _CHECKS.get(type(command))

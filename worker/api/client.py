@@ -32,6 +32,7 @@ from worker.api.classify import Result, classify_exception, classify_response
 from worker.api.slots import Slots
 from worker.api.transport import HttpTransport
 from worker.errors import PermanentError, ProvisioningError
+from worker.observability import traced
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -216,6 +217,7 @@ class ResellerClient:
     def _call_none(self, command_type: str, values: Mapping[str, object]) -> None:
         self._call(CALLS[command_type], values)
 
+    @traced.api_call
     def _call(self, spec: CallSpec, values: Mapping[str, object]) -> Result:
         label = spec.label
         params = self._params(label, spec, values)
@@ -238,6 +240,7 @@ class ResellerClient:
         # Raised outside the except block, so that no context chains onto the error.
         raise PermanentError(ErrorCode.API_REJECTED, refusal)
 
+    @traced.api_response
     def _post(
         self, label: str, path: str, form: list[tuple[str, str]]
     ) -> tuple[urllib3.BaseHTTPResponse | None, ProvisioningError | None]:

@@ -16,6 +16,7 @@ from pika.exceptions import UnroutableError
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
+from worker.observability import tracing
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def publish_result(
         delivery_mode=PERSISTENT,
         correlation_id=correlation_id,
         type=routing_key,
+        headers=tracing.context_headers(),
     )
     unroutable = False
     try:
@@ -105,6 +107,7 @@ def schedule_retry(
     headers.setdefault(h.ORIGINAL_ROUTING_KEY, routing_key)
     headers.setdefault(h.FIRST_FAILURE, now_iso())
     headers[h.LAST_ERROR] = last_error[:500]
+    tracing.mark_attempt(headers)
     channel.basic_publish(
         topology.retry_exchange,
         topology.tier_label(delay_s),
@@ -140,6 +143,7 @@ def dead_letter(
             original_routing_key=original_key,
         )
     )
+    tracing.mark_attempt(headers)
     channel.basic_publish(
         topology.dead_letter_exchange,
         original_key,
