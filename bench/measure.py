@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.rig import AMQP_URL, BenchBroker, EventTap, Sandbox, create_customer
+from bench.rig import AMQP_URL, BenchBroker, EventTap, SandboxProcess, create_customer
+from sandbox.rigs import wait_until
 
 PACED_FRACTION = 0.5  # paced phase publishes at this share of the measured burst rate
 PACED_DURATION_S = 3.0
@@ -27,7 +28,6 @@ PACED_MIN_COMMANDS = 20
 START_TIMEOUT_S = 30.0
 EVENTS_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0
-POLL_S = 0.05
 
 StartConsumer = Callable[[BenchBroker, Path], "subprocess.Popen[bytes]"]
 
@@ -103,15 +103,7 @@ def cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(POLL_S)
-
-
-def worker_starter(sandbox: Sandbox, concurrency: int, processes: int = 1) -> StartConsumer:
+def worker_starter(sandbox: SandboxProcess, concurrency: int, processes: int = 1) -> StartConsumer:
     """``provisioner run``; with several processes, ``concurrency`` is split between them."""
 
     def start(broker: BenchBroker, workdir: Path) -> subprocess.Popen[bytes]:
@@ -137,7 +129,7 @@ def worker_starter(sandbox: Sandbox, concurrency: int, processes: int = 1) -> St
     return start
 
 
-def raw_starter(sandbox: Sandbox) -> StartConsumer:
+def raw_starter(sandbox: SandboxProcess) -> StartConsumer:
     def start(broker: BenchBroker, workdir: Path) -> subprocess.Popen[bytes]:
         args = [AMQP_URL, broker.prefix, sandbox.url, sandbox.api_user, sandbox.api_key]
         log = (workdir / "raw.log").open("wb")
@@ -169,13 +161,13 @@ def measure(
             ticks_before = cpu_ticks()
             process = start(broker, Path(tmp))
             try:
-                wait_for(lambda: tap.count() >= commands, EVENTS_TIMEOUT_S, "the burst's events")
+                wait_until(lambda: tap.count() >= commands, EVENTS_TIMEOUT_S, "the burst's events")
                 rate, burst_latencies = _burst_numbers(broker, tap, burst)
                 paced_rate, paced = _paced_phase(broker, tap, run_id, commands, rate)
                 pids = family(process.pid)
                 peaks = [peak_rss_mb(pid) for pid in pids]
                 cpu_total_s = sum(cpu_s(pid) for pid in pids)
-                cpu_per_command_ms = cpu_total_s * 1000 / len(tap.snapshot())
+                cpu_per_command_ms = cpu_total_s * 1000 / len(tap.received_snapshot())
                 steal_pct = steal_share_pct(ticks_before, cpu_ticks())
             finally:
                 _stop(process)
@@ -195,7 +187,7 @@ def measure(
 def _burst_numbers(
     broker: BenchBroker, tap: EventTap, burst: list[dict[str, Any]]
 ) -> tuple[float, list[int]]:
-    received = tap.snapshot()
+    received = tap.received_snapshot()
     times = [received[c["idempotency_key"]] for c in burst]
     span_s = (max(times) - min(times)) / 1e9
     rate = (len(times) - 1) / span_s if span_s > 0 else float("nan")
@@ -220,8 +212,8 @@ def _paced_phase(
             broker.connection.sleep(delay_s)
         broker.publish(command)
     keys = {c["idempotency_key"] for c in commands}
-    wait_for(lambda: tap.count(keys) >= count, EVENTS_TIMEOUT_S, "the paced events")
-    received = tap.snapshot()
+    wait_until(lambda: tap.count(keys) >= count, EVENTS_TIMEOUT_S, "the paced events")
+    received = tap.received_snapshot()
     return rate, [received[k] - broker.published_ns[k] for k in keys]
 
 

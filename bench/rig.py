@@ -1,4 +1,5 @@
-"""The parts every throughput run needs: a sandbox process, a topology, a publisher, a tap.
+"""The parts every throughput run needs: a sandbox process, a topology, a publisher, a tap
+(the shared ones from ``sandbox.rigs``).
 
 Everything talks to the real broker on 127.0.0.1 and to a real ``provisioner-sandbox``
 subprocess; nothing is mocked, so the numbers include every hop a production worker pays.
@@ -8,23 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from typing import Any
 
 import pika
-import requests
 
 from contracts.examples import create_customer_body
-from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
+from sandbox.rigs import AMQP_URL, EventTap, SandboxProcess, declare_tap, delete_topology
 from worker.broker.topology import Topology
 
-AMQP_URL = os.environ.get("PROVISIONER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 RETRY_DELAYS_S = (30.0,)
 DELIVERY_LIMIT = 20
 READY_LINE_RE = re.compile(r"apiv2 (\S+) distributor (\S+) control (\S+)")
@@ -35,40 +30,10 @@ QUEUE_FILL_TIMEOUT_S = 30.0
 POLL_S = 0.05
 
 
-class Sandbox:
-    """``provisioner-sandbox`` as a child process; ``reset`` and ``set_latency`` between runs."""
-
-    def __init__(self) -> None:
-        self.api_user, self.api_key = DEFAULT_API_USER, DEFAULT_API_KEY
-        command = [sys.executable, "-m", "sandbox", "--port", "0"]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        match = READY_LINE_RE.search(line)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        self.url, _distributor, self.control_url = match.groups()
-
-    def control(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = requests.post(
-            self.control_url + path, json=body or {}, timeout=CONTROL_TIMEOUT_S
-        )
-        response.raise_for_status()
-        return response.json()
-
-    def reset(self, latency_ms: float) -> None:
-        self.control("reset")
-        self.control("faults", {"latency_ms": latency_ms})
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+def reset_sandbox(sandbox: SandboxProcess, latency_ms: float) -> None:
+    """A fresh sandbox state with only ``latency_ms`` as its fault, between runs."""
+    sandbox.control_post("reset")
+    sandbox.control_post("faults", {"latency_ms": latency_ms})
 
 
 def create_customer(run_id: str, index: int) -> dict[str, Any]:
@@ -88,8 +53,9 @@ class BenchBroker:
         self.connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         self.channel = self.connection.channel()
         self.topology.declare(self.channel)
-        self.channel.queue_declare(self.tap_queue, arguments={"x-queue-type": "classic"})
-        self.channel.queue_bind(self.tap_queue, self.topology.events_exchange, "#")
+        declare_tap(
+            self.channel, self.topology, self.tap_queue, arguments={"x-queue-type": "classic"}
+        )
         self.published_ns: dict[str, int] = {}
 
     def publish(self, command: dict[str, Any]) -> None:
@@ -126,57 +92,15 @@ class BenchBroker:
             if not self.connection.is_open:
                 self.connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
                 self.channel = self.connection.channel()
-            for name in [q.name for q in self.topology.queues()] + [self.tap_queue]:
-                self.channel.queue_delete(name)
-            for exchange in self.topology.exchanges():
-                self.channel.exchange_delete(exchange.name)
+            delete_topology(self.channel, self.topology, [self.tap_queue])
             self.connection.close()
 
 
-class EventTap(threading.Thread):
-    """Consumes the run's tap queue on its own connection; records when each event arrived."""
-
-    def __init__(self, queue: str) -> None:
-        super().__init__(name="event-tap", daemon=True)
-        self.queue = queue
-        self.received_ns: dict[str, int] = {}
-        self.not_succeeded = 0
-        self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
-        self._ready = threading.Event()
-
-    def run(self) -> None:
-        connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        channel = connection.channel()
-        channel.basic_qos(prefetch_count=TAP_PREFETCH)
-        channel.basic_consume(self.queue, self._on_event, auto_ack=True)
-        self._ready.set()
-        while not self._stop_requested.is_set():
-            connection.process_data_events(time_limit=POLL_S)
-        connection.close()
-
-    def _on_event(self, _channel: Any, method: Any, _props: Any, body: bytes) -> None:
-        now_ns = time.time_ns()
-        key = json.loads(body).get("idempotency_key", "")
-        with self._lock:
-            self.received_ns.setdefault(key, now_ns)
-            if not method.routing_key.endswith(".succeeded"):
-                self.not_succeeded += 1
-
-    def start_and_wait(self) -> None:
-        self.start()
-        self._ready.wait(CONTROL_TIMEOUT_S)
-
-    def count(self, keys: set[str] | None = None) -> int:
-        with self._lock:
-            if keys is None:
-                return len(self.received_ns)
-            return sum(1 for key in keys if key in self.received_ns)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self.received_ns)
-
-    def stop(self) -> None:
-        self._stop_requested.set()
-        self.join(CONTROL_TIMEOUT_S)
+__all__ = [
+    "AMQP_URL",
+    "BenchBroker",
+    "EventTap",
+    "SandboxProcess",
+    "create_customer",
+    "reset_sandbox",
+]

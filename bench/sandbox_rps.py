@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import re
-import subprocess
 import sys
 import threading
 import time
 from urllib.parse import urlencode, urlsplit
+
+from sandbox.rigs import SandboxProcess
 
 CLIENT_THREADS = 4
 DURATION_S = 5.0
@@ -24,7 +24,6 @@ CUSTOMERS = 100
 REQUEST_TIMEOUT_S = 10.0
 TARGET_RPS = 1500
 AUTH = {"api_user": "sandbox", "api_key": "sandbox-key"}
-READY_RE = re.compile(r"apiv2 (\S+)")
 
 
 def customer_form(username: str) -> dict[str, str]:
@@ -62,24 +61,10 @@ def client_loop(
     counts.append(done)
 
 
-def start_sandbox() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    match = READY_RE.search(process.stdout.readline())
-    if match is None:
-        process.kill()
-        raise RuntimeError("the sandbox did not start")
-    return process, match.group(1)
-
-
 def measure(threads: int, duration_s: float, customers: int) -> float:
-    process, url = start_sandbox()
+    sandbox = SandboxProcess()
     try:
-        parts = urlsplit(url)
+        parts = urlsplit(sandbox.url)
         host, port, base = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
         setup = http.client.HTTPConnection(host, port, timeout=REQUEST_TIMEOUT_S)
         for n in range(customers):
@@ -103,8 +88,7 @@ def measure(threads: int, duration_s: float, customers: int) -> float:
             raise RuntimeError("a client thread failed")
         return sum(counts) / elapsed
     finally:
-        process.terminate()
-        process.wait()
+        sandbox.stop()
 
 
 def main() -> int:

@@ -37,12 +37,15 @@ from bench.soak_config import (
     disruption_plan,
     worker_env,
 )
-from bench.soak_rig import Broker, EventTap, SandboxProcess, Workers, wait_for
+from bench.soak_rig import Broker, EventTap, SandboxProcess, Workers
 from bench.soak_workload import check_valid, generate
+from sandbox.rigs import WaitTimeoutError, wait_until
 from worker.broker import headers as h
 from worker.ops.dlq_read import held_messages
 
 __all__ = ["SoakConfig", "SoakResult", "main", "run_soak"]
+
+SANDBOX_CONTROL_TIMEOUT_S = 30.0  # a loaded machine, a broker restarting beside it
 
 
 class Soak:
@@ -57,7 +60,8 @@ class Soak:
 
     def run(self) -> SoakResult:
         started = time.monotonic()
-        self.sandbox = SandboxProcess(self.work / "sandbox.log")
+        self.sandbox = SandboxProcess(log_path=self.work / "sandbox.log")
+        self.sandbox.control_timeout_s = SANDBOX_CONTROL_TIMEOUT_S
         try:
             self.broker = Broker(self.prefix, RETRY_DELAYS_S, DELIVERY_LIMIT)
             try:
@@ -72,7 +76,7 @@ class Soak:
     def _with_broker(self) -> None:
         env = worker_env(self.config, self.sandbox, self.prefix, self.work)
         self.workers = Workers(env, self.broker, self.work)
-        self.tap = EventTap(self.broker.tap_queue)
+        self.tap = EventTap(self.broker.tap_queue, ack=True)
         self.tap.start()
         try:
             self._faulty_phase()
@@ -82,7 +86,7 @@ class Soak:
             self.workers.stop()
 
     def _faulty_phase(self) -> None:
-        self.sandbox.set_faults(self.config.faults())
+        self.sandbox.control_post("faults", self.config.faults())
         self.workers.start()
         self.say(f"publishing {len(self.workload)} commands under {self.prefix} ...")
         plan = disruption_plan(self.config)
@@ -101,7 +105,7 @@ class Soak:
         self.result.checks.append(checks.nothing_stuck(depths, worker_exit if settled else -1))
         self.dead = self._read_dead_letters()
         self.result.checks.append(checks.failures_dead_lettered(events, self.dead))
-        self.faults_injected = self.sandbox.faults().get("injected", {})
+        self.faults_injected = self.sandbox.control_get("faults").get("injected", {})
         self.events_before_replay = len(events)
         self.failures = checks.failure_codes(events)
 
@@ -117,12 +121,12 @@ class Soak:
     def _when_answered(self, fraction: float) -> None:
         target = int(fraction * len(self.keys))
         try:
-            wait_for(
+            wait_until(
                 lambda: len(self.tap.keys_answered()) >= target,
                 DISRUPTION_TIMEOUT_S,
                 f"{target} keys answered",
             )
-        except RuntimeError as exc:
+        except WaitTimeoutError as exc:
             self.say(f"  {exc}; disrupting anyway")
 
     def _settle(self, keys: set[str]) -> bool:
@@ -134,8 +138,8 @@ class Soak:
             return answered and all(self.broker.depth(q) == 0 for q in self.broker.work_queues())
 
         try:
-            wait_for(settled, self.config.settle_timeout_s, "every key answered, queues empty")
-        except RuntimeError as exc:
+            wait_until(settled, self.config.settle_timeout_s, "every key answered, queues empty")
+        except WaitTimeoutError as exc:
             self.say(f"  {exc}")
             return False
         return True
@@ -149,7 +153,7 @@ class Soak:
             ]
 
     def _replay_phase(self) -> None:
-        self.sandbox.clear_faults()
+        self.sandbox.control("DELETE", "faults")
         self.workers.start()
         before = self.events_before_replay
         replayed = self._replay_dead_letters()
@@ -160,14 +164,16 @@ class Soak:
             return replayed_keys <= {e.get("idempotency_key") for e in later}
 
         try:
-            wait_for(replayed_answered, self.config.settle_timeout_s, "replayed keys answered")
-        except RuntimeError as exc:
+            wait_until(replayed_answered, self.config.settle_timeout_s, "replayed keys answered")
+        except WaitTimeoutError as exc:
             self.say(f"  {exc}")
         self._settle(set(self.keys))
         self.workers.stop()
         events = self.tap.snapshot()
         dlq_left = self.broker.depth(self.broker.topology.dead_letter_queue)
-        self.result.checks.insert(1, checks.effects_at_most_once(log := self.sandbox.applied_log()))
+        self.result.checks.insert(
+            1, checks.effects_at_most_once(log := self.sandbox.control_get("log")["log"])
+        )
         self.result.checks.append(checks.replay_succeeds(self.keys, events, dlq_left))
         self.result.effects = checks.effects_per_call(log)
         self._keep_evidence(events, log)
@@ -196,7 +202,7 @@ class Soak:
     def _count(self, events: list[dict[str, Any]], replayed: int, log: list[Any]) -> None:
         distinct = {e["event_id"]: e for e in events}
         delayed = sum(max(0, int(e.get("attempts", 1)) - 1) for e in distinct.values())
-        calls = self.sandbox.calls()["calls"]
+        calls = self.sandbox.control_get("calls")["calls"]
         self.result.counts.update(
             {
                 "commands": len(self.keys),

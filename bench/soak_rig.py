@@ -8,106 +8,31 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pika
-import requests
 from pika.exceptions import AMQPError
 
-from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
+from sandbox.rigs import (
+    AMQP_URL,
+    EventTap,
+    SandboxProcess,
+    connect,
+    declare_tap,
+    delete_topology,
+    free_port,
+    wait_until,
+)
 from worker.broker.topology import Topology
 
-T = TypeVar("T")
-
-AMQP_URL = os.environ.get("PROVISIONER_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
-READY_LINE_RE = re.compile(r"apiv2 (\S+) distributor (\S+) control (\S+)")
-CONTROL_TIMEOUT_S = 30.0
-POLL_S = 0.1
-TAP_PREFETCH = 500
 WORKER_START_TIMEOUT_S = 60.0
 BROKER_BACK_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
-
-
-def wait_for(predicate: Callable[[], T], timeout_s: float, what: str) -> T:
-    """The first truthy value of ``predicate()``; RuntimeError after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f}s waiting for {what}")
-        time.sleep(POLL_S)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def connect() -> Any:
-    def attempt() -> Any:
-        try:
-            return pika.BlockingConnection(pika.URLParameters(AMQP_URL))
-        except AMQPError:
-            return None
-
-    return wait_for(attempt, BROKER_BACK_TIMEOUT_S, "the broker to accept connections")
-
-
-class SandboxProcess:
-    """``provisioner-sandbox`` as a child process, driven through its control endpoint."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.api_user, self.api_key = DEFAULT_API_USER, DEFAULT_API_KEY
-        command = [sys.executable, "-m", "sandbox", "--port", "0"]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log_path.open("wb"), text=True
-        )
-        assert self.process.stdout is not None
-        match = READY_LINE_RE.search(self.process.stdout.readline())
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"the sandbox did not start; see {log_path}")
-        self.url, _distributor, self.control_url = match.groups()
-
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        url = self.control_url.rstrip("/") + "/" + path
-        response = requests.request(method, url, json=body, timeout=CONTROL_TIMEOUT_S)
-        response.raise_for_status()
-        return response.json()
-
-    def set_faults(self, faults: dict[str, Any]) -> Any:
-        return self._request("POST", "faults", faults)
-
-    def clear_faults(self) -> Any:
-        return self._request("DELETE", "faults")
-
-    def faults(self) -> Any:
-        return self._request("GET", "faults")
-
-    def applied_log(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "log")["log"])
-
-    def calls(self) -> dict[str, dict[str, int]]:
-        return dict(self._request("GET", "calls"))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=STOP_TIMEOUT_S)
 
 
 class Broker:
@@ -123,10 +48,13 @@ class Broker:
         self.connection = connect()
         self.channel = self.connection.channel()
         self.topology.declare(self.channel)
-        self.channel.queue_declare(
-            self.tap_queue, durable=True, arguments={"x-queue-type": "quorum"}
+        declare_tap(
+            self.channel,
+            self.topology,
+            self.tap_queue,
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
         )
-        self.channel.queue_bind(self.tap_queue, self.topology.events_exchange, "#")
         self.channel.confirm_delivery()
 
     def publish_all(self, commands: list[dict[str, Any]]) -> None:
@@ -175,7 +103,7 @@ class Broker:
             self.connection.close()
         subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
-        wait_for(
+        wait_until(
             lambda: (
                 subprocess.run(
                     ["rabbitmq-diagnostics", "-q", "check_port_connectivity"], capture_output=True
@@ -190,63 +118,8 @@ class Broker:
     def delete_everything(self) -> None:
         if not self.connection.is_open:
             self.reconnect()
-        for name in [q.name for q in self.topology.queues()] + [self.tap_queue]:
-            self.channel.queue_delete(name)
-        for exchange in self.topology.exchanges():
-            self.channel.exchange_delete(exchange.name)
+        delete_topology(self.channel, self.topology, [self.tap_queue])
         self.connection.close()
-
-
-class EventTap(threading.Thread):
-    """Every event of the run, in arrival order; survives a broker restart (durable queue,
-    manual acks: a redelivered event shows up twice, which the checks allow for)."""
-
-    def __init__(self, queue: str) -> None:
-        super().__init__(name="soak-event-tap", daemon=True)
-        self.queue = queue
-        self.events: list[dict[str, Any]] = []
-        self.deliveries = 0
-        self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_requested.is_set():
-            try:
-                self._consume()
-            except AMQPError:
-                time.sleep(POLL_S)  # the broker is restarting: connect() waits for it
-
-    def _consume(self) -> None:
-        connection = connect()
-        try:
-            channel = connection.channel()
-            channel.basic_qos(prefetch_count=TAP_PREFETCH)
-            channel.basic_consume(self.queue, self._on_event, auto_ack=False)
-            while not self._stop_requested.is_set():
-                connection.process_data_events(time_limit=POLL_S)
-        finally:
-            if connection.is_open:
-                connection.close()
-
-    def _on_event(self, channel: Any, method: Any, _props: Any, body: bytes) -> None:
-        event = json.loads(body)
-        event["_routing_key"] = method.routing_key
-        with self._lock:
-            self.events.append(event)
-            self.deliveries += 1
-        channel.basic_ack(method.delivery_tag)
-
-    def snapshot(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return list(self.events)
-
-    def keys_answered(self) -> set[str]:
-        with self._lock:
-            return {e.get("idempotency_key", "") for e in self.events}
-
-    def stop(self) -> None:
-        self._stop_requested.set()
-        self.join(CONTROL_TIMEOUT_S)
 
 
 class Workers:
@@ -273,7 +146,7 @@ class Workers:
             start_new_session=True,
         )
         self.current = process
-        wait_for(
+        wait_until(
             lambda: self.broker.consumers() > 0 or process.poll() is not None,
             WORKER_START_TIMEOUT_S,
             "the worker to consume",
@@ -287,7 +160,7 @@ class Workers:
         assert self.current is not None
         os.killpg(self.current.pid, signal.SIGKILL)
         self.current.wait(timeout=STOP_TIMEOUT_S)
-        wait_for(lambda: self.broker.consumers() == 0, STOP_TIMEOUT_S, "the consumer to go")
+        wait_until(lambda: self.broker.consumers() == 0, STOP_TIMEOUT_S, "the consumer to go")
 
     def stop(self) -> int:
         """SIGTERM: drains and returns what it holds; the exit code."""
@@ -295,3 +168,6 @@ class Workers:
             return 0
         self.current.send_signal(signal.SIGTERM)
         return self.current.wait(timeout=STOP_TIMEOUT_S)
+
+
+__all__ = ["AMQP_URL", "Broker", "EventTap", "SandboxProcess", "Workers", "wait_until"]

@@ -23,7 +23,8 @@ from typing import Any
 from pika.exceptions import AMQPError
 
 from bench.measure import RunResult, measure, raw_starter, worker_starter
-from bench.rig import Sandbox
+from bench.rig import SandboxProcess, reset_sandbox
+from sandbox.rigs import WaitTimeoutError
 
 API_LATENCIES_MS = (0.0, 50.0)
 CONCURRENCIES = (1, 8, 32)
@@ -51,7 +52,7 @@ def commands_for(latency_ms: float, concurrency: int, budget: int) -> int:
 
 
 def run_all(budget: int) -> list[RunResult]:
-    sandbox = Sandbox()
+    sandbox = SandboxProcess()
     results: list[RunResult] = []
     try:
         plan = [("raw", 0.0, 1, 1)]
@@ -69,7 +70,12 @@ def run_all(budget: int) -> list[RunResult]:
 
 
 def run_one(
-    sandbox: Sandbox, mode: str, latency_ms: float, concurrency: int, processes: int, budget: int
+    sandbox: SandboxProcess,
+    mode: str,
+    latency_ms: float,
+    concurrency: int,
+    processes: int,
+    budget: int,
 ) -> RunResult | None:
     """One measured run; retried once when it broke (e.g. the broker restarted under it)."""
     count = commands_for(latency_ms, concurrency, budget) if mode == "worker" else budget
@@ -77,14 +83,14 @@ def run_one(
         label = f"{mode}, {latency_ms:.0f} ms, concurrency {concurrency}, {processes} process"
         print(f"{label} ({count} commands) ...", flush=True)
         try:
-            sandbox.reset(latency_ms)
+            reset_sandbox(sandbox, latency_ms)
             starter = (
                 raw_starter(sandbox)
                 if mode == "raw"
                 else worker_starter(sandbox, concurrency, processes)
             )
             return measure(mode, latency_ms, concurrency, count, starter, processes)
-        except (AMQPError, RuntimeError, OSError) as exc:
+        except (AMQPError, RuntimeError, WaitTimeoutError, OSError) as exc:
             print(f"  run failed (attempt {attempt}): {type(exc).__name__}: {exc}", flush=True)
             time.sleep(RETRY_PAUSE_S)  # let a restarting broker come back
     return None

@@ -6,7 +6,13 @@ it without the worker's runtime (pika, requests, ...).
 
 from __future__ import annotations
 
-from contracts.codec import InvalidCommand, decode_command, encode_command, fingerprint_material
+from contracts.codec import (
+    MAX_BODY_BYTES,
+    InvalidCommand,
+    decode_command,
+    encode_command,
+    fingerprint_material,
+)
 from contracts.commands import (
     COMMAND_TYPES,
     ActivateApp,
@@ -75,6 +81,7 @@ from contracts.validation import Problem
 __all__ = [
     "COMMAND_TYPES",
     "EVENT_TYPES",
+    "MAX_BODY_BYTES",
     "SUCCESS_EVENTS",
     "ActivateApp",
     "AddCredential",

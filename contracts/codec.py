@@ -14,6 +14,13 @@ from contracts.validation import TAG_FIELD, Problem, known_command_type, validat
 
 # Best-effort context copied into an InvalidCommand is bounded: it lands in events and logs.
 CONTEXT_MAX_LENGTH: Final = 255
+# The largest command body decoded at all; a larger one is rejected unread. Far above any
+# real command (the biggest is a CreateCustomer of a few KiB) and far below the broker's
+# max_message_size, so the rejection and its dead-letter copy always fit.
+MAX_BODY_BYTES: Final = 1024 * 1024
+# A rejection names this many problems and counts the rest: its event and dead-letter
+# header stay small however many items of a list are wrong.
+MAX_LISTED_PROBLEMS: Final = 20
 
 
 class InvalidCommand(Exception):  # noqa: N818 - the name is the contract (architecture.md)
@@ -38,7 +45,10 @@ class InvalidCommand(Exception):  # noqa: N818 - the name is the contract (archi
         super().__init__(self.describe())
 
     def describe(self) -> str:
-        listed = "; ".join(str(p) for p in self.problems)
+        listed = "; ".join(str(p) for p in self.problems[:MAX_LISTED_PROBLEMS])
+        more = len(self.problems) - MAX_LISTED_PROBLEMS
+        if more > 0:
+            listed += f"; and {more} more"
         return f"invalid command ({len(self.problems)} problem(s)): {listed}"
 
     def __str__(self) -> str:
@@ -85,13 +95,27 @@ def _type_problem(obj: Mapping[str, Any]) -> Problem:
     return Problem("$.type", "unknown command type; expected one of " + ", ".join(COMMAND_TYPES))
 
 
+def body_size_problem(size: int, max_bytes: int = MAX_BODY_BYTES) -> Problem | None:
+    if size > max_bytes:
+        return Problem("$", f"body has {size} bytes; at most {max_bytes} are accepted")
+    return None
+
+
 def decode_command(
-    data: bytes | bytearray | memoryview | str, *, today: date | None = None
+    data: bytes | bytearray | memoryview | str,
+    *,
+    today: date | None = None,
+    max_bytes: int = MAX_BODY_BYTES,
 ) -> Command:
     """Decode and validate a command body, or raise ``InvalidCommand`` listing every problem.
 
-    ``today`` (UTC by default) anchors the billing_date window.
+    ``today`` (UTC by default) anchors the billing_date window. A body over ``max_bytes``
+    is rejected before it is decoded.
     """
+    size = len(data.encode()) if isinstance(data, str) else len(data)
+    too_big = body_size_problem(size, max_bytes)
+    if too_big is not None:
+        raise InvalidCommand([too_big])
     try:
         obj = _GENERIC_DECODER.decode(data)
     except msgspec.DecodeError:
@@ -125,7 +149,3 @@ def fingerprint_material(cmd: CommandBase) -> bytes:
     fields = msgspec.to_builtins(cmd, enc_hook=_reveal)
     fields.pop("idempotency_key", None)
     return _CANONICAL_ENCODER.encode(fields)
-
-
-def command_type_of(cmd: CommandBase) -> str:
-    return type(cmd).__name__

@@ -52,6 +52,12 @@ EMAIL_PATTERN: Final = (
 )
 _EMAIL_RE: Final = re.compile(EMAIL_PATTERN)
 NOT_ALL_DIGITS_PATTERN: Final = r"\D"
+# C0 controls, DEL and C1 controls: a NUL in a key or customer breaks PostgreSQL text, and
+# none of them belongs in a name the API or an operator reads back.
+CONTROL_CHARACTERS: Final = "\\x00-\\x1f\\x7f-\\x9f"
+NO_CONTROL_PATTERN: Final = f"^[^{CONTROL_CHARACTERS}]*$"
+_CONTROL_RE: Final = re.compile(f"[{CONTROL_CHARACTERS}]")
+NO_CONTROL_RULE: Final = "must not contain control characters"
 SENDGRID_DOMAIN: Final = "sendgrid.com"
 # ConfigureApp settings travel as plain form fields next to these; a setting with one of
 # these names would silently replace the call's own parameter.
@@ -64,6 +70,13 @@ def _check_email(value: object, today: date) -> str | None:
     # fullmatch: the schema's pattern uses search semantics, where "$" accepts a final "\n".
     if isinstance(value, str) and not _EMAIL_RE.fullmatch(value):
         return "must be an email address (name@domain.tld)"
+    return None
+
+
+def _check_no_control(value: object, today: date) -> str | None:
+    # Beside the schema's pattern, whose "$" (search semantics) lets a final "\n" through.
+    if isinstance(value, str) and _CONTROL_RE.search(value):
+        return NO_CONTROL_RULE
     return None
 
 
@@ -113,6 +126,7 @@ def _check_setting_name(value: object, today: date) -> str | None:
 
 CHECKS: Final[dict[str, Check]] = {
     "email": _check_email,
+    "no_control": _check_no_control,
     "ip": _check_ip,
     "not_sendgrid_domain": _check_not_sendgrid_domain,
     "billing_window": _check_billing_window,
@@ -124,14 +138,26 @@ def _text(max_length: int, description: str, *, min_length: int = 1) -> Meta:
     return Meta(min_length=min_length, max_length=max_length, description=description)
 
 
+def _identifier(max_length: int, description: str) -> Meta:
+    """A name the store keys on or the API looks up: no control characters."""
+    return Meta(
+        min_length=1,
+        max_length=max_length,
+        pattern=NO_CONTROL_PATTERN,
+        description=description,
+        extra={"rule": NO_CONTROL_RULE, "checks": ("no_control",)},
+    )
+
+
 IdempotencyKey = Annotated[
-    str, _text(IDEMPOTENCY_KEY_MAX_LENGTH, "Unique per intended operation; replays are no-ops.")
+    str,
+    _identifier(IDEMPOTENCY_KEY_MAX_LENGTH, "Unique per intended operation; replays are no-ops."),
 ]
-Username = Annotated[str, _text(USERNAME_MAX_LENGTH, "The customer's username.")]
+Username = Annotated[str, _identifier(USERNAME_MAX_LENGTH, "The customer's username.")]
 # apiv2 names no format for `user`; the v1 distributor document's "Must be in email format"
 # for enable/disable contradicts the credentials document's own example
 # (user=reseller_customer) and reseller.add, which accepts any username: not enforced.
-CustomerRef = Annotated[str, _text(USERNAME_MAX_LENGTH, "An existing customer's username.")]
+CustomerRef = Annotated[str, _identifier(USERNAME_MAX_LENGTH, "An existing customer's username.")]
 # credentials-apiv2: "between 3 and 64 characters and cannot be completely numeric".
 CredentialUser = Annotated[
     str,
@@ -140,7 +166,7 @@ CredentialUser = Annotated[
         max_length=CREDENTIAL_MAX_LENGTH,
         pattern=NOT_ALL_DIGITS_PATTERN,
         description="An existing customer's username (3-64 characters, not all digits).",
-        extra={"rule": "must not be all digits"},
+        extra={"rule": "must not be all digits", "checks": ("no_control",)},
     ),
 ]
 CredentialName = Annotated[
@@ -150,7 +176,7 @@ CredentialName = Annotated[
         max_length=CREDENTIAL_MAX_LENGTH,
         pattern=NOT_ALL_DIGITS_PATTERN,
         description="Credential name (3-64 characters, not all digits).",
-        extra={"rule": "must not be all digits"},
+        extra={"rule": "must not be all digits", "checks": ("no_control",)},
     ),
 ]
 
@@ -199,7 +225,7 @@ BillingDate = Annotated[
         extra={"checks": ("billing_window",)},
     ),
 ]
-AppName = Annotated[str, _text(APP_NAME_MAX_LENGTH, "An app name from ListApps.")]
+AppName = Annotated[str, _identifier(APP_NAME_MAX_LENGTH, "An app name from ListApps.")]
 SettingName = Annotated[
     str,
     Meta(

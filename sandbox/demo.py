@@ -18,30 +18,15 @@ from typing import Any
 
 import pika
 
-from sandbox import DEFAULT_API_KEY, DEFAULT_API_USER
+from sandbox.rigs import SandboxProcess, WaitTimeoutError, declare_tap, free_port, wait_until
 from worker.broker.topology import Topology
 from worker.config import load_settings
 
 DEMO_DIR = Path(".demo")
 EVENT_WAIT_S = 60.0
 START_WAIT_S = 30.0
+WORKER_STOP_S = 40.0
 MARKS = {"succeeded": "OK ", "failed": "ERR", "rejected": "REJ"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"demo: {what} did not happen within {timeout_s:.0f}s")
-        time.sleep(0.1)
 
 
 def _consumers(channel: Any, topology: Topology) -> int:
@@ -114,21 +99,13 @@ def describe(event: dict[str, Any], routing_key: str, seen_ids: set[str]) -> str
     return line
 
 
-def start_sandbox(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=(DEMO_DIR / "sandbox.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def start_worker(sandbox_port: int) -> subprocess.Popen[bytes]:
+def start_worker(sandbox: SandboxProcess) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
-    env.setdefault("PROVISIONER_API_URL", f"http://127.0.0.1:{sandbox_port}/apiv2/")
-    env.setdefault("PROVISIONER_API_USER", DEFAULT_API_USER)
-    env.setdefault("PROVISIONER_API_KEY", DEFAULT_API_KEY)
+    env.setdefault("PROVISIONER_API_URL", sandbox.url)
+    env.setdefault("PROVISIONER_API_USER", sandbox.api_user)
+    env.setdefault("PROVISIONER_API_KEY", sandbox.api_key)
     env.setdefault("PROVISIONER_STORE_URL", f"sqlite:///{DEMO_DIR / 'provisioner.db'}")
-    env.setdefault("PROVISIONER_HTTP_PORT", str(_free_port()))
+    env.setdefault("PROVISIONER_HTTP_PORT", str(free_port()))
     env.setdefault("PROVISIONER_LOG_FORMAT", "text")
     return subprocess.Popen(
         [sys.executable, "-m", "worker", "run"],
@@ -145,18 +122,20 @@ def main() -> int:
     connection = pika.BlockingConnection(pika.URLParameters(settings.amqp_url))
     channel = connection.channel()
     topology.declare(channel)
-    tap = channel.queue_declare("", exclusive=True).method.queue
-    channel.queue_bind(tap, topology.events_exchange, "#")
-    port = _free_port()
-    processes = [start_sandbox(port)]
+    tap = declare_tap(channel, topology)
+    sandbox = SandboxProcess(log_path=DEMO_DIR / "sandbox.log")
     try:
-        processes.append(start_worker(port))
-        _wait(lambda: _consumers(channel, topology) > 0, START_WAIT_S, "worker start")
-        run_flow(channel, topology, tap)
+        worker = start_worker(sandbox)
+        try:
+            wait_until(lambda: _consumers(channel, topology) > 0, START_WAIT_S, "worker start")
+            run_flow(channel, topology, tap)
+        except WaitTimeoutError as exc:
+            raise SystemExit(f"demo: {exc}") from None
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=WORKER_STOP_S)
     finally:
-        for proc in reversed(processes):
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=40)
+        sandbox.stop()
         connection.close()
     print(f"\nstopped cleanly; logs in {DEMO_DIR}/worker.log and {DEMO_DIR}/sandbox.log")
     return 0

@@ -13,11 +13,12 @@ class ControlClient:
     """Mixin: ``control_get("faults")``, ``control_post("faults", {...})`` on ``control_url``."""
 
     control_url: str
+    control_timeout_s: float = CONTROL_TIMEOUT_S
 
     def control(self, method: str, path: str, json: Any = None) -> Any:
         relative = path.removeprefix("/").removeprefix("_sandbox/")
         response = requests.request(
-            method, self.control_url + relative, json=json, timeout=CONTROL_TIMEOUT_S
+            method, self.control_url + relative, json=json, timeout=self.control_timeout_s
         )
         response.raise_for_status()
         return response.json()

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from contracts import MAX_BODY_BYTES
+
 # Tunables, each overridable by PROVISIONER_<NAME without the unit suffix>.
 AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
 API_URL = "https://api.sendgrid.com/apiv2/"
@@ -46,6 +48,14 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
+# MAX_BODY_BYTES (from contracts, 1 MiB): larger commands are rejected unread.
+MIN_BODY_BYTES = 1024  # below this a real CreateCustomer would not fit
+# Well under RabbitMQ's max_message_size (16 MiB on 4.x; 128 MiB on 3.10): the rejection and
+# the dead-letter copy of the largest accepted body must still be publishable.
+MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024 - 64 * 1024
+# The longest a publish waits for the broker's confirm (also while the broker blocks the
+# connection): past it the connection is dropped and reopened, the commands come back.
+CONFIRM_TIMEOUT_S = 60.0
 
 SECRET_FIELDS = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
 
@@ -88,6 +98,8 @@ class Settings:
     reconnect_max_s: float = RECONNECT_MAX_S
     startup_connect_attempts: int = STARTUP_CONNECT_ATTEMPTS
     log_format: str = LOG_FORMAT
+    max_body_bytes: int = MAX_BODY_BYTES
+    confirm_timeout_s: float = CONFIRM_TIMEOUT_S
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 
@@ -178,6 +190,8 @@ def _convert(name: str, raw: str) -> Any:
             raise ValueError("must be a positive whole number")
         if name == "processes" and value > MAX_PROCESSES:
             raise ValueError(f"at most {MAX_PROCESSES}")
+        if name == "max_body_bytes" and not MIN_BODY_BYTES <= value <= MAX_BODY_BYTES_LIMIT:
+            raise ValueError(f"must be from {MIN_BODY_BYTES} to {MAX_BODY_BYTES_LIMIT} bytes")
         return value
     if isinstance(default, float):
         value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)

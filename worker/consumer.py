@@ -24,6 +24,7 @@ from pika.exceptions import AMQPError
 
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
+from worker.broker.channel import ConsumingChannel
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker, GroupPublisher
 from worker.broker.connection import connect
 from worker.broker.publishing import dead_letter, publish_result, schedule_retry
@@ -31,6 +32,7 @@ from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
+from worker.fallback import describe, infrastructure_retry, unexpected_decision
 from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
 
@@ -38,7 +40,6 @@ log = logging.getLogger(__name__)
 
 PUMP_S = 0.1  # longest the loop waits for I/O before it checks for a stop request
 RECONNECT_BASE_S = 0.5
-DELIVERY_COUNT_HEADER = "x-delivery-count"  # set by quorum queues on each redelivery
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Delivery:
     properties: Any
     body: bytes
     started_at: float
+    redelivered: bool = False
     trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
 
 
@@ -71,9 +73,11 @@ class Consumer:
         self._observer = observer  # called with (envelope, decision, duration_s) per outcome
         self._pool = KeyedSerialExecutor(settings.pool_threads)
         self._connection: Any = None
+        self._consuming: ConsumingChannel | None = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None
-        self._consumer_tag: str | None = None
+        self._blocked = False
+        self._held: list[Delivery] = []  # delivered while blocked: started once unblocked
         self._stopping = threading.Event()
         self._in_flight = 0
         self._in_flight_lock = threading.Lock()
@@ -114,15 +118,19 @@ class Consumer:
             attempts=attempts,
             max_backoff_s=self._settings.reconnect_max_s,
             connection_name=f"provisioner {self._settings.worker_id}",
+            blocked_timeout_s=self._settings.confirm_timeout_s,
         )
-        channel = self._connection.channel()
-        self._topology.declare(channel)
-        self._confirms = ConfirmTracker(self._connection, channel)
-        channel.basic_qos(prefetch_count=self._settings.prefetch)
-        self._consumer_tag = channel.basic_consume(
-            self._topology.commands_queue, self.on_message, auto_ack=False
+        self._connection.add_on_connection_blocked_callback(self.on_blocked)
+        self._connection.add_on_connection_unblocked_callback(self.on_unblocked)
+        self._set_health(connected=True, consuming=False)
+        self._open_channel()
+
+    def _open_channel(self) -> None:
+        consuming = ConsumingChannel(
+            self._connection, self._topology, self._settings.prefetch, self.on_message
         )
-        self._channel = channel
+        self._consuming, self._channel = consuming, consuming.channel
+        self._confirms = consuming.confirms
         self._set_health(connected=True, consuming=True)
         log.info("consuming", extra={"fields": {"queue": self._topology.commands_queue}})
 
@@ -131,18 +139,50 @@ class Consumer:
             self._connection.process_data_events(time_limit=PUMP_S)
             if self._health is not None:
                 self._health.tick()
+            assert self._consuming is not None
+            problem = self._consuming.problem(
+                self._settings.confirm_timeout_s, blocked=self._blocked
+            )
+            if problem is not None:
+                self._reopen_channel(*problem)
 
-    def _on_connection_lost(self, exc: BaseException) -> None:
-        log.warning("broker connection lost", extra={"fields": {"error": type(exc).__name__}})
-        self._set_health(connected=False, consuming=False)
-        self._channel = None
+    def _reopen_channel(self, kind: str, reason: str) -> None:
+        """The broker closed the channel or cancelled the consumer: a new channel, the
+        topology declared again, consuming again. Results of the old channel's deliveries
+        are dropped (those messages come back; the store answers them without the API)."""
+        log.warning(
+            "broker channel lost; reopening", extra={"fields": {"kind": kind, "reason": reason}}
+        )
+        if self._health is not None:
+            self._health.set_consuming(False, reason)
+        if self._metrics is not None:
+            self._metrics.channel_lost(kind)
+        old = self._consuming
+        self._abandon_channel()
+        if old is not None:
+            old.close()
+        self._open_channel()
+
+    def _abandon_channel(self) -> None:
+        """Forget the channel's deliveries: each is counted out of ``in_flight`` once."""
+        self._channel, self._consuming = None, None
         if self._confirms is not None:
             # Published but unconfirmed: their commands return to the queue unacked.
-            for _ in range(self._confirms.abandon()):
-                self._count_in_flight(-1)
+            self._count_in_flight(-self._confirms.abandon())
             self._confirms = None
         # Not yet started: their messages return to the queue with the dead channel.
-        self._pool.drop_waiting()
+        self._drop_waiting()
+        self._held.clear()
+
+    def _drop_waiting(self) -> None:
+        self._count_in_flight(-self._pool.drop_waiting())
+
+    def _on_connection_lost(self, exc: BaseException) -> None:
+        log.warning("broker connection lost", extra={"fields": {"error": describe(exc)}})
+        self._set_health(connected=False, consuming=False)
+        self._abandon_channel()
+        if self._blocked:
+            self.on_unblocked(None, None)  # a new connection starts unblocked
         if self._connection is not None:
             with contextlib.suppress(Exception):  # the connection is already gone
                 self._connection.close()
@@ -162,12 +202,13 @@ class Consumer:
     def _drain(self) -> None:
         """Stop taking messages, finish what runs (bounded), hand back the rest unacked."""
         log.info("draining", extra={"fields": {"in_flight": self._in_flight}})
-        self._pool.drop_waiting()
-        channel, connection = self._channel, self._connection
+        self._drop_waiting()
+        self._held.clear()
+        consuming, connection = self._consuming, self._connection
         deadline = time.monotonic() + self._settings.drain_timeout_s
         try:
-            if channel is not None and channel.is_open and self._consumer_tag:
-                channel.basic_cancel(self._consumer_tag)
+            if consuming is not None and consuming.channel.is_open:
+                consuming.channel.basic_cancel(consuming.consumer_tag)
             while connection is not None and self._in_flight > 0:
                 if time.monotonic() >= deadline:
                     log.warning("drain timed out", extra={"fields": {"left": self._in_flight}})
@@ -189,10 +230,35 @@ class Consumer:
         if self._metrics is not None:
             self._metrics.broker_connected_changed(connected)
 
+    # -- the connection's state -------------------------------------------------------
+
+    def on_blocked(self, _connection: Any, frame: Any) -> None:
+        """A memory or disk alarm: take no new work until unblocked (publishes would wait)."""
+        reason = str(getattr(getattr(frame, "method", None), "reason", "") or "resource alarm")
+        self._blocked = True
+        log.warning(
+            "broker blocked the connection; taking no new work",
+            extra={"fields": {"reason": reason}},
+        )
+        if self._health is not None:
+            self._health.set_blocked(True, reason)
+        if self._metrics is not None:
+            self._metrics.broker_blocked_changed(True)
+
+    def on_unblocked(self, _connection: Any, _frame: Any) -> None:
+        self._blocked = False
+        log.info("broker unblocked the connection", extra={"fields": {"held": len(self._held)}})
+        if self._health is not None:
+            self._health.set_blocked(False)
+        if self._metrics is not None:
+            self._metrics.broker_blocked_changed(False)
+        held, self._held = self._held, []
+        for delivery in held:
+            self._start(delivery)
+
     # -- deliveries -------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        trace = tracing.delivered(self._topology.commands_queue, method, properties)
         delivery = Delivery(
             channel,
             method.delivery_tag,
@@ -200,24 +266,46 @@ class Consumer:
             properties,
             body,
             time.monotonic(),
-            trace,
+            bool(method.redelivered),
+            tracing.delivered(self._topology.commands_queue, method, properties),
         )
-        envelope = self._envelope(properties, body)
-        key = command_customer(envelope.command) if envelope.command is not None else None
+        if self._blocked:
+            self._held.append(delivery)
+            return
+        self._start(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
         self._count_in_flight(1)
-        task = trace.wrap(functools.partial(self._executor.process, envelope), envelope)
+        try:
+            envelope = self._envelope(delivery)
+            key = command_customer(envelope.command) if envelope.command is not None else None
+        except Exception as exc:  # reading one delivery must never end the consumer
+            envelope = Envelope(None, None, None, 0)
+            self._settle(delivery, envelope, self._unexpected(envelope, exc))
+            return
+        task = delivery.trace.wrap(functools.partial(self._executor.process, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
 
-    @staticmethod
-    def _envelope(properties: Any, body: bytes) -> Envelope:
-        correlation_id = properties.correlation_id or properties.message_id
-        attempts = h.attempts_of(properties)
-        redeliveries = int((properties.headers or {}).get(DELIVERY_COUNT_HEADER) or 0)
+    def _envelope(self, delivery: Delivery) -> Envelope:
+        props = delivery.properties
+        read = h.read_delivery_headers(props, delivery.redelivered)
+        if read.ignored:
+            self._headers_ignored(read.ignored, props)
+        correlation_id = props.correlation_id or props.message_id
+        attempts, count = read.attempts, read.delivery_count
         try:
-            return Envelope(decode_command(body), None, correlation_id, attempts, redeliveries)
+            command = decode_command(delivery.body, max_bytes=self._settings.max_body_bytes)
         except InvalidCommand as exc:
-            return Envelope(None, exc, correlation_id, attempts, redeliveries)
+            return Envelope(None, exc, correlation_id, attempts, count)
+        return Envelope(command, None, correlation_id, attempts, count)
+
+    def _headers_ignored(self, names: tuple[str, ...], props: Any) -> None:
+        fields = {"headers": list(names), "message_id": props.message_id}
+        log.warning("headers of a wrong type or size ignored", extra={"fields": fields})
+        if self._metrics is not None:
+            for name in names:
+                self._metrics.header_ignored(name)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         # Runs on a pool thread: only add_callback_threadsafe may touch the connection.
@@ -241,39 +329,63 @@ class Consumer:
         if self._metrics is not None:
             self._metrics.in_flight(delta)
 
+    def _owns(self, delivery: Delivery) -> bool:
+        # Only the delivering channel may ack; after it is gone the broker redelivers.
+        channel = delivery.channel
+        return channel is self._channel and channel.is_open and self._confirms is not None
+
     def on_processed(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
-        channel, confirms = delivery.channel, self._confirms
-        if channel is not self._channel or not channel.is_open or confirms is None:
+        if not self._owns(delivery):
             self._count_in_flight(-1)
-            return  # only the delivering channel may ack; the broker will redeliver
-        exc = future.exception()
-        if exc is not None:
-            self._count_in_flight(-1)
-            self._on_unexpected(delivery, envelope, exc)
             return
-        decision: Decision = future.result()
+        exc = future.exception()
+        decision = future.result() if exc is None else self._unexpected(envelope, exc)
+        self._settle(delivery, envelope, decision)
+
+    def _unexpected(self, envelope: Envelope, exc: BaseException) -> Decision:
+        # A bug or a store outage, not the command's fault: retried later, parked at last.
+        if self._observer is not None:
+            self._observer.command_crashed(envelope, exc)
+        else:
+            log.error("unexpected error", exc_info=exc)
+        return unexpected_decision(envelope, exc, self._settings.retry_delays_s)
+
+    def _settle(self, delivery: Delivery, envelope: Envelope, decision: Decision) -> None:
+        """Publish what ``decision`` needs; ``on_confirmed`` acks once all are confirmed."""
+        confirms = self._confirms
+        assert confirms is not None
         group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
-        with delivery.trace.resumed():  # the event and copies carry the command's span
-            self._carry_out(delivery, decision, confirms.publisher(group))
+        try:
+            with delivery.trace.resumed():  # the event and copies carry the command's span
+                self._carry_out(delivery, decision, confirms.publisher(group))
+        except AMQPError:
+            raise
+        except Exception as exc:  # e.g. a value pika cannot encode: never end the consumer
+            confirms.discard(group)
+            self._count_in_flight(-1)
+            log.error(
+                "outcome not publishable; the broker dead-letters the command",
+                extra={"fields": {"error": describe(exc)}},
+            )
+            self._frames().nack(delivery.delivery_tag, requeue=False)
+            return
         confirms.seal(group)
+
+    def _frames(self) -> Any:
+        assert self._consuming is not None
+        return self._consuming.frames
 
     def on_confirmed(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
     ) -> None:
-        """Every publish of the outcome is confirmed (or refused): ack or requeue."""
+        """Every publish of the outcome is confirmed (or refused): ack, or retry later."""
         self._count_in_flight(-1)
-        channel = delivery.channel
-        if channel is not self._channel or not channel.is_open:
+        if not self._owns(delivery):
             return
         returned = group.returned_exchanges()
         events_exchange = self._topology.events_exchange
         if group.nacked or returned - {events_exchange}:
-            # The event or the parked copy did not reach a queue: keep the command, so the
-            # next delivery publishes it again (the store makes that safe).
-            log.error(
-                "publish refused; command requeued", extra={"fields": {"nacked": group.nacked}}
-            )
-            channel._impl.basic_nack(delivery.delivery_tag, requeue=True)
+            self._on_refused(delivery, envelope, decision, group)
             return
         if events_exchange in returned:
             # Nobody subscribed to this event; it stays in the store for a replay.
@@ -281,9 +393,24 @@ class Consumer:
             if self._metrics is not None:
                 self._metrics.event_unroutable()
         # Sent with this turn's other frames when the loop next polls (see ConfirmTracker).
-        channel._impl.basic_ack(delivery.delivery_tag)
+        self._frames().ack(delivery.delivery_tag)
         if self._observer is not None:
             self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
+
+    def _on_refused(
+        self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
+    ) -> None:
+        """The event or the parked copy did not reach a queue: the command comes back from a
+        delay tier and publishes it again (the store makes that safe)."""
+        why = f"the broker refused a publish of the outcome (nacked: {group.nacked})"
+        log.error("publish refused; command retried later", extra={"fields": {"reason": why}})
+        if decision.outcome == "retry":
+            # The delay tier itself refused it: keep it in the queue, nothing else is left.
+            self._frames().nack(delivery.delivery_tag, requeue=True)
+            return
+        self._count_in_flight(1)
+        retry = infrastructure_retry(envelope, why, self._settings.retry_delays_s)
+        self._settle(delivery, envelope, retry)
 
     def _carry_out(self, delivery: Delivery, decision: Decision, publisher: GroupPublisher) -> None:
         props = delivery.properties
@@ -299,16 +426,16 @@ class Consumer:
                 count_attempt=decision.count_attempt,
             )
             return
-        assert decision.event is not None and decision.routing_key is not None
-        correlation_id = props.correlation_id or props.message_id
-        publish_result(
-            publisher,
-            self._topology,
-            decision.event,
-            decision.routing_key,
-            correlation_id,
-            props.reply_to,
-        )
+        if decision.event is not None:
+            assert decision.routing_key is not None
+            publish_result(
+                publisher,
+                self._topology,
+                decision.event,
+                decision.routing_key,
+                props.correlation_id or props.message_id,
+                props.reply_to,
+            )
         if decision.dead_letter is not None:
             dl = decision.dead_letter
             dead_letter(
@@ -321,11 +448,3 @@ class Consumer:
                 error_code=dl.error_code,
                 last_error=dl.last_error,
             )
-
-    def _on_unexpected(self, delivery: Delivery, envelope: Envelope, exc: BaseException) -> None:
-        # A bug, not a business failure: requeue; the delivery limit parks a poison message.
-        if self._observer is not None:
-            self._observer.command_crashed(envelope, exc)
-        else:
-            log.error("unexpected error", exc_info=exc)
-        delivery.channel.basic_nack(delivery.delivery_tag, requeue=True)

@@ -60,8 +60,19 @@ class Executor:
             assert envelope.invalid is not None
             return self._rejected_invalid(envelope, envelope.invalid)
         if self._at_delivery_limit(envelope):
-            return self._poisoned(envelope, envelope.command)
+            command = envelope.command
+            return self._decided(command) or self._poisoned(envelope, command)
         return self._process_command(envelope, envelope.command)
+
+    def _decided(self, command: Command) -> Decision | None:
+        """The stored outcome of a key, if any: a command parked at the delivery limit after
+        it succeeded (its ack lost, say) re-publishes its event, not CommandFailed."""
+        record = self._store.get(command.idempotency_key)
+        if record is None or record.fingerprint != self.fingerprint(command):
+            return None
+        if record.state is RecordState.SUCCEEDED and record.event is not None:
+            return self._replay(command, record.event)
+        return self._decided_failure(command)
 
     def _at_delivery_limit(self, envelope: Envelope) -> bool:
         # The broker would dead-letter the next redelivery silently; park it ourselves

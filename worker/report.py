@@ -54,7 +54,7 @@ class OutcomeReporter:
     def command_crashed(self, envelope: Envelope, exc: BaseException) -> None:
         ident = _identity(envelope)
         log.error(
-            "command crashed; requeued",
+            "command crashed; retried later or parked",
             exc_info=exc,
             extra={"fields": {**ident, "correlation_id": envelope.correlation_id}},
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -21,16 +20,10 @@ from typing import Any
 import pika
 
 from contracts.examples import create_customer_body
-from tests.fixtures.wait import wait_until
+from sandbox.rigs import declare_tap, free_port, wait_until
 from worker.broker.topology import Topology
 
 FAST_RETRY_DELAYS = "300ms,600ms"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class WorkerRig:
@@ -54,8 +47,13 @@ class WorkerRig:
         self.channel = self.connection.channel()
         self.topology.declare(self.channel)
         self.channel.confirm_delivery()
-        self.channel.queue_declare(self.tap, durable=True, arguments={"x-queue-type": "quorum"})
-        self.channel.queue_bind(self.tap, self.topology.events_exchange, "#")
+        declare_tap(
+            self.channel,
+            self.topology,
+            self.tap,
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
+        )
 
     def _try_connect(self) -> Any:
         try:

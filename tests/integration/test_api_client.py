@@ -146,9 +146,14 @@ def create_command(username: str, **overrides: Any) -> c.CreateCustomer:
     return c.CreateCustomer(**{**fields, **overrides})
 
 
+def run(client: ResellerClient, command_type: type[Any], **fields: Any) -> Any:
+    """One call through the client's entry point, a typed command as the worker sends it."""
+    return client.execute(command_type(idempotency_key=key(), **fields))
+
+
 def given_customer(client: ResellerClient) -> str:
     username = unique()
-    client.add_customer(create_command(username))
+    client.execute(create_command(username))
     return username
 
 
@@ -180,27 +185,27 @@ def test_customer_calls_succeed_and_lists_are_typed(
         "Engines Ltd",
     )
     # When it is disabled, then enabled; Then the listing follows
-    client.disable_customer(username)
+    run(client, c.DisableCustomer, customer=username)
     assert only_customer(client, username).active is False
-    client.enable_customer(username)
+    run(client, c.EnableCustomer, customer=username)
     assert only_customer(client, username).active is True
     # When the website access is toggled and the password reset; Then each call succeeds
-    client.disable_website_access(username)
-    client.enable_website_access(username)
-    client.reset_password(username, Secret(NEW_PASSWORD))
+    run(client, c.DisableWebsiteAccess, customer=username)
+    run(client, c.EnableWebsiteAccess, customer=username)
+    run(client, c.ResetPassword, customer=username, new_password=Secret(NEW_PASSWORD))
     # When the profile and email change; Then the listing shows them
-    client.update_profile(username, first_name="Grace", city="Arlington")
+    run(client, c.UpdateCustomerProfile, customer=username, first_name="Grace", city="Arlington")
     new_email = unique("mail")
-    client.change_email(username, new_email)
+    run(client, c.ChangeEmail, customer=username, new_email=new_email)
     row = only_customer(client, username)
     assert (row.first_name, row.city, row.email) == ("Grace", "Arlington", new_email)
     # When the username changes; Then the customer lists under the new name only
     new_username = unique("renamed")
-    client.change_username(username, new_username)
+    run(client, c.ChangeUsername, customer=username, new_username=new_username)
     assert client.list_customers(username=username) == []
     assert only_customer(client, new_username).first_name == "Grace"
     # When it is deleted; Then it no longer lists
-    client.delete_customer(new_username)
+    run(client, c.DeleteCustomer, customer=new_username)
     assert client.list_customers(username=new_username) == []
 
 
@@ -209,8 +214,8 @@ def test_list_customers_filters_limit_and_offset(client: ResellerClient, guard: 
     company = f"Co-{uuid.uuid4().hex[:8]}"
     names = [unique() for _ in range(3)]
     for name in names:
-        client.add_customer(create_command(name, company=company))
-    client.disable_customer(names[0])
+        client.execute(create_command(name, company=company))
+    run(client, c.DisableCustomer, customer=names[0])
     # When listing by company with limit/offset and by the active flag
     everyone = client.list_customers(company=company)
     page = client.list_customers(company=company, limit=1, offset=1)
@@ -243,11 +248,26 @@ def test_credential_calls_succeed(client: ResellerClient, guard: LeakGuard) -> N
     # Given a customer
     username = given_customer(client)
     # When a credential is added, its password changed, and it is deleted
-    client.add_credential(username, "smtp-main", Secret(CREDENTIAL_PASSWORD))
-    client.change_credential_password(username, "smtp-main", Secret(NEW_PASSWORD))
-    client.delete_credential(username, "smtp-main")
+    run(
+        client,
+        c.AddCredential,
+        customer=username,
+        credential_name="smtp-main",
+        credential_password=Secret(CREDENTIAL_PASSWORD),
+    )
+    run(
+        client,
+        c.ChangeCredentialPassword,
+        customer=username,
+        credential_name="smtp-main",
+        new_credential_password=Secret(NEW_PASSWORD),
+    )
+    run(client, c.DeleteCredential, customer=username, credential_name="smtp-main")
     # Then deleting it again says it does not exist
-    error = guard.raises(PermanentError, lambda: client.delete_credential(username, "smtp-main"))
+    error = guard.raises(
+        PermanentError,
+        lambda: run(client, c.DeleteCredential, customer=username, credential_name="smtp-main"),
+    )
     assert error.code is ErrorCode.NOT_FOUND
 
 
@@ -255,21 +275,27 @@ def test_app_calls_succeed_and_are_typed(client: ResellerClient, guard: LeakGuar
     # Given a customer
     username = given_customer(client)
     # When its apps are listed; Then they are typed Apps, none activated
-    apps = client.list_apps(username)
+    apps = run(client, c.ListApps, customer=username)
     assert apps and all(isinstance(app, App) for app in apps)
     assert {"gravatar", "twitter"} <= {app.name for app in apps}
     # When one is activated; Then the listing shows it
-    client.activate_app(username, "gravatar")
-    activated = {app.name: app.activated for app in client.list_apps(username)}
+    run(client, c.ActivateApp, customer=username, app="gravatar")
+    activated = {app.name: app.activated for app in run(client, c.ListApps, customer=username)}
     assert activated["gravatar"] is True
     # When one is configured; Then its settings read back as a str dict
-    client.configure_app(username, "twitter", {"username": "tw-user", "tweet_limit": "5"})
-    settings = client.get_app_settings(username, "twitter")
+    run(
+        client,
+        c.ConfigureApp,
+        customer=username,
+        app="twitter",
+        settings={"username": "tw-user", "tweet_limit": "5"},
+    )
+    settings = run(client, c.GetAppSettings, customer=username, app="twitter")
     assert settings["username"] == "tw-user"
     assert settings["tweet_limit"] == "5"
     # When it is deactivated; Then the listing shows it off
-    client.deactivate_app(username, "gravatar")
-    activated = {app.name: app.activated for app in client.list_apps(username)}
+    run(client, c.DeactivateApp, customer=username, app="gravatar")
+    activated = {app.name: app.activated for app in run(client, c.ListApps, customer=username)}
     assert activated["gravatar"] is False
 
 
@@ -330,11 +356,13 @@ def test_distributor_naming_reaches_the_same_api(
     with make_client(base_url, sandbox, observed, naming="distributor") as old:
         # When a customer is created and listed through it
         username = unique()
-        old.add_customer(create_command(username))
-        # Then the call worked through distributor.<call>.json
-        assert old.url_for("add").endswith("/distributor.add.json")
+        old.execute(create_command(username))
+        # Then the call worked through distributor.<call>.json (the sandbox has no
+        # reseller.<call>.json under /api/)
         assert only_customer(old, username).username == username
-        error = guard.raises(PermanentError, lambda: old.enable_customer(unique("ghost")))
+        error = guard.raises(
+            PermanentError, lambda: run(old, c.EnableCustomer, customer=unique("ghost"))
+        )
         assert error.code is ErrorCode.CUSTOMER_NOT_FOUND
 
 
@@ -347,11 +375,17 @@ def test_unknown_customer_is_customer_not_found_on_every_kind_of_call(
     # Given a username nobody registered
     ghost = unique("ghost")
     calls: list[Callable[[], object]] = [
-        lambda: client.delete_customer(ghost),
-        lambda: client.enable_customer(ghost),
-        lambda: client.reset_password(ghost, Secret(NEW_PASSWORD)),
-        lambda: client.add_credential(ghost, "smtp-main", Secret(CREDENTIAL_PASSWORD)),
-        lambda: client.list_apps(ghost),
+        lambda: run(client, c.DeleteCustomer, customer=ghost),
+        lambda: run(client, c.EnableCustomer, customer=ghost),
+        lambda: run(client, c.ResetPassword, customer=ghost, new_password=Secret(NEW_PASSWORD)),
+        lambda: run(
+            client,
+            c.AddCredential,
+            customer=ghost,
+            credential_name="smtp-main",
+            credential_password=Secret(CREDENTIAL_PASSWORD),
+        ),
+        lambda: run(client, c.ListApps, customer=ghost),
     ]
     # When any call names it; Then it is the permanent customer_not_found
     for call in calls:
@@ -363,12 +397,24 @@ def test_unknown_customer_is_customer_not_found_on_every_kind_of_call(
 def test_duplicates_are_already_exists(client: ResellerClient, guard: LeakGuard) -> None:
     # Given two customers, one with a credential
     first, second = given_customer(client), given_customer(client)
-    client.add_credential(first, "smtp-main", Secret(CREDENTIAL_PASSWORD))
+    run(
+        client,
+        c.AddCredential,
+        customer=first,
+        credential_name="smtp-main",
+        credential_password=Secret(CREDENTIAL_PASSWORD),
+    )
     # When a username or credential is reused; Then each is already_exists
     duplicates: list[Callable[[], object]] = [
-        lambda: client.add_customer(create_command(first)),
-        lambda: client.change_username(second, first),
-        lambda: client.add_credential(first, "smtp-main", Secret(CREDENTIAL_PASSWORD)),
+        lambda: client.execute(create_command(first)),
+        lambda: run(client, c.ChangeUsername, customer=second, new_username=first),
+        lambda: run(
+            client,
+            c.AddCredential,
+            customer=first,
+            credential_name="smtp-main",
+            credential_password=Secret(CREDENTIAL_PASSWORD),
+        ),
     ]
     for call in duplicates:
         error = guard.raises(PermanentError, call)
@@ -378,7 +424,9 @@ def test_duplicates_are_already_exists(client: ResellerClient, guard: LeakGuard)
 
 def test_unknown_app_is_not_found(client: ResellerClient, guard: LeakGuard) -> None:
     username = given_customer(client)
-    error = guard.raises(PermanentError, lambda: client.activate_app(username, "no-such-app"))
+    error = guard.raises(
+        PermanentError, lambda: run(client, c.ActivateApp, customer=username, app="no-such-app")
+    )
     assert error.code is ErrorCode.NOT_FOUND
 
 
@@ -388,8 +436,10 @@ def test_a_setting_named_like_a_reserved_parameter_is_refused_before_sending(
     # Given settings that would override the API key in the form
     settings = {"api_key": NEW_PASSWORD}
     # When configuring an app with them; Then it is refused and nothing was sent
-    configure = lambda: client.configure_app("anyone", "twitter", settings)  # noqa: E731
-    error = guard.raises(PermanentError, configure)
+    configure = c.ConfigureApp(
+        idempotency_key=key(), customer="anyone", app="twitter", settings=settings
+    )
+    error = guard.raises(PermanentError, lambda: client.execute(configure))
     assert error.code is ErrorCode.API_REJECTED
     assert observed == []
 
@@ -408,8 +458,14 @@ def test_bad_credentials_are_auth_failed(
 def test_validation_refusals_are_api_rejected(client: ResellerClient, guard: LeakGuard) -> None:
     # Given a customer; When the API refuses a value it validates
     username = given_customer(client)
-    short = guard.raises(PermanentError, lambda: client.reset_password(username, "abc"))
-    bad_email = guard.raises(PermanentError, lambda: client.change_email(username, "not-an-email"))
+    short = guard.raises(
+        PermanentError,
+        lambda: run(client, c.ResetPassword, customer=username, new_password=Secret("abc")),
+    )
+    bad_email = guard.raises(
+        PermanentError,
+        lambda: run(client, c.ChangeEmail, customer=username, new_email="not-an-email"),
+    )
     # Then each is api_rejected and carries the API's own reasons
     assert short.code is ErrorCode.API_REJECTED
     assert bad_email.code is ErrorCode.API_REJECTED
@@ -427,7 +483,9 @@ def test_a_read_timeout_is_ambiguous_and_the_change_was_applied(
         username = given_customer(impatient)
         inject(sandbox, "manage", "disable", "hang", hang_s=HANG_S)
         # When the client disables it with a short read timeout
-        error = guard.raises(AmbiguousError, lambda: impatient.disable_customer(username))
+        error = guard.raises(
+            AmbiguousError, lambda: run(impatient, c.DisableCustomer, customer=username)
+        )
         # Then the outcome is ambiguous, observed as a timeout, and the change is visible
         assert "read timeout" in str(error)
         assert observed[-1][:2] == ("manage.disable", "timeout")
@@ -445,7 +503,7 @@ def test_a_reset_after_the_request_is_ambiguous_and_the_change_was_applied(
     inject(sandbox, "add", None, "reset")
     username = unique()
     # When the client creates a customer
-    guard.raises(AmbiguousError, lambda: client.add_customer(create_command(username)))
+    guard.raises(AmbiguousError, lambda: client.execute(create_command(username)))
     # Then the customer exists nonetheless
     wait_until(
         lambda: client.list_customers(username=username),
@@ -461,11 +519,11 @@ def test_5xx_is_transient(
     username = given_customer(client)
     inject(sandbox, "manage", "enable", "5xx")
     # When the client enables; Then it is transient and observed as 5xx
-    error = guard.raises(TransientError, lambda: client.enable_customer(username))
+    error = guard.raises(TransientError, lambda: run(client, c.EnableCustomer, customer=username))
     assert error.retry_after_s is None
     assert observed[-1][:2] == ("manage.enable", "5xx")
     # And the same call succeeds afterwards
-    client.enable_customer(username)
+    run(client, c.EnableCustomer, customer=username)
 
 
 def test_429_is_transient_with_the_retry_after_delay(
@@ -475,8 +533,13 @@ def test_429_is_transient_with_the_retry_after_delay(
     username = given_customer(client)
     inject(sandbox, "credential", "add", "429", retry_after_s=7)
     # When the client adds a credential; Then it is transient with the delay
-    add = lambda: client.add_credential(username, "smtp-main", Secret(CREDENTIAL_PASSWORD))  # noqa: E731
-    error = guard.raises(TransientError, add)
+    add = c.AddCredential(
+        idempotency_key=key(),
+        customer=username,
+        credential_name="smtp-main",
+        credential_password=Secret(CREDENTIAL_PASSWORD),
+    )
+    error = guard.raises(TransientError, lambda: client.execute(add))
     assert error.retry_after_s == 7.0
     assert error.retryable
 
@@ -490,7 +553,9 @@ def test_connection_refused_is_transient(
         port = probe.getsockname()[1]
     with make_client(f"http://127.0.0.1:{port}/apiv2/", sandbox, observed) as nowhere:
         # When the client calls it; Then nothing was sent: transient, observed as an error
-        error = guard.raises(TransientError, lambda: nowhere.enable_customer("someone"))
+        error = guard.raises(
+            TransientError, lambda: run(nowhere, c.EnableCustomer, customer="someone")
+        )
     assert "cannot connect" in str(error)
     assert observed[-1][:2] == ("manage.enable", "error")
 
@@ -574,7 +639,7 @@ def test_the_request_is_a_form_post_with_credentials_only_in_the_body(
     )
     # When a customer is created through it
     with make_client(peer.url, sandbox, observed) as api:
-        api.add_customer(command)
+        api.execute(command)
     # Then it is a form POST to the .json endpoint with no query string
     head, _, body = peer.requests[0].partition(b"\r\n\r\n")
     request_line = head.split(b"\r\n")[0].decode()
@@ -603,7 +668,7 @@ def test_the_environments_http_proxy_carries_the_request(
     monkeypatch.delenv("NO_PROXY", raising=False)
     # When a client for an API on another port calls it (port 9: nothing listens there)
     with make_client("http://127.0.0.1:9/apiv2", sandbox, observed) as api:
-        api.enable_customer("u1")
+        run(api, c.EnableCustomer, customer="u1")
     # Then the proxy got the request in absolute form, credentials still only in the body
     request_line = proxy.requests[0].split(b"\r\n")[0].decode()
     assert request_line == "POST http://127.0.0.1:9/apiv2/reseller.manage.json HTTP/1.1"
@@ -621,7 +686,10 @@ def test_a_connection_closed_after_the_request_is_ambiguous(
     peer = raw_peer(None)
     with make_client(peer.url, sandbox, observed) as api:
         # When the client calls it
-        error = guard.raises(AmbiguousError, lambda: api.reset_password("u1", NEW_PASSWORD))
+        error = guard.raises(
+            AmbiguousError,
+            lambda: run(api, c.ResetPassword, customer="u1", new_password=Secret(NEW_PASSWORD)),
+        )
     # Then the request was delivered, and the outcome is ambiguous
     assert NEW_PASSWORD.encode() in peer.requests[0]
     assert "after the request was sent" in str(error)
@@ -638,7 +706,7 @@ def test_a_truncated_response_is_ambiguous(
     peer = raw_peer(http_reply(b'{"message": ', content_length=100))
     with make_client(peer.url, sandbox, observed) as api:
         # When the client calls it; Then the outcome is ambiguous
-        error = guard.raises(AmbiguousError, lambda: api.enable_customer("u1"))
+        error = guard.raises(AmbiguousError, lambda: run(api, c.EnableCustomer, customer="u1"))
     assert "truncated" in str(error)
 
 
@@ -652,7 +720,7 @@ def test_a_non_json_answer_is_transient(
     peer = raw_peer(http_reply(b"<html>maintenance</html>"))
     with make_client(peer.url, sandbox, observed) as api:
         # When the client calls it; Then it is transient
-        guard.raises(TransientError, lambda: api.enable_customer("u1"))
+        guard.raises(TransientError, lambda: run(api, c.EnableCustomer, customer="u1"))
 
 
 def test_each_request_logs_one_debug_line_with_call_status_and_duration(
@@ -748,7 +816,7 @@ def test_no_more_than_max_in_flight_requests_are_sent_at_once(
     with make_client(peer.url, sandbox, observed, max_in_flight=IN_FLIGHT) as api:
 
         def call(i: int) -> None:
-            api.enable_customer(f"customer-{i}")
+            run(api, c.EnableCustomer, customer=f"customer-{i}")
             answers.append(f"customer-{i}")
 
         callers = [threading.Thread(target=call, args=(i,)) for i in range(CALLERS)]

@@ -9,6 +9,7 @@ from typing import Any
 import pika
 import pytest
 
+from sandbox.rigs import declare_tap
 from tests.fixtures.wait import wait_until
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.topology import Topology
@@ -37,11 +38,7 @@ def tracker(connection: Any, topology: Topology) -> ConfirmTracker:
 
 
 def bind_tap(connection: Any, topology: Topology) -> str:
-    tap = f"{topology.prefix}.tap"
-    channel = connection.channel()
-    channel.queue_declare(tap)
-    channel.queue_bind(tap, topology.events_exchange, "#")
-    return tap
+    return declare_tap(connection.channel(), topology, f"{topology.prefix}.tap")
 
 
 def pump_until(connection: Any, condition: Any, message: str) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import free_port
+from sandbox.rigs import free_port
 
 CREDENTIALS = {"PROVISIONER_API_USER": "u", "PROVISIONER_API_KEY": "k"}
 

@@ -31,3 +31,15 @@ def test_zero_threads_or_slots_is_refused_naming_the_variable(variable: str) -> 
         load_settings({variable: "0"})
     assert refused.value.variable == variable
     assert "positive" in str(refused.value)
+
+
+@pytest.mark.parametrize("raw", ["1023", "16777216", "-1", "lots"])
+def test_a_body_limit_outside_its_bounds_is_refused_naming_the_variable(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"PROVISIONER_MAX_BODY_BYTES": raw})
+    assert caught.value.variable == "PROVISIONER_MAX_BODY_BYTES"
+
+
+def test_the_body_limit_defaults_to_the_contracts_limit_and_can_be_set() -> None:
+    assert load_settings({}).max_body_bytes == 1024 * 1024
+    assert load_settings({"PROVISIONER_MAX_BODY_BYTES": "4096"}).max_body_bytes == 4096

@@ -39,8 +39,10 @@ _EMAIL = st.builds(
 )
 
 
-def _text(t: mi.StrType) -> st.SearchStrategy[str]:
-    strategy = st.text(min_size=t.min_length or 0, max_size=t.max_length or 40)
+def _text(t: mi.StrType, *, no_control: bool = False) -> st.SearchStrategy[str]:
+    # Unicode category Cc is exactly the C0 controls, DEL and the C1 controls.
+    alphabet = st.characters(exclude_categories=("Cc", "Cs") if no_control else ("Cs",))
+    strategy = st.text(alphabet=alphabet, min_size=t.min_length or 0, max_size=t.max_length or 40)
     if t.pattern:
         pattern = re.compile(t.pattern)
         strategy = strategy.filter(lambda s: pattern.search(s) is not None)
@@ -61,6 +63,9 @@ def _checked(t: mi.Metadata) -> st.SearchStrategy[Any]:
     if "setting_name" in checks:
         assert isinstance(inner, mi.StrType)
         return _text(inner).filter(lambda s: s not in RESERVED_SETTING_NAMES)
+    if "no_control" in checks:
+        assert isinstance(inner, mi.StrType)
+        return _text(inner, no_control=True)
     return value_strategy(inner)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.observability.metrics import FALLBACK_COMMAND_TYPES, Metrics, known_command_types
+from contracts import COMMAND_TYPES
+from worker.observability.metrics import Metrics, known_command_types
 
 FIXED_NOW = 1_700_000_000.0
 
@@ -128,8 +129,8 @@ def test_every_api_call_label_of_the_client_is_kept() -> None:
 
 def test_known_command_types_are_the_nineteen_of_the_contract() -> None:
     # Then the label set has exactly the 19 command types of DESIGN.md
-    assert len(FALLBACK_COMMAND_TYPES) == 19
-    assert known_command_types() == frozenset(FALLBACK_COMMAND_TYPES)
+    assert len(known_command_types()) == 19
+    assert known_command_types() == frozenset(COMMAND_TYPES)
 
 
 def test_instances_do_not_share_state() -> None:

@@ -1,12 +1,5 @@
-"""The reseller API client (`ResellerClient`) and its response classification."""
+"""The reseller API client (`ResellerClient`): its call table, transport and classification."""
 
-from worker.api.classify import Result, classify_exception, classify_response, parse_retry_after
 from worker.api.client import ResellerClient
 
-__all__ = [
-    "ResellerClient",
-    "Result",
-    "classify_exception",
-    "classify_response",
-    "parse_retry_after",
-]
+__all__ = ["ResellerClient"]

@@ -155,7 +155,7 @@ def encode_value(value: object) -> str:
 
 def secret_values(spec: CallSpec, values: Mapping[str, object]) -> tuple[str, ...]:
     """Every password this call would send (to scrub it from any echoed API text), whether
-    it came wrapped in a ``Secret`` or, from a direct method call, as a plain str."""
+    it came wrapped in a ``Secret`` or as a plain str."""
     found = (values.get(name) for name, _ in spec.fields if name in PASSWORD_FIELDS)
     return tuple(encode_value(value) for value in found if value)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import urllib3
 
-from contracts.events import App, Customer, ErrorCode
+from contracts.events import Customer, ErrorCode
 from worker.api.calls import (
     CALLS,
     LIST_FILTERS,
@@ -50,7 +50,8 @@ RequestObserver = Callable[[str, str, float], None]
 
 
 class ResellerClient:
-    """A thread-safe client for every documented reseller call."""
+    """A thread-safe client for every documented reseller call: ``execute(command)`` runs any
+    command type; ``list_customers`` serves the read-back of ambiguous outcomes."""
 
     def __init__(
         self,
@@ -123,99 +124,30 @@ class ResellerClient:
         self.close()
 
     def url_for(self, call: str) -> str:
+        """The URL of ``call`` (no credentials: they travel in the body), as its span shows it."""
         return f"{self._base}/{self._prefix}.{call}.json"
 
-    # -- dispatch -------------------------------------------------------------------------
+    # -- the calls ------------------------------------------------------------------------
 
     def execute(self, command: object) -> Result:
-        """Run any command through its row in the call table."""
+        """Run any command through its row in the call table: the client's one entry point."""
         spec = CALLS.get(type(command).__name__)
         if spec is None:
             raise TypeError(f"no reseller call for {type(command).__name__}")
         return self._call(spec, command_values(spec, command))
 
-    # -- one method per documented call ---------------------------------------------------
-
-    def add_customer(self, command: object) -> None:
-        self._call_none("CreateCustomer", command_values(CALLS["CreateCustomer"], command))
-
-    def delete_customer(self, customer: str) -> None:
-        self._call_none("DeleteCustomer", {"customer": customer})
-
     def list_customers(
         self, *, limit: int | None = None, offset: int | None = None, **filters: Any
     ) -> list[Customer]:
+        """The customers matching ``filters`` (``LIST_FILTERS``): what a read-back needs,
+        without a command and its idempotency key around it."""
         unknown = sorted(set(filters) - set(LIST_FILTERS))
         if unknown:
             raise TypeError(f"unknown customer filters: {', '.join(unknown)}")
         values = {**filters, "limit": limit, "offset": offset}
         return cast(list[Customer], self._call(CALLS["ListCustomers"], values))
 
-    def enable_customer(self, customer: str) -> None:
-        self._call_none("EnableCustomer", {"customer": customer})
-
-    def disable_customer(self, customer: str) -> None:
-        self._call_none("DisableCustomer", {"customer": customer})
-
-    def enable_website_access(self, customer: str) -> None:
-        self._call_none("EnableWebsiteAccess", {"customer": customer})
-
-    def disable_website_access(self, customer: str) -> None:
-        self._call_none("DisableWebsiteAccess", {"customer": customer})
-
-    def update_profile(self, customer: str, **fields: str | None) -> None:
-        known = {name for name, _ in CALLS["UpdateCustomerProfile"].fields}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise TypeError(f"unknown profile fields: {', '.join(unknown)}")
-        self._call_none("UpdateCustomerProfile", {**fields, "customer": customer})
-
-    def reset_password(self, customer: str, new_password: Password) -> None:
-        self._call_none("ResetPassword", {"customer": customer, "new_password": new_password})
-
-    def change_username(self, customer: str, new_username: str) -> None:
-        self._call_none("ChangeUsername", {"customer": customer, "new_username": new_username})
-
-    def change_email(self, customer: str, new_email: str) -> None:
-        self._call_none("ChangeEmail", {"customer": customer, "new_email": new_email})
-
-    def add_credential(
-        self, customer: str, credential_name: str, credential_password: Password
-    ) -> None:
-        values = {"customer": customer, "credential_name": credential_name}
-        self._call_none("AddCredential", {**values, "credential_password": credential_password})
-
-    def change_credential_password(
-        self, customer: str, credential_name: str, new_credential_password: Password
-    ) -> None:
-        values = {"customer": customer, "credential_name": credential_name}
-        values_with_password = {**values, "new_credential_password": new_credential_password}
-        self._call_none("ChangeCredentialPassword", values_with_password)
-
-    def delete_credential(self, customer: str, credential_name: str) -> None:
-        values = {"customer": customer, "credential_name": credential_name}
-        self._call_none("DeleteCredential", values)
-
-    def list_apps(self, customer: str) -> list[App]:
-        return cast(list[App], self._call(CALLS["ListApps"], {"customer": customer}))
-
-    def activate_app(self, customer: str, app: str) -> None:
-        self._call_none("ActivateApp", {"customer": customer, "app": app})
-
-    def deactivate_app(self, customer: str, app: str) -> None:
-        self._call_none("DeactivateApp", {"customer": customer, "app": app})
-
-    def configure_app(self, customer: str, app: str, settings: Mapping[str, str]) -> None:
-        self._call_none("ConfigureApp", {"customer": customer, "app": app, "settings": settings})
-
-    def get_app_settings(self, customer: str, app: str) -> dict[str, str]:
-        values = {"customer": customer, "app": app}
-        return cast(dict[str, str], self._call(CALLS["GetAppSettings"], values))
-
     # -- the request ----------------------------------------------------------------------
-
-    def _call_none(self, command_type: str, values: Mapping[str, object]) -> None:
-        self._call(CALLS[command_type], values)
 
     @traced.api_call
     def _call(self, spec: CallSpec, values: Mapping[str, object]) -> Result:

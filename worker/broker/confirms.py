@@ -10,18 +10,22 @@ publishes is confirmed. Only then does the consumer ack the command, so a crash 
 confirm still redelivers it.
 
 Everything here runs on the connection's thread: publishes from the consumer's callbacks,
-acks and returns from inside ``process_data_events``.
+acks and returns from inside ``process_data_events``. The asynchronous channel is reached
+only through ``worker.broker.frames``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pika
+
+from worker.broker.frames import ChannelFrames
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,7 @@ class Published:
     routing_key: str
     body: bytes
     mandatory: bool
+    published_at: float = 0.0  # monotonic
     returned: bool = False
 
 
@@ -47,6 +52,7 @@ class ConfirmGroup:
     unconfirmed: int = 0
     nacked: bool = False
     sealed: bool = False
+    discarded: bool = False  # its command was settled otherwise: never calls on_settled
 
     def returned_exchanges(self) -> set[str]:
         return {p.exchange for p in self.publishes if p.returned}
@@ -73,10 +79,13 @@ class GroupPublisher:
 class ConfirmTracker:
     """Confirm mode on ``channel`` (a ``BlockingChannel``), tracked without blocking."""
 
-    def __init__(self, connection: Any, channel: Any) -> None:
+    def __init__(
+        self, connection: Any, channel: Any, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._connection = connection
         self._channel = channel
-        self._impl = channel._impl  # the asynchronous channel under the blocking adapter
+        self._frames = ChannelFrames(channel)
+        self._clock = clock
         self._next_seq = 1
         self._pending: OrderedDict[int, tuple[ConfirmGroup, Published]] = OrderedDict()
         self._settled: deque[ConfirmGroup] = deque()
@@ -85,10 +94,8 @@ class ConfirmTracker:
 
     def _enable(self) -> None:
         selected: list[bool] = []
-        self._impl.confirm_delivery(
-            ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True)
-        )
-        self._impl.add_on_return_callback(self._on_return)
+        self._frames.enable_confirms(self._on_confirm, lambda _frame: selected.append(True))
+        self._frames.on_return(self._on_return)
         waited_s = 0.0
         while not selected:
             if waited_s >= SELECT_OK_TIMEOUT_S or not self._channel.is_open:
@@ -111,7 +118,7 @@ class ConfirmTracker:
         properties: Any,
         mandatory: bool,
     ) -> None:
-        record = Published(exchange, routing_key, body, mandatory)
+        record = Published(exchange, routing_key, body, mandatory, self._clock())
         # The broker numbers confirms by publish order on the channel, from 1.
         self._pending[self._next_seq] = (group, record)
         self._next_seq += 1
@@ -120,7 +127,7 @@ class ConfirmTracker:
         # On the asynchronous channel: the frames wait in pika's buffer and leave with the
         # others of this turn of the loop (the blocking adapter would poll and send each on
         # its own, and every syscall hands the GIL to a pool thread and waits to get it back).
-        self._impl.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+        self._frames.publish(exchange, routing_key, body, properties, mandatory=mandatory)
 
     def seal(self, group: ConfirmGroup) -> None:
         """No more publishes for ``group``; settles at once if it published nothing."""
@@ -129,11 +136,22 @@ class ConfirmTracker:
             self._settled.append(group)
             self._schedule_settle()
 
+    def discard(self, group: ConfirmGroup) -> None:
+        """Its command was settled another way (a publish failed half-way): its confirms,
+        if any arrive, are ignored and ``abandon`` does not count it."""
+        group.discarded = True
+
+    def oldest_unconfirmed_s(self) -> float:
+        """How long the oldest publish still waiting for its confirm has waited (0 if none)."""
+        for _group, record in self._pending.values():
+            return max(0.0, self._clock() - record.published_at)
+        return 0.0
+
     def abandon(self) -> int:
         """The channel is gone: forget every unsettled group (the broker will redeliver
         their commands); returns how many there were."""
-        groups = {id(group) for group, _ in self._pending.values()}
-        groups.update(id(group) for group in self._settled)
+        groups = {id(group) for group, _ in self._pending.values() if not group.discarded}
+        groups.update(id(group) for group in self._settled if not group.discarded)
         self._pending.clear()
         self._settled.clear()
         return len(groups)
@@ -148,7 +166,7 @@ class ConfirmTracker:
             group, _record = self._pending.pop(tag)
             group.nacked = group.nacked or nacked
             group.unconfirmed -= 1
-            if group.unconfirmed == 0 and group.sealed:
+            if group.unconfirmed == 0 and group.sealed and not group.discarded:
                 self._settled.append(group)
         # Settling acks commands, which must not run inside pika's frame dispatch.
         self._schedule_settle()

@@ -54,14 +54,21 @@ def connect(
     attempts: int = 1,
     max_backoff_s: float = 30.0,
     connection_name: str = "provisioner",
+    blocked_timeout_s: float | None = None,
 ) -> pika.BlockingConnection:
     """Connect, trying up to ``attempts`` times.
+
+    ``blocked_timeout_s``: how long the broker may block the connection (a memory or disk
+    alarm) before pika drops it, so that no publish waits forever (``ConnectionBlockedTimeout``
+    from ``process_data_events``); a ``blocked_connection_timeout`` in the URL wins.
 
     Raises ``BrokerAuthFailed`` at once for refused credentials, ``BrokerUnreachable`` when
     every attempt failed. Both are ``AMQPConnectionError`` so reconnect loops catch them.
     """
     parameters = pika.URLParameters(amqp_url)
     parameters.client_properties = {"connection_name": connection_name}
+    if blocked_timeout_s is not None and "blocked_connection_timeout" not in amqp_url:
+        parameters.blocked_connection_timeout = blocked_timeout_s
     shown = redact_url(amqp_url)
     last_error = "no attempt made"
     for attempt in range(1, max(1, attempts) + 1):

@@ -4,11 +4,17 @@ Delayed retries count in ``ATTEMPTS``; a dead-lettered message also carries why 
 parked (``REASON``, ``ERROR_CODE``, ``LAST_ERROR``) and when (``FIRST_FAILURE``,
 ``LAST_FAILURE``). The broker adds its own ``x-death`` headers when it dead-letters a
 message itself (delivery limit, TTL tiers): those are dropped on replay.
+
+Any publisher can set any header, so every reader here is defensive: a value of the wrong
+type or size reads as absent (``read_delivery_headers`` names it, for a metric), never as
+an exception on the connection's thread. ``x-delivery-count`` is trusted only on a
+redelivery, the one place the broker sets it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +30,7 @@ LAST_FAILURE = "x-provisioner-last-failure"
 
 # Set by the broker when it redelivers or dead-letters a message (RabbitMQ's own names).
 X_DEATH = "x-death"
+DELIVERY_COUNT = "x-delivery-count"
 BROKER_DEATH_HEADERS = frozenset(
     {
         X_DEATH,
@@ -33,23 +40,37 @@ BROKER_DEATH_HEADERS = frozenset(
         "x-last-death-exchange",
         "x-last-death-queue",
         "x-last-death-reason",
-        "x-delivery-count",  # a quorum queue's redelivery count: a replay starts afresh
+        DELIVERY_COUNT,  # a quorum queue's redelivery count: a replay starts afresh
     }
 )
 DEAD_LETTER_HEADERS = frozenset({REASON, ERROR_CODE, LAST_ERROR, FIRST_FAILURE, LAST_FAILURE})
 
+# Far above any real count (the delivery limit, the retry tiers, replays by hand), far below
+# anything that would overflow a 64-bit AMQP integer when incremented and published again.
+MAX_COUNT = 1_000_000
+ROUTING_KEY_MAX_BYTES = 255  # an AMQP short string
+TIME_TEXT_MAX_LENGTH = 64  # an ISO-8601 time with an offset is 29 characters
+
+
+def _count(value: Any) -> int | None:
+    """A header counter: a whole number 0..MAX_COUNT (decimal text as we once wrote it), or
+    None for anything else (bool, float, a list, an endless digit string...)."""
+    if isinstance(value, bytes) and len(value) <= len(str(MAX_COUNT)):
+        value = value.decode("ascii", "replace")
+    if isinstance(value, str) and len(value) <= len(str(MAX_COUNT)) and value.isdecimal():
+        value = int(value)
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value
+    return None
+
 
 def _as_int(value: Any) -> int:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
+    return _count(value) or 0
 
 
 def _headers(properties: Any) -> Mapping[str, Any]:
-    return getattr(properties, "headers", None) or {}
+    headers = getattr(properties, "headers", None)
+    return headers if isinstance(headers, Mapping) else {}
 
 
 def attempts_of(properties: Any) -> int:
@@ -60,6 +81,66 @@ def attempts_of(properties: Any) -> int:
 def replays_of(properties: Any) -> int:
     """How many times an operator replayed this message from the dead-letter queue."""
     return _as_int(_headers(properties).get(REPLAYS))
+
+
+def routing_key_text(value: Any) -> str | None:
+    """A header value usable as a routing key (text of at most 255 UTF-8 bytes), else None."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str) or not value:
+        return None
+    return value if len(value.encode("utf-8", "replace")) <= ROUTING_KEY_MAX_BYTES else None
+
+
+def original_routing_key(properties: Any, fallback: str) -> str:
+    """The routing key recorded at the first retry, or ``fallback`` (the delivery's own)."""
+    return routing_key_text(_headers(properties).get(ORIGINAL_ROUTING_KEY)) or fallback
+
+
+def _time_header(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) and 0 < len(value) <= TIME_TEXT_MAX_LENGTH else None
+
+
+def first_failure_of(properties: Any) -> str | None:
+    return _time_header(_headers(properties).get(FIRST_FAILURE))
+
+
+@dataclass(frozen=True)
+class DeliveryHeaders:
+    """What the consumer reads from a delivery's headers, and which ones it ignored."""
+
+    attempts: int = 0  # delayed retries so far
+    delivery_count: int = 0  # redeliveries by the broker
+    ignored: tuple[str, ...] = ()  # headers present with a wrong type or size
+
+
+def read_delivery_headers(properties: Any, redelivered: bool) -> DeliveryHeaders:
+    """Every header the worker acts on, read without raising whatever the publisher sent."""
+    raw = getattr(properties, "headers", None)
+    if raw is None:
+        return DeliveryHeaders()
+    if not isinstance(raw, Mapping):
+        return DeliveryHeaders(ignored=("headers",))
+    ignored: list[str] = []
+
+    def counter(name: str) -> int:
+        value = raw.get(name)
+        parsed = _count(value)
+        if value is not None and parsed is None:
+            ignored.append(name)
+        return parsed or 0
+
+    attempts = counter(ATTEMPTS)
+    # A first delivery's count is the publisher's word, not the broker's: ignored.
+    delivery_count = counter(DELIVERY_COUNT) if redelivered else 0
+    counter(REPLAYS)
+    if ORIGINAL_ROUTING_KEY in raw and routing_key_text(raw[ORIGINAL_ROUTING_KEY]) is None:
+        ignored.append(ORIGINAL_ROUTING_KEY)
+    if FIRST_FAILURE in raw and _time_header(raw[FIRST_FAILURE]) is None:
+        ignored.append(FIRST_FAILURE)
+    return DeliveryHeaders(attempts, delivery_count, tuple(ignored))
 
 
 def iso_utc(moment: datetime) -> str:

@@ -7,25 +7,17 @@ lose.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 import pika
-from pika.exceptions import UnroutableError
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
 from worker.observability import tracing
 
-log = logging.getLogger(__name__)
-
 PERSISTENT = pika.DeliveryMode.Persistent
 EVENT_CONTENT_TYPE = "application/json"
-
-
-class EventUnroutableError(Exception):
-    """No queue is bound for this event; the event stays in the store for replays."""
 
 
 def now_iso() -> str:
@@ -42,8 +34,8 @@ def publish_result(
 ) -> None:
     """Publish the terminal event to the events exchange, and to ``reply_to`` if asked.
 
-    Raises ``EventUnroutableError`` after the reply copy is sent when no binding took the event.
-    """
+    ``channel`` is a confirm group: an event no binding took comes back through the group's
+    returns (``mandatory``), not as an exception here."""
     props = pika.BasicProperties(
         content_type=EVENT_CONTENT_TYPE,
         delivery_mode=PERSISTENT,
@@ -51,24 +43,15 @@ def publish_result(
         type=routing_key,
         headers=tracing.context_headers(),
     )
-    unroutable = False
-    try:
-        channel.basic_publish(topology.events_exchange, routing_key, event, props, mandatory=True)
-    except UnroutableError:
-        unroutable = True
+    channel.basic_publish(topology.events_exchange, routing_key, event, props, mandatory=True)
     if reply_to:
-        # A caller's reply queue may be gone; that must not block the command's outcome.
-        try:
-            channel.basic_publish("", reply_to, event, props, mandatory=False)
-        except UnroutableError:  # pragma: no cover - not mandatory, kept for safety
-            log.warning("reply_to queue did not take the event")
-    if unroutable:
-        raise EventUnroutableError(routing_key)
+        # Not mandatory: a caller's reply queue may be gone; that must not block the outcome.
+        channel.basic_publish("", reply_to, event, props, mandatory=False)
 
 
 # The broker's own bookkeeping of this delivery; a re-published copy starts afresh, or a
 # delayed retry would look like a redelivery and creep towards the delivery limit.
-NOT_CARRIED = h.BROKER_DEATH_HEADERS | {"x-delivery-count"}
+NOT_CARRIED = h.BROKER_DEATH_HEADERS
 
 
 def _carried_headers(properties: Any) -> dict[str, Any]:
@@ -104,8 +87,8 @@ def schedule_retry(
     """Send the command to the delay tier; it dead-letters back to the commands exchange."""
     headers = _carried_headers(properties)
     headers[h.ATTEMPTS] = h.attempts_of(properties) + (1 if count_attempt else 0)
-    headers.setdefault(h.ORIGINAL_ROUTING_KEY, routing_key)
-    headers.setdefault(h.FIRST_FAILURE, now_iso())
+    headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, routing_key)
+    headers[h.FIRST_FAILURE] = h.first_failure_of(properties) or now_iso()
     headers[h.LAST_ERROR] = last_error[:500]
     tracing.mark_attempt(headers)
     channel.basic_publish(
@@ -130,7 +113,7 @@ def dead_letter(
 ) -> None:
     """Park the original body and properties in the dead-letter queue, with the reason."""
     headers = _carried_headers(properties)
-    original_key = str(headers.get(h.ORIGINAL_ROUTING_KEY) or routing_key)
+    original_key = h.original_routing_key(properties, routing_key)
     now = now_iso()
     headers.update(
         h.dead_letter_headers(
@@ -138,7 +121,7 @@ def dead_letter(
             error_code=error_code,
             last_error=last_error[:500],
             attempts=h.attempts_of(properties) + 1,
-            first_failure=str(headers.get(h.FIRST_FAILURE) or now),
+            first_failure=h.first_failure_of(properties) or now,
             last_failure=now,
             original_routing_key=original_key,
         )

@@ -3,11 +3,15 @@
 ``Health(stall_after_s, *, clock=time.monotonic)`` is thread-safe:
 
 - ``tick()``: the consumer loop calls it every turn, connected or not.
-- ``set_connected(bool)``, ``set_consuming(bool)``: the broker state.
+- ``set_connected(bool)``, ``set_consuming(bool, why)``, ``set_blocked(bool, why)``: the
+  broker state (``why``: the reason readiness gives while not consuming or blocked, e.g. the
+  broker's reason for closing the channel, or its resource alarm).
 - ``live() -> (bool, reason)``: false only when the loop has not ticked for ``stall_after_s``;
   a broker outage never makes the worker "dead" (restarting it would not bring RabbitMQ back).
-- ``ready() -> (bool, reason)``: live, connected and consuming.
-- ``snapshot() -> dict``: the state for the probes' JSON bodies.
+- ``ready() -> (bool, reason)``: live, connected, consuming and not blocked.
+- ``snapshot() -> dict``: the state for the probes' JSON bodies, with how many times the
+  broker state went from ready to not ready and the last reason (a channel reopened within
+  milliseconds still leaves its trace there).
 
 Before the first tick the start time counts as the last tick, so a slow start-up gets a full
 ``stall_after_s`` of grace.
@@ -32,6 +36,10 @@ class Health:
         self._ticked = False
         self._connected = False
         self._consuming = False
+        self._not_consuming_why = "not consuming"
+        self._blocked_why: str | None = None
+        self._unready_episodes = 0
+        self._last_unready_reason: str | None = None
 
     def tick(self) -> None:
         now = self._clock()
@@ -41,11 +49,40 @@ class Health:
 
     def set_connected(self, connected: bool) -> None:
         with self._lock:
+            was = self._broker_reason()
             self._connected = connected
+            self._note_change(was)
 
-    def set_consuming(self, consuming: bool) -> None:
+    def set_consuming(self, consuming: bool, why: str = "") -> None:
         with self._lock:
+            was = self._broker_reason()
             self._consuming = consuming
+            self._not_consuming_why = f"not consuming: {why}" if why else "not consuming"
+            self._note_change(was)
+
+    def set_blocked(self, blocked: bool, why: str = "") -> None:
+        with self._lock:
+            was = self._broker_reason()
+            self._blocked_why = f"broker blocked the connection: {why or 'resource alarm'}"
+            if not blocked:
+                self._blocked_why = None
+            self._note_change(was)
+
+    def _broker_reason(self) -> str | None:
+        """Why the broker state keeps the worker unready, or None (call with the lock)."""
+        if not self._connected:
+            return "not connected to the broker"
+        if self._blocked_why is not None:
+            return self._blocked_why
+        if not self._consuming:
+            return self._not_consuming_why
+        return None
+
+    def _note_change(self, was: str | None) -> None:
+        now = self._broker_reason()
+        if was is None and now is not None:
+            self._unready_episodes += 1
+            self._last_unready_reason = now
 
     def _since_tick_s(self) -> float:
         return max(0.0, self._clock() - self._last_tick)
@@ -62,11 +99,9 @@ class Health:
         if not alive:
             return False, why
         with self._lock:
-            connected, consuming = self._connected, self._consuming
-        if not connected:
-            return False, "not connected to the broker"
-        if not consuming:
-            return False, "not consuming"
+            broker_why = self._broker_reason()
+        if broker_why is not None:
+            return False, broker_why
         return True, "connected and consuming"
 
     def snapshot(self) -> dict[str, Any]:
@@ -74,6 +109,9 @@ class Health:
             state: dict[str, Any] = {
                 "connected": self._connected,
                 "consuming": self._consuming,
+                "blocked": self._blocked_why is not None,
+                "unready_episodes": self._unready_episodes,
+                "last_unready_reason": self._last_unready_reason,
                 "ticked": self._ticked,
                 "seconds_since_tick": round(self._since_tick_s(), 3),
                 "stall_after_seconds": self._stall_after_s,

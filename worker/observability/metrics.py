@@ -17,6 +17,11 @@
 - ``broker_connected`` <- ``broker_connected_changed(connected)``
 - ``broker_reconnects_total`` <- ``broker_reconnected()``
 - ``events_unroutable_total`` <- ``event_unroutable()``
+- ``broker_blocked`` <- ``broker_blocked_changed(blocked)`` (1 during a memory/disk alarm)
+- ``broker_channel_losses_total{reason}`` <- ``channel_lost(reason)``: a channel the broker
+  closed, a consumer it cancelled, a publish left unconfirmed too long
+- ``headers_ignored_total{header}`` <- ``header_ignored(header)``: a header of the wrong
+  type or size, read as absent
 - ``build_info{version}`` (always 1)
 
 ``render() -> bytes`` gives the Prometheus text exposition (``CONTENT_TYPE``).
@@ -29,7 +34,6 @@ dead-letter reasons) that are not short dotted identifiers become ``other``.
 
 from __future__ import annotations
 
-import importlib
 import re
 import time
 from collections.abc import Callable
@@ -38,6 +42,8 @@ from importlib.metadata import version as package_version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from contracts.commands import COMMAND_TYPES
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 PREFIX = "provisioner"
@@ -49,24 +55,17 @@ DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
                       10.0, 20.0, 30.0, 60.0)  # fmt: skip
 KNOWN_OUTCOMES = frozenset({"succeeded", "failed", "rejected", "retry", "error"})
 STATUS_CLASSES = frozenset({"2xx", "3xx", "4xx", "5xx", "timeout", "error"})
+CHANNEL_LOSS_REASONS = frozenset({"channel_closed", "consumer_cancelled", "confirm_timeout"})
+# The headers the worker reads; any other name a caller passes is counted as "other".
+READ_HEADERS = frozenset({
+    "headers", "x-delivery-count", "x-provisioner-attempts", "x-provisioner-replays",
+    "x-provisioner-original-routing-key", "x-provisioner-first-failure", "x-death",
+})  # fmt: skip
 _SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_./-]{0,63}")  # API call labels, dead-letter reasons
-
-# Used until contracts.commands exists; kept equal to DESIGN.md's table.
-FALLBACK_COMMAND_TYPES = (
-    "CreateCustomer", "DeleteCustomer", "ListCustomers", "EnableCustomer", "DisableCustomer",
-    "EnableWebsiteAccess", "DisableWebsiteAccess", "UpdateCustomerProfile", "ResetPassword",
-    "ChangeUsername", "ChangeEmail", "AddCredential", "ChangeCredentialPassword",
-    "DeleteCredential", "ListApps", "ActivateApp", "DeactivateApp", "ConfigureApp",
-    "GetAppSettings",
-)  # fmt: skip
 
 
 def known_command_types() -> frozenset[str]:
-    try:
-        commands = importlib.import_module("contracts.commands")
-        return frozenset(commands.COMMAND_TYPES)
-    except (ImportError, AttributeError):
-        return frozenset(FALLBACK_COMMAND_TYPES)
+    return frozenset(COMMAND_TYPES)
 
 
 def _build_version() -> str:
@@ -164,6 +163,21 @@ class Metrics:
         self._unroutable = Counter(
             f"{p}_events_unroutable", "Events the broker returned as unroutable.", registry=r
         )
+        self._blocked = Gauge(
+            f"{p}_broker_blocked", "1 while the broker blocks this connection.", registry=r
+        )
+        self._channel_losses = Counter(
+            f"{p}_broker_channel_losses",
+            "Channels reopened: closed by the broker, consumer cancelled, confirms overdue.",
+            ["reason"],
+            registry=r,
+        )
+        self._headers_ignored = Counter(
+            f"{p}_headers_ignored",
+            "Message headers ignored for a wrong type or size.",
+            ["header"],
+            registry=r,
+        )
 
     def command_type_label(self, command_type: str | None) -> str:
         return command_type if command_type in self._command_types else UNKNOWN
@@ -210,6 +224,15 @@ class Metrics:
 
     def event_unroutable(self) -> None:
         self._unroutable.inc()
+
+    def broker_blocked_changed(self, blocked: bool) -> None:
+        self._blocked.set(1 if blocked else 0)
+
+    def channel_lost(self, reason: str) -> None:
+        self._channel_losses.labels(reason if reason in CHANNEL_LOSS_REASONS else OTHER).inc()
+
+    def header_ignored(self, header: str) -> None:
+        self._headers_ignored.labels(header if header in READ_HEADERS else OTHER).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -70,8 +70,10 @@ class DeadLetter:
 
     @property
     def _death(self) -> Mapping[str, Any]:
-        deaths = self.headers.get(h.X_DEATH) or []
-        return deaths[0] if deaths and isinstance(deaths[0], Mapping) else {}
+        deaths = self.headers.get(h.X_DEATH)  # the broker's list of tables, unless forged
+        if isinstance(deaths, list) and deaths and isinstance(deaths[0], Mapping):
+            return deaths[0]
+        return {}
 
     @property
     def reason(self) -> str:
@@ -107,8 +109,8 @@ class DeadLetter:
     @property
     def original_routing_key(self) -> str:
         """Where a replay sends it: the recorded key, else the command type, else as received."""
-        recorded = _text(self.headers.get(h.ORIGINAL_ROUTING_KEY))
-        return recorded or self.command_type or self.routing_key
+        recorded = h.routing_key_text(self.headers.get(h.ORIGINAL_ROUTING_KEY))
+        return recorded or h.routing_key_text(self.command_type) or self.routing_key
 
     @property
     def masked_error(self) -> str:

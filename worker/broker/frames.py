@@ -1,0 +1,49 @@
+"""The one place that reaches under pika's ``BlockingChannel`` (``channel._impl``), and why.
+
+pika 1.4's ``BlockingChannel`` flushes the socket on every ``basic_ack``/``basic_nack``, and
+in confirm mode its ``basic_publish`` waits for each message's confirm: the connection's
+thread, which publishes every event and acks every command, would wait a whole round trip
+per message (that alone capped the worker at ~1/RTT commands a second). Its public API has
+no way to queue frames for the next turn of the loop, no confirm mode with an ack/nack
+callback, and no channel-close callback with the broker's reason. The asynchronous channel
+underneath has all three; this adapter is the only code that touches it, so a pika upgrade
+that changes it breaks one file, and everything else uses ``BlockingChannel`` as documented.
+
+Everything here runs on the connection's thread; frames leave when the loop next polls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class ChannelFrames:
+    """Non-waiting operations on one ``BlockingChannel``."""
+
+    def __init__(self, channel: Any) -> None:
+        self._impl = channel._impl  # the asynchronous pika.channel.Channel (see above)
+
+    def ack(self, delivery_tag: int) -> None:
+        self._impl.basic_ack(delivery_tag)
+
+    def nack(self, delivery_tag: int, *, requeue: bool) -> None:
+        self._impl.basic_nack(delivery_tag, requeue=requeue)
+
+    def publish(
+        self, exchange: str, routing_key: str, body: bytes, properties: Any, *, mandatory: bool
+    ) -> None:
+        self._impl.basic_publish(exchange, routing_key, body, properties, mandatory=mandatory)
+
+    def enable_confirms(
+        self, on_confirm: Callable[[Any], None], on_selected: Callable[[Any], None]
+    ) -> None:
+        """Confirm mode: ``on_confirm(frame)`` for each Basic.Ack/Nack, no waiting per publish."""
+        self._impl.confirm_delivery(ack_nack_callback=on_confirm, callback=on_selected)
+
+    def on_return(self, callback: Callable[[Any, Any, Any, bytes], None]) -> None:
+        self._impl.add_on_return_callback(callback)
+
+    def on_close(self, callback: Callable[[Exception], None]) -> None:
+        """``callback(reason)`` when the channel closes: the broker's reply code and text."""
+        self._impl.add_on_close_callback(lambda _channel, reason: callback(reason))
