@@ -14,17 +14,20 @@ from worker.config import Settings
 from worker.consumer import Consumer
 from worker.decision import Envelope, ExecutorConfig
 from worker.execute import Executor
+from worker.leases import Liveness
 from worker.observability import sentry, traced, tracing
 from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
 from worker.observability.redact import register_secret
 from worker.report import OutcomeReporter
-from worker.store import IdempotencyStore, open_store
+from worker.store import FingerprintKeys, IdempotencyStore, open_store
+from worker.store.schema import PURGE_MAX_ROWS_PER_RUN
 
 log = logging.getLogger(__name__)
 
 PURGE_EVERY_S = 3600.0
+PURGE_AGAIN_S = 60.0  # after a purge run that hit its bound: the rest soon, not in an hour
 LIVENESS_STALL_S = 60.0
 
 
@@ -39,27 +42,27 @@ def register_secrets(settings: Settings) -> None:
         register_secret(store_password)
 
 
-class StoreMaintenance(threading.Thread):
-    """Keeps this worker's heartbeat fresh (so its leases count as live) and purges old keys."""
+class StorePurger(threading.Thread):
+    """Deletes expired keys, a bounded number per run, on a thread of its own: the heartbeat
+    (``worker.leases.Liveness``) never waits behind it."""
 
     def __init__(self, store: IdempotencyStore, settings: Settings) -> None:
-        super().__init__(name="store-maintenance", daemon=True)
+        super().__init__(name="store-purge", daemon=True)
         self._store, self._settings = store, settings
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        since_purge = PURGE_EVERY_S
-        while not self.stopped.is_set():
+        delay = 0.0
+        while not self.stopped.wait(delay):
+            delay = PURGE_EVERY_S
             try:
-                self._store.heartbeat(self._settings.worker_id)
-                if since_purge >= PURGE_EVERY_S:
-                    purged = self._store.purge_expired(self._settings.retention_days * 86400)
-                    log.info("purged expired keys", extra={"fields": {"count": purged}})
-                    since_purge = 0.0
-            except Exception:  # a store blip must not kill the heartbeat thread
-                log.exception("store maintenance failed")
-            self.stopped.wait(self._settings.worker_heartbeat_s)
-            since_purge += self._settings.worker_heartbeat_s
+                purged = self._store.purge_expired(self._settings.retention_days * 86400)
+            except Exception:  # a store blip must not end the purges
+                log.exception("purging expired keys failed")
+                continue
+            log.info("purged expired keys", extra={"fields": {"count": purged}})
+            if purged >= PURGE_MAX_ROWS_PER_RUN:
+                delay = PURGE_AGAIN_S
 
 
 class ScopedExecutor(Executor):
@@ -101,9 +104,11 @@ def run_worker(
     if on_listening is not None:
         on_listening(http.port)
     store = traced.traced_store(open_store(settings.store_url), settings.store_url)
+    liveness_store = _liveness_store(settings, store)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
-    executor = ScopedExecutor(client, store, executor_config(settings), metrics)
+    config = executor_config(settings, store.fingerprint_keys())
+    executor = ScopedExecutor(client, store, config, metrics)
     consumer = Consumer(
         settings,
         executor,
@@ -112,26 +117,46 @@ def run_worker(
         health=health,
         observer=OutcomeReporter(metrics),
     )
-    maintenance = StoreMaintenance(store, settings)
-    store.heartbeat(settings.worker_id)
-    maintenance.start()
+    liveness = Liveness(
+        liveness_store,
+        settings.worker_id,
+        executor.leases,
+        heartbeat_s=settings.worker_heartbeat_s,
+        lease_ttl_s=settings.lease_ttl_s,
+    )
+    liveness.beat()
+    liveness.start()
+    purger = StorePurger(store, settings)
+    purger.start()
     if install_signals:
         consumer.install_signal_handlers()
     log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})
     try:
-        consumer.run()
+        consumer.run()  # returns once no call runs on the pool any more
     finally:
-        maintenance.stopped.set()
-        store.forget_worker(settings.worker_id)
+        purger.stopped.set()
+        liveness.stopped.set()
+        liveness.join()
+        liveness_store.forget_worker(settings.worker_id)
         http.stop()
         client.close()
+        if liveness_store is not store:
+            liveness_store.close()
         store.close()
         sentry.flush()  # queued reports must leave before the process does
         tracing.shutdown()  # and the batched spans
     return 0
 
 
-def executor_config(settings: Settings) -> ExecutorConfig:
+def _liveness_store(settings: Settings, store: IdempotencyStore) -> IdempotencyStore:
+    """A store of the heartbeat's own (its own connection and writer), except in memory,
+    where a second one would be another database."""
+    if settings.store_url.endswith(":memory:"):
+        return store
+    return open_store(settings.store_url)
+
+
+def executor_config(settings: Settings, keys: FingerprintKeys) -> ExecutorConfig:
     return ExecutorConfig(
         owner=settings.worker_id,
         retry_delays_s=settings.retry_delays_s,
@@ -140,6 +165,10 @@ def executor_config(settings: Settings) -> ExecutorConfig:
         resolve_budget_s=settings.resolve_budget_s,
         lease_ttl_s=settings.lease_ttl_s,
         dead_after_s=settings.worker_dead_after_s,
-        fingerprint_key=(settings.api_key or "provisioner").encode(),
+        fingerprint_key=keys.key,
+        # Records made before the store had its key were fingerprinted with the API key.
+        legacy_fingerprint_key=(settings.api_key or "provisioner").encode()
+        if keys.legacy
+        else None,
         delivery_limit=settings.delivery_limit,
     )

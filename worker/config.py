@@ -40,7 +40,10 @@ DELIVERY_LIMIT = 20
 IMMEDIATE_RETRIES = 3
 IMMEDIATE_RETRY_BUDGET_S = 5.0
 RESOLVE_BUDGET_S = 60.0  # how long an unresolved ambiguous call keeps retrying in place
-LEASE_TTL_S = 300.0
+# A key's and its customer's lease: renewed with every heartbeat while the call runs, and
+# still longer than the worst case of one execution (``worst_case_execution_s``), so a
+# worker whose renewals stall is not overtaken by one slow call.
+LEASE_TTL_S = 600.0
 WORKER_HEARTBEAT_S = 5.0
 WORKER_DEAD_AFTER_S = 20.0
 DRAIN_TIMEOUT_S = 30.0
@@ -233,11 +236,54 @@ def load_settings(
     return _consistent(Settings(**values))
 
 
+def worst_case_request_s(settings: Settings) -> float:
+    """One API request at worst: the wait for a slot (one other request holds it, with
+    ``threads_per_slot`` threads per slot) and the request itself, to both timeouts."""
+    one = settings.api_connect_timeout_s + settings.api_timeout_s
+    return one * 2
+
+
+def worst_case_execution_s(settings: Settings) -> float:
+    """One execution at worst: the immediate retries' budget and the resolve budget, each
+    overrun by the attempt that started just before it ended (a read-back and the call)."""
+    attempt = 2 * worst_case_request_s(settings)
+    return settings.immediate_retry_budget_s + settings.resolve_budget_s + 2 * attempt
+
+
+def drain_bound_s(settings: Settings) -> float:
+    """How long a stopping worker waits for its calls in flight: the drain timeout, and at
+    least one execution's worst case, because a call handed back while it runs would be
+    taken by another worker at once."""
+    return max(settings.drain_timeout_s, worst_case_execution_s(settings))
+
+
 def _consistent(settings: Settings) -> Settings:
     """Settings that are each valid but not together."""
     if settings.processes > 1 and settings.store_url.endswith(":memory:"):
         # Every process would have its own in-memory store: no idempotency between them.
         raise ConfigError(
             env_name("processes"), "several processes need a shared store, not sqlite :memory:"
+        )
+    worst = worst_case_execution_s(settings)
+    if settings.lease_ttl_s <= worst:
+        names = ", ".join(
+            env_name(n)
+            for n in (
+                "api_connect_timeout_s",
+                "api_timeout_s",
+                "immediate_retry_budget_s",
+                "resolve_budget_s",
+            )
+        )
+        raise ConfigError(
+            env_name("lease_ttl_s"),
+            f"{settings.lease_ttl_s:g} s is not longer than the worst case of one execution "
+            f"({worst:g} s from {names}): raise it or lower those",
+        )
+    if settings.worker_dead_after_s <= 2 * settings.worker_heartbeat_s:
+        raise ConfigError(
+            env_name("worker_dead_after_s"),
+            f"must exceed twice {env_name('worker_heartbeat_s')} "
+            f"({settings.worker_heartbeat_s:g} s) so one late heartbeat is not a death",
         )
     return settings

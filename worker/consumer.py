@@ -29,7 +29,7 @@ from worker.broker.confirms import ConfirmGroup, ConfirmTracker, GroupPublisher
 from worker.broker.connection import connect
 from worker.broker.publishing import dead_letter, publish_result, schedule_retry
 from worker.broker.topology import Topology
-from worker.config import Settings
+from worker.config import Settings, drain_bound_s
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
@@ -200,28 +200,57 @@ class Consumer:
             self._stopping.wait(min(PUMP_S, max(0.0, deadline - time.monotonic())))
 
     def _drain(self) -> None:
-        """Stop taking messages, finish what runs (bounded), hand back the rest unacked."""
-        log.info("draining", extra={"fields": {"in_flight": self._in_flight}})
+        """Stop taking messages and finish what runs; only once no call runs any more, hand
+        back the unstarted messages (closing the connection). A call handed back while it
+        runs would be taken by another worker at once, so the wait is bounded by the worst
+        case of one execution, not just the drain timeout; the liveness thread keeps this
+        worker's heartbeat and leases fresh meanwhile."""
+        bound_s = drain_bound_s(self._settings)
+        log.info(
+            "draining",
+            extra={"fields": {"in_flight": self._in_flight, "bound_s": bound_s}},
+        )
         self._drop_waiting()
         self._held.clear()
         consuming, connection = self._consuming, self._connection
-        deadline = time.monotonic() + self._settings.drain_timeout_s
+        started = time.monotonic()
         try:
             if consuming is not None and consuming.channel.is_open:
                 consuming.channel.basic_cancel(consuming.consumer_tag)
-            while connection is not None and self._in_flight > 0:
-                if time.monotonic() >= deadline:
-                    log.warning("drain timed out", extra={"fields": {"left": self._in_flight}})
-                    break
-                connection.process_data_events(time_limit=PUMP_S)
+            self._wait_for_calls(connection, started + bound_s)
         except AMQPError as exc:
             log.warning("broker lost while draining", extra={"fields": {"error": str(exc)}})
+            self._wait_for_calls(None, started + bound_s)
         finally:
             self._set_health(connected=False, consuming=False)
             self._pool.shutdown(wait=False)
             if connection is not None and connection.is_open:
-                connection.close()  # unacked deliveries go back to the queue
+                connection.close()  # unstarted deliveries go back to the queue
         log.info("stopped")
+
+    def _wait_for_calls(self, connection: Any, deadline: float) -> None:
+        """Until nothing is in flight (published and acked, or dropped) or ``deadline``;
+        pumping the connection while it is open, so outcomes still go out."""
+        warned = False
+        drain_deadline = time.monotonic() + self._settings.drain_timeout_s
+        while self._in_flight > 0:
+            now = time.monotonic()
+            if now >= deadline:
+                log.error(
+                    "calls still running at the drain bound",
+                    extra={"fields": {"left": self._in_flight}},
+                )
+                return
+            if now >= drain_deadline and not warned:
+                warned = True
+                log.warning(
+                    "drain timeout passed; waiting for the calls still running",
+                    extra={"fields": {"left": self._in_flight}},
+                )
+            if connection is not None and connection.is_open:
+                connection.process_data_events(time_limit=PUMP_S)
+            else:
+                time.sleep(PUMP_S)  # outcomes are dropped now; only the pool's threads matter
 
     def _set_health(self, *, connected: bool, consuming: bool) -> None:
         if self._health is not None:

@@ -54,6 +54,7 @@ class ExecutorConfig:
     immediate_retry_budget_s: float
     lease_ttl_s: float
     dead_after_s: float
-    fingerprint_key: bytes
+    fingerprint_key: bytes  # the store's (worker.store.FingerprintKeys)
     delivery_limit: int = 0  # 0: no limit known
     resolve_budget_s: float = 60.0  # see worker.config.RESOLVE_BUDGET_S
+    legacy_fingerprint_key: bytes | None = None  # the API key, while legacy records remain

@@ -1,13 +1,17 @@
-"""The exception taxonomy that decides every outcome of a command.
+"""The exception classes of a reseller API call: what the answer proves about the effect.
 
-Every failure the worker can meet is mapped to exactly one of these, in one place per
-source (the API client's response classification, the contracts' validation), and the
-worker decides what happens to the message from the class alone:
+The API client maps every answer and every transport exception to one of these
+(``worker/api/classify.py``); what then happens to the command is decided in one place,
+``worker/outcomes.py``, from the class, the command and whether an earlier attempt of the
+same key was uncertain:
 
-- ``PermanentError``  -> ``CommandFailed`` event + dead-letter entry, never retried
-- ``TransientError``  -> immediate retries, then delayed retries, then dead-letter
-- ``AmbiguousError``  -> the API may have applied it: read back before retrying
-- ``contracts.InvalidCommand`` -> ``CommandRejected`` + dead-letter entry, no API call
+- ``PermanentError``  the API refused the call with its documented error body: nothing was
+  applied, and repeating it cannot help (it carries the ``ErrorCode`` of the refusal);
+- ``TransientError``  nothing was applied (429, or the request never left: connection
+  refused, connect timeout, TLS handshake); the same call may succeed later;
+- ``AmbiguousError``  the API may have applied it: the request was sent and no complete
+  answer came back, or the answer proves nothing (a 5xx from a gateway that may sit in front
+  of an API that applied it, a body that is not the documented JSON).
 
 Messages must be safe to log: no password, credential password or API key ever goes into
 an exception's text (callers build them from field names and API messages only).
@@ -19,10 +23,7 @@ from contracts.events import ErrorCode
 
 
 class ProvisioningError(Exception):
-    """Base of every outcome-deciding error. ``str(exc)`` is safe to log."""
-
-    code: ErrorCode = ErrorCode.API_REJECTED
-    retryable: bool = False
+    """Base of the API call's errors. ``str(exc)`` is safe to log."""
 
     def __init__(self, message: str, *, api_errors: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -33,18 +34,13 @@ class ProvisioningError(Exception):
 class PermanentError(ProvisioningError):
     """The API refused the call; repeating it cannot help."""
 
-    retryable = False
-
     def __init__(self, code: ErrorCode, message: str, *, api_errors: tuple[str, ...] = ()) -> None:
         super().__init__(message, api_errors=api_errors)
         self.code = code
 
 
 class TransientError(ProvisioningError):
-    """The call did not happen (or was refused for now); the same call may succeed later."""
-
-    code = ErrorCode.RETRIES_EXHAUSTED
-    retryable = True
+    """The call was not applied (refused for now, or never sent); it may succeed later."""
 
     def __init__(
         self,
@@ -58,7 +54,4 @@ class TransientError(ProvisioningError):
 
 
 class AmbiguousError(ProvisioningError):
-    """The request was sent but no answer came back: the API may have applied it."""
-
-    code = ErrorCode.RETRIES_EXHAUSTED
-    retryable = True
+    """The request was sent and the answer does not tell: the API may have applied it."""

@@ -29,9 +29,20 @@ from contracts import (
     make_event,
     routing_key,
 )
-from worker.calling import call_command
+from worker.calling import CommandCall
 from worker.decision import DeadLetter, Decision, Envelope, ExecutorConfig
-from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
+from worker.errors import ProvisioningError, TransientError
+from worker.leases import HeldLeases
+from worker.outcomes import (
+    REASON_DELIVERY_LIMIT,
+    REASON_REJECTED,
+    Disposition,
+    Verdict,
+    of_claim,
+    of_error,
+    reason_of,
+    when_retries_run_out,
+)
 from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
@@ -39,21 +50,23 @@ log = logging.getLogger(__name__)
 
 BUSY_POLL_S = 0.1  # how often a redelivered command asks again for a key still leased
 BUSY_WAIT_MARGIN_S = 1.0  # beyond dead_after_s: the dead holder's last heartbeat, rounding
-# The dead-letter reason of a stored failure, by its error code ("failed" otherwise).
-REASON_OF_CODE = {
-    ErrorCode.RETRIES_EXHAUSTED: "retries_exhausted",
-    ErrorCode.DELIVERY_LIMIT: "delivery_limit",
-}
 
 
 class Executor:
     def __init__(
-        self, client: Any, store: IdempotencyStore, config: ExecutorConfig, metrics: Any = None
+        self,
+        client: Any,
+        store: IdempotencyStore,
+        config: ExecutorConfig,
+        metrics: Any = None,
+        leases: HeldLeases | None = None,
     ) -> None:
         self._client = client
         self._store = store
         self._config = config
         self._metrics = metrics
+        # What the calls in flight hold, renewed by the liveness thread (worker.leases).
+        self.leases = leases if leases is not None else HeldLeases()
 
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
@@ -89,14 +102,21 @@ class Executor:
             "failed",
             encode_event(event),
             _key(command, "failed"),
-            dead_letter=DeadLetter("delivery_limit", ErrorCode.DELIVERY_LIMIT.value, message),
+            dead_letter=DeadLetter(REASON_DELIVERY_LIMIT, ErrorCode.DELIVERY_LIMIT.value, message),
             error_code=ErrorCode.DELIVERY_LIMIT.value,
         )
 
     def fingerprint(self, command: Command) -> str:
         # Keyed: the material holds passwords, and a bare hash of them would be guessable.
-        material = fingerprint_material(command)
-        return hmac.new(self._config.fingerprint_key, material, hashlib.sha256).hexdigest()
+        return _hmac(self._config.fingerprint_key, command)
+
+    def legacy_fingerprint(self, command: Command) -> str | None:
+        """The fingerprint records made before the store had its own key carry."""
+        legacy_key = self._config.legacy_fingerprint_key
+        return None if legacy_key is None else _hmac(legacy_key, command)
+
+    def _fingerprints(self, command: Command) -> set[str | None]:
+        return {self.fingerprint(command), self.legacy_fingerprint(command)} - {None}
 
     def _process_command(self, env: Envelope, command: Command) -> Decision:
         # A copy of a message whose outcome was already decided: a redelivery, or a delay-tier
@@ -118,30 +138,43 @@ class Executor:
                 self._unlock_customer(customer)
 
     def _run_claimed(self, env: Envelope, command: Command, customer: str | None) -> Decision:
-        key = command.idempotency_key
         claim = self._claim(env, command, customer)
-        if claim.status is ClaimStatus.CUSTOMER_BUSY:
-            return self._busy(command, "a command of this customer runs in another worker")
-        if claim.status is ClaimStatus.SUCCEEDED:
+        verdict = of_claim(claim.status)
+        if verdict is None:
+            with self.leases.holding(command.idempotency_key, customer):
+                return self._run(env, command, claim)
+        if verdict.outcome is Disposition.SUCCEEDED:
             assert claim.event is not None
             return self._replay(command, claim.event)
-        if claim.status is ClaimStatus.CONFLICT:
-            return self._rejected_conflict(env, command)
-        if claim.status is ClaimStatus.BUSY:
-            # Another live worker holds the key: come back later rather than run it twice.
-            return self._busy(command, "key is being executed by another worker")
-        # A crash mid-call or any earlier execution may have left the effect applied.
-        suspect = claim.status is ClaimStatus.ACQUIRED_AFTER_CRASH or claim.attempts > 1
+        if verdict.outcome is Disposition.REJECTED:
+            return self._rejected_conflict(env, command, verdict)
+        if claim.status is ClaimStatus.CUSTOMER_BUSY:
+            return self._busy(command, "a command of this customer runs in another worker")
+        # Another live worker holds the key: come back later rather than run it twice.
+        return self._busy(command, "key is being executed by another worker")
+
+    def _run(self, env: Envelope, command: Command, claim: Claim) -> Decision:
+        call = CommandCall(
+            self._client,
+            command,
+            uncertain=claim.uncertain,
+            retries=self._config.immediate_retries,
+            retry_budget_s=self._config.immediate_retry_budget_s,
+            resolve_budget_s=self._config.resolve_budget_s,
+            on_retry=lambda _state: self._count("immediate_retry", type(command).__name__),
+        )
         try:
-            result = self._call_with_retries(command, resolve_first=suspect)
-        except PermanentError as exc:
-            return self._failed(env, command, exc, exc.code, retryable=False, reason="failed")
-        except (TransientError, AmbiguousError) as exc:
-            return self._retry_or_give_up(env, command, exc)
+            result = call.run()
+        except ProvisioningError as exc:
+            verdict = of_error(exc, command)
+            if verdict.outcome is Disposition.FAILED:
+                return self._failed(env, command, exc, verdict, uncertain=call.uncertain)
+            return self._retry_or_give_up(env, command, exc, uncertain=call.uncertain)
         except Exception:
-            self._store.release(key, self._config.owner)
+            # A bug or the store: the broker redelivers (the outcome policy's "retry later").
+            self._store.release(command.idempotency_key, self._config.owner, call.uncertain)
             raise
-        return self._succeeded(env, command, result)
+        return self._succeeded(env, command, result, uncertain=call.uncertain)
 
     def _busy(self, command: Command, why: str) -> Decision:
         # Not counted as an attempt: the holder's lease or death bounds how long this lasts.
@@ -172,9 +205,13 @@ class Executor:
         record = self._store.get(command.idempotency_key)
         if record is None or record.state is not RecordState.FAILED or record.event is None:
             return None
-        if record.fingerprint != self.fingerprint(command):
+        if record.fingerprint not in self._fingerprints(command):
             return None  # the claim reports the conflict
-        event = decode_event(record.event)
+        return self._stored_failure(command, record.event)
+
+    def _stored_failure(self, command: Command, stored: bytes) -> Decision | None:
+        """A recorded CommandFailed again, with its dead-letter copy; None for another event."""
+        event = decode_event(stored)
         if not isinstance(event, CommandFailed):
             return None
         code = event.error.code
@@ -182,14 +219,30 @@ class Executor:
         return Decision(
             type(command).__name__,
             "failed",
-            record.event,
+            stored,
             _key(command, "failed"),
-            dead_letter=DeadLetter(
-                REASON_OF_CODE.get(code, "failed"), code.value, event.error.message
-            ),
+            dead_letter=DeadLetter(reason_of(code), code.value, event.error.message),
             replayed=True,
             error_code=code.value,
         )
+
+    def _lease_lost(self, command: Command) -> Decision:
+        """``complete`` found another worker holding the key: this execution publishes no
+        event of its own. The one recorded by whoever completed goes out again; when nobody
+        has yet, the message comes back later and finds it."""
+        log.warning(
+            "lease lost before the outcome was stored; publishing the recorded one",
+            extra={"fields": {"command_type": type(command).__name__}},
+        )
+        record = self._store.get(command.idempotency_key)
+        stored = record.event if record is not None else None
+        if record is not None and stored is not None:
+            if record.state is RecordState.SUCCEEDED:
+                return self._replay(command, stored)
+            decided = self._stored_failure(command, stored)
+            if decided is not None:
+                return decided
+        return self._busy(command, "another worker took the key over while this one ran")
 
     def _claim(self, env: Envelope, command: Command, customer: str | None) -> Claim:
         """Claim the customer and the key, waiting here while another live worker holds
@@ -205,7 +258,7 @@ class Executor:
         config = self._config
         deadline = time.monotonic() + config.dead_after_s + BUSY_WAIT_MARGIN_S
         waits = {ClaimStatus.CUSTOMER_BUSY} | ({ClaimStatus.BUSY} if env.delivery_count else set())
-        fingerprint = self.fingerprint(command)
+        fingerprint, legacy = self.fingerprint(command), self.legacy_fingerprint(command)
         while True:
             claim = self._store.claim(
                 command.idempotency_key,
@@ -214,24 +267,11 @@ class Executor:
                 config.lease_ttl_s,
                 config.dead_after_s,
                 customer=customer,
+                legacy_fingerprint=legacy,
             )
             if claim.status not in waits or time.monotonic() >= deadline:
                 return claim
             time.sleep(BUSY_POLL_S)
-
-    def _call_with_retries(self, command: Command, *, resolve_first: bool) -> Any:
-        def on_retry(_state: Any) -> None:
-            self._count("immediate_retry", type(command).__name__)
-
-        return call_command(
-            self._client,
-            command,
-            resolve_first=resolve_first,
-            retries=self._config.immediate_retries,
-            retry_budget_s=self._config.immediate_retry_budget_s,
-            resolve_budget_s=self._config.resolve_budget_s,
-            on_retry=on_retry,
-        )
 
     # -- outcomes ---------------------------------------------------------------------
 
@@ -244,11 +284,14 @@ class Executor:
             "attempts": env.delayed_attempts + 1,
         }
 
-    def _succeeded(self, env: Envelope, command: Command, result: Any) -> Decision:
+    def _succeeded(
+        self, env: Envelope, command: Command, result: Any, *, uncertain: bool
+    ) -> Decision:
         event_cls = SUCCESS_EVENTS[type(command).__name__]
         event = make_event(event_cls, **self._common(env, command), **_payload(command, result))
         body = encode_event(event)
-        self._store.complete(command.idempotency_key, self._config.owner, True, body)
+        if not self._complete(command, True, body, uncertain):
+            return self._lease_lost(command)
         return Decision(type(command).__name__, "succeeded", body, _key(command, "succeeded"))
 
     def _replay(self, command: Command, stored: bytes) -> Decision:
@@ -259,22 +302,30 @@ class Executor:
             type(command).__name__, outcome, stored, _key(command, outcome), replayed=True
         )
 
+    def _complete(self, command: Command, succeeded: bool, body: bytes, uncertain: bool) -> bool:
+        key, owner = command.idempotency_key, self._config.owner
+        return self._store.complete(key, owner, succeeded, body, uncertain)
+
     def _failed(
         self,
         env: Envelope,
         command: Command,
         exc: ProvisioningError,
-        code: ErrorCode,
+        verdict: Verdict,
         *,
-        retryable: bool,
-        reason: str,
+        uncertain: bool,
     ) -> Decision:
+        assert verdict.code is not None and verdict.reason is not None
+        code, reason = verdict.code, verdict.reason
+        # Retries ran out: the same command may succeed when replayed.
+        retryable = code is ErrorCode.RETRIES_EXHAUSTED
         error = ErrorInfo(
             code=code, message=str(exc), api_errors=list(exc.api_errors), retryable=retryable
         )
         event = make_event(CommandFailed, **self._common(env, command), error=error)
         body = encode_event(event)
-        self._store.complete(command.idempotency_key, self._config.owner, False, body)
+        if not self._complete(command, False, body, uncertain):
+            return self._lease_lost(command)
         return Decision(
             type(command).__name__,
             "failed",
@@ -285,34 +336,21 @@ class Executor:
         )
 
     def _retry_or_give_up(
-        self, env: Envelope, command: Command, exc: ProvisioningError
+        self, env: Envelope, command: Command, exc: ProvisioningError, *, uncertain: bool
     ) -> Decision:
         retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
         delay = next_delay_s(env.delayed_attempts, self._config.retry_delays_s, retry_after)
+        verdict = when_retries_run_out(delay_left=delay is not None)
         if delay is None:
-            return self._failed(
-                env,
-                command,
-                exc,
-                ErrorCode.RETRIES_EXHAUSTED,
-                retryable=True,
-                reason="retries_exhausted",
-            )
-        self._store.release(command.idempotency_key, self._config.owner)
+            return self._failed(env, command, exc, verdict, uncertain=uncertain)
+        self._store.release(command.idempotency_key, self._config.owner, uncertain)
         self._count("delayed_retry", type(command).__name__)
-        return Decision(
-            type(command).__name__,
-            "retry",
-            retry_in_s=delay,
-            error_code=exc.code.value,
-            last_error=str(exc),
-        )
+        return Decision(type(command).__name__, "retry", retry_in_s=delay, last_error=str(exc))
 
-    def _rejected_conflict(self, env: Envelope, command: Command) -> Decision:
+    def _rejected_conflict(self, env: Envelope, command: Command, verdict: Verdict) -> Decision:
+        assert verdict.code is not None and verdict.reason is not None
         message = "idempotency_key was already used for a different command payload"
-        return self._rejected(
-            env, command, ErrorCode.IDEMPOTENCY_CONFLICT, message, "idempotency_conflict"
-        )
+        return self._rejected(env, command, verdict.code, message, verdict.reason)
 
     def _rejected(
         self, env: Envelope, command: Command, code: ErrorCode, message: str, reason: str
@@ -346,13 +384,17 @@ class Executor:
             "rejected",
             encode_event(event),
             routing_key_for(invalid.command_type, "rejected"),
-            dead_letter=DeadLetter("rejected", ErrorCode.INVALID_COMMAND.value, str(invalid)),
+            dead_letter=DeadLetter(REASON_REJECTED, ErrorCode.INVALID_COMMAND.value, str(invalid)),
             error_code=ErrorCode.INVALID_COMMAND.value,
         )
 
     def _count(self, what: str, command_type: str) -> None:
         if self._metrics is not None:
             getattr(self._metrics, what)(command_type)
+
+
+def _hmac(key: bytes, command: Command) -> str:
+    return hmac.new(key, fingerprint_material(command), hashlib.sha256).hexdigest()
 
 
 def routing_key_for(command_type: str | None, outcome: str) -> str:

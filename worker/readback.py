@@ -1,13 +1,15 @@
-"""Resolving ambiguous outcomes: did the API apply a call whose answer we never got?
+"""Resolving uncertain outcomes: did the API apply a call whose answer told us nothing?
 
-A read timeout or a reset after the request was sent leaves the effect unknown. Calls that
-are naturally idempotent (enable, disable, profile set, activate, set a password ...) are
-simply sent again. The others are resolved here, before they are sent again:
+An ambiguous answer (``worker.outcomes`` says which) or a crash mid-call leaves the effect
+unknown. These functions only read, never write:
 
-- ``check_applied`` reads the API's state and says whether the effect is already there;
-- ``tolerate_after_ambiguity`` turns the error a repeated call gets when its first copy DID
-  apply (``already_exists`` after a create, ``not_found`` after a delete) into the success
-  it really is.
+- ``is_applied`` reads the API's state and says whether the effect is already there, before
+  the call is sent again;
+- ``collision_is_ours`` says whether the refusal a repeated call met (``already_exists``
+  after a create, ``not_found`` after a delete) is our own earlier attempt's effect. It is
+  asked only after this key's own uncertain attempt; a read-back confirms it where the API
+  can be read (a customer with our username AND our email), and for credentials, which the
+  API cannot list, the refusal itself names our credential.
 """
 
 from __future__ import annotations
@@ -16,18 +18,15 @@ from collections.abc import Callable
 from typing import Any
 
 from contracts.commands import (
-    AddCredential,
-    ChangeCredentialPassword,
     ChangeEmail,
     ChangeUsername,
     Command,
     CreateCustomer,
-    DeleteCredential,
     DeleteCustomer,
 )
-from contracts.events import ErrorCode
 from worker.errors import PermanentError
 from worker.observability import traced
+from worker.outcomes import COLLISIONS
 
 Client = Any  # worker.api.ResellerClient; kept loose so this module stays easy to test
 
@@ -64,42 +63,22 @@ _CHECKS: dict[type, Callable[[Client, Any], bool]] = {
 }
 
 
-def needs_resolution(command: Command) -> bool:
-    """True for calls that must not be blindly repeated after an ambiguous outcome."""
-    return type(command) in _CHECKS or type(command) in (AddCredential, DeleteCredential)
-
-
-def has_check(command: Command) -> bool:
+def has_read_back(command: Command) -> bool:
     """True when the API's state can be read to tell whether the command is applied."""
     return type(command) in _CHECKS
 
 
 @traced.internal("read-back")
-def check_applied(client: Client, command: Command) -> bool:
+def is_applied(client: Client, command: Command) -> bool:
     """Read back the API's state: True when the command's effect is already in place."""
     check = _CHECKS.get(type(command))
     return bool(check and check(client, command))
 
 
-def tolerate_after_ambiguity(client: Client, command: Command, error: PermanentError) -> bool:
-    """After an ambiguous first try, is this refusal of the repeat really a success?
-
-    Returns True when the effect is now in place (possibly after a corrective call).
-    """
-    if isinstance(command, DeleteCredential):
-        return error.code == ErrorCode.NOT_FOUND
-    if isinstance(command, DeleteCustomer):
-        return error.code == ErrorCode.CUSTOMER_NOT_FOUND
-    if isinstance(command, AddCredential) and error.code == ErrorCode.ALREADY_EXISTS:
-        # The credential exists, perhaps from our own lost first try: setting its password
-        # to ours makes the end state exactly what the command asked for.
-        client.execute(
-            ChangeCredentialPassword(
-                idempotency_key=command.idempotency_key,
-                customer=command.customer,
-                credential_name=command.credential_name,
-                new_credential_password=command.credential_password,
-            )
-        )
-        return True
-    return False
+def collision_is_ours(client: Client, command: Command, error: PermanentError) -> bool:
+    """After this key's own uncertain attempt: is the repeat's refusal our earlier effect?"""
+    if (type(command), error.code) not in COLLISIONS:
+        return False
+    if has_read_back(command):
+        return is_applied(client, command)
+    return True  # a credential: the API names ours in the refusal, and cannot be read

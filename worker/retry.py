@@ -13,14 +13,16 @@ from typing import Any
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
 from tenacity.stop import stop_base
 
-from worker.errors import AmbiguousError, TransientError
+from contracts import Command
+from worker.errors import TransientError
+from worker.outcomes import retries_now
 
 BACKOFF_MULTIPLIER_S = 0.1
 BACKOFF_MAX_S = 2.0
@@ -58,11 +60,15 @@ class _StopWhenRetryAfterExceeds(stop_base):
 
 
 def immediate_retrying(
-    attempts: int, budget_s: float, on_retry: Callable[[RetryCallState], Any] | None = None
+    attempts: int,
+    budget_s: float,
+    on_retry: Callable[[RetryCallState], Any] | None = None,
+    command: Command | None = None,
 ) -> Retrying:
-    """A tenacity controller for one command's immediate retries (re-raises the last error)."""
+    """A tenacity controller for one command's immediate retries (re-raises the last error);
+    which errors it retries is the outcome policy's answer for ``command``."""
     return Retrying(
-        retry=retry_if_exception_type((TransientError, AmbiguousError)),
+        retry=retry_if_exception(lambda error: retries_now(error, command)),
         stop=(
             stop_after_attempt(max(1, attempts))
             | stop_after_delay(budget_s)

@@ -33,7 +33,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from worker.config import Settings
+from worker.config import Settings, drain_bound_s
 from worker.exit_codes import EXIT_ERROR
 from worker.observability.children import Children
 from worker.observability.http import ObservabilityServer
@@ -42,7 +42,7 @@ from worker.process import run_one_process
 log = logging.getLogger(__name__)
 
 SUPERVISE_POLL_S = 0.1
-STOP_MARGIN_S = 10.0  # beyond drain_timeout_s before a child that has not exited is killed
+STOP_MARGIN_S = 10.0  # beyond the drain bound before a child that has not exited is killed
 CLEAN_STOP_CODES = (0, -signal.SIGTERM)  # a child stopped before its handlers were installed
 
 
@@ -132,7 +132,7 @@ class Supervisor:
         for process in self._processes:
             if process.exitcode is None and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + self._settings.drain_timeout_s + STOP_MARGIN_S
+        deadline = time.monotonic() + drain_bound_s(self._settings) + STOP_MARGIN_S
         for index, process in enumerate(self._processes):
             process.join(max(0.0, deadline - time.monotonic()))
             if process.exitcode is None:

@@ -70,7 +70,6 @@ def test_documented_error_bodies_are_permanent_with_their_code(
     with pytest.raises(PermanentError) as caught:
         classify(status, body)
     assert caught.value.code is code
-    assert not caught.value.retryable
     assert LABEL in str(caught.value)
 
 
@@ -111,8 +110,8 @@ def test_a_200_user_not_found_is_customer_not_found() -> None:
 
 
 def test_a_4xx_with_a_success_body_is_not_trusted_as_success() -> None:
-    # Given a status that contradicts a success body; Then it is transient, not a success
-    with pytest.raises(TransientError):
+    # Given a status that contradicts a success body; Then it is ambiguous, not a success
+    with pytest.raises(AmbiguousError):
         classify(400, {"message": "success"})
 
 
@@ -120,12 +119,12 @@ def test_a_4xx_with_a_success_body_is_not_trusted_as_success() -> None:
 @pytest.mark.parametrize(
     "body", [b"<html>bad gateway</html>", b"", errors("Username already exists")]
 )
-def test_5xx_is_transient_whatever_the_body(status: int, body: Any) -> None:
+def test_5xx_is_ambiguous_whatever_the_body(status: int, body: Any) -> None:
     # Given a server error, even one with a documented error body
-    # When classified; Then it is transient (the status of a 5xx outranks its body)
-    with pytest.raises(TransientError) as caught:
+    # When classified; Then it is ambiguous (a gateway may stand in front of an API that
+    # applied the call; the status of a 5xx outranks its body)
+    with pytest.raises(AmbiguousError) as caught:
         classify(status, body)
-    assert caught.value.retryable
     assert str(status) in str(caught.value)
 
 
@@ -145,9 +144,10 @@ def test_5xx_is_transient_whatever_the_body(status: int, body: Any) -> None:
         (302, b""),
     ],
 )
-def test_bodies_that_are_not_the_documented_json_are_transient(status: int, body: Any) -> None:
-    # Given a body outside the vocabulary; When classified; Then it is transient
-    with pytest.raises(TransientError) as caught:
+def test_bodies_that_are_not_the_documented_json_are_ambiguous(status: int, body: Any) -> None:
+    # Given a body outside the vocabulary; When classified
+    # Then it is ambiguous: it does not prove that nothing was applied
+    with pytest.raises(AmbiguousError) as caught:
         classify(status, body)
     assert "not the documented JSON" in str(caught.value)
 
@@ -268,8 +268,8 @@ def test_settings_are_a_str_dict() -> None:
         (Payload.SETTINGS, {"settings": {"nested": {"x": 1}}}),
     ],
 )
-def test_a_success_payload_of_the_wrong_shape_is_transient(payload: Payload, body: Any) -> None:
-    with pytest.raises(TransientError):
+def test_a_success_payload_of_the_wrong_shape_is_ambiguous(payload: Payload, body: Any) -> None:
+    with pytest.raises(AmbiguousError):
         classify(200, body, payload)
 
 

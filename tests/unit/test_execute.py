@@ -208,9 +208,10 @@ def test_redelivery_after_a_recorded_failure_publishes_that_failure_again(
     assert again.outcome == "failed" and again.event == first.event
     assert again.dead_letter == first.dead_letter
     assert client.calls == []
-    # And a fresh delivery (an operator's replay) still runs it again
+    # And a fresh delivery (an operator's replay) still runs it again, without a read-back:
+    # every earlier attempt was refused before anything was applied
     replayed = executor(client, store).process(envelope(CREATE))
-    assert replayed.outcome == "succeeded" and client.calls == ["read-back", "CreateCustomer"]
+    assert replayed.outcome == "succeeded" and client.calls == ["CreateCustomer"]
 
 
 def test_ambiguous_create_is_resolved_by_reading_back(store: IdempotencyStore) -> None:
@@ -231,10 +232,13 @@ def test_ambiguous_create_of_someone_elses_customer_is_not_success(
     client = ScriptedClient(AmbiguousError("read timeout"), exists, customers=[theirs])
     decision = executor(client, store).process(envelope(CREATE))
     assert decision.outcome == "failed"
-    assert client.calls == ["CreateCustomer", "read-back", "CreateCustomer"]
+    # (the collision is read back once more: it is not ours)
+    assert client.calls == ["CreateCustomer", "read-back", "CreateCustomer", "read-back"]
 
 
-def test_ambiguous_add_credential_that_exists_sets_our_password(store: IdempotencyStore) -> None:
+def test_ambiguous_add_credential_that_exists_is_ours_without_an_edit(
+    store: IdempotencyStore,
+) -> None:
     command = {
         "type": "AddCredential",
         "idempotency_key": "kc",
@@ -245,8 +249,10 @@ def test_ambiguous_add_credential_that_exists_sets_our_password(store: Idempoten
     exists = PermanentError(ErrorCode.ALREADY_EXISTS, "Credential already exists")
     client = ScriptedClient(AmbiguousError("reset"), exists, None)
     decision = executor(client, store).process(envelope(command))
+    # Then the collision after our own lost answer is our credential: success, and its
+    # password is not touched
     assert decision.outcome == "succeeded"
-    assert client.calls == ["AddCredential", "AddCredential", "ChangeCredentialPassword"]
+    assert client.calls == ["AddCredential", "AddCredential"]
     assert isinstance(decode_command(json.dumps(command).encode()), AddCredential)
 
 
@@ -262,17 +268,17 @@ ADD_CREDENTIAL = {
 def test_an_unresolved_ambiguous_add_keeps_resolving_in_place_instead_of_a_delay_tier(
     store: IdempotencyStore,
 ) -> None:
-    # Given an add whose answer was lost, and whose repeats then meet three 503s: more
+    # Given an add whose answer was lost, and whose repeats then meet three 429s: more
     # than the immediate retries allow
     exists = PermanentError(ErrorCode.ALREADY_EXISTS, "Credential already exists")
-    busy = TransientError("503")
+    busy = TransientError("429")
     client = ScriptedClient(AmbiguousError("reset"), busy, busy, busy, exists, None)
     # When it is processed
     decision = executor(client, store).process(envelope(ADD_CREDENTIAL))
     # Then it was resolved on the pool thread (so the customer's later DeleteCredential
     # could not run in between and be undone by a second add): one success, no delay tier
     assert decision.outcome == "succeeded"
-    assert client.calls == ["AddCredential"] * 5 + ["ChangeCredentialPassword"]
+    assert client.calls == ["AddCredential"] * 5
 
 
 def test_an_ambiguous_add_still_unresolved_after_the_resolve_budget_goes_to_a_delay_tier(
@@ -346,5 +352,5 @@ def test_a_fresh_publish_of_a_failed_key_runs_again(store: IdempotencyStore) -> 
     assert executor(failing, store).process(envelope(CREATE)).outcome == "failed"
     client = ScriptedClient(None)
     assert executor(client, store).process(envelope(CREATE)).outcome == "succeeded"
-    # a second execution reads back first: the first may have applied before failing
-    assert client.calls == ["read-back", "CreateCustomer"]
+    # no read-back: a clean refusal proved nothing was applied
+    assert client.calls == ["CreateCustomer"]

@@ -1,9 +1,12 @@
 """Every response or exception of a reseller API call -> exactly one outcome, in one place.
 
 The vocabulary is the table at the end of docs/architecture.md: the body decides first, the
-status second. 5xx and 429 are transient whatever they carry; a body that is not the documented
-JSON is transient (a proxy's error page, a half-deployed API); an answer that never came back
-after the request was sent is ambiguous, because the API may have applied it.
+status second. Only an answer that proves nothing was applied is permanent (the documented error
+body) or transient (429, a request that never left). Everything else that is not the documented
+success is ambiguous, because the API may have applied the call: a 5xx (a gateway in front of an
+API that did the work), a body that is not the documented JSON (a proxy's page, a half-deployed
+API, a garbled 2xx), an answer that never came back after the request was sent. What each class
+then means for a command is decided in ``worker/outcomes.py``.
 
 Messages are built from the call label, the status and the API's own error strings only: never
 from the request, the URL or the text of an HTTP-layer exception.
@@ -51,7 +54,7 @@ def classify_response(
 ) -> Result:
     """The typed result of a response, or raise the one error it means."""
     if status >= 500:
-        raise TransientError(f"{label}: server error (HTTP {status})")
+        raise AmbiguousError(f"{label}: server error (HTTP {status})")
     if status == 429:
         retry_after_s = parse_retry_after(headers.get("Retry-After"))
         raise TransientError(
@@ -184,8 +187,8 @@ def _is_str_list(value: Any) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def _unexpected(label: str, status: int) -> TransientError:
-    return TransientError(f"{label}: response is not the documented JSON (HTTP {status})")
+def _unexpected(label: str, status: int) -> AmbiguousError:
+    return AmbiguousError(f"{label}: response is not the documented JSON (HTTP {status})")
 
 
 class _Unexpected:

@@ -7,7 +7,7 @@ transaction under an advisory lock. Statements are prepared on first use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -15,7 +15,14 @@ import psycopg
 
 from worker.store import schema
 from worker.store.connections import PerThreadConnections
-from worker.store.records import Claim, ClaimStatus, Clock, StoredRecord, StoreError
+from worker.store.records import (
+    Claim,
+    ClaimStatus,
+    Clock,
+    FingerprintKeys,
+    StoredRecord,
+    StoreError,
+)
 
 T = TypeVar("T")
 
@@ -29,12 +36,16 @@ _COMPLETE = schema.to_pyformat(schema.COMPLETE)
 _RELEASE = schema.to_pyformat(schema.RELEASE)
 _HEARTBEAT = schema.to_pyformat(schema.HEARTBEAT)
 _FORGET_WORKER = schema.to_pyformat(schema.FORGET_WORKER)
-_PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS)
+_PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS_SKIP_LOCKED)
 _PURGE_WORKERS = schema.to_pyformat(schema.PURGE_WORKERS)
 _GET = schema.to_pyformat(schema.GET)
 _LOCK_CUSTOMER = schema.to_pyformat(schema.LOCK_CUSTOMER)
 _UNLOCK_CUSTOMER = schema.to_pyformat(schema.UNLOCK_CUSTOMER)
 _PURGE_CUSTOMER_LEASES = schema.to_pyformat(schema.PURGE_CUSTOMER_LEASES)
+_RENEW_LEASE = schema.to_pyformat(schema.RENEW_LEASE)
+_RENEW_CUSTOMER = schema.to_pyformat(schema.RENEW_CUSTOMER)
+_MARK_LEGACY_FINGERPRINTS = schema.to_pyformat(schema.MARK_LEGACY_FINGERPRINTS)
+_ADD_FINGERPRINT_KEY = schema.to_pyformat(schema.ADD_FINGERPRINT_KEY)
 
 Connection = psycopg.Connection[Any]
 
@@ -67,7 +78,7 @@ class PostgresStore:
         self._clock = clock
         self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         try:
-            self._create_schema(self._threads.get())
+            self._fingerprint_keys = self._create_schema(self._threads.get())
         except psycopg.Error as exc:
             self.close()
             raise self._error("cannot create the schema in", exc) from None
@@ -101,11 +112,24 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error("failed using", exc) from exc
 
-    def _create_schema(self, conn: Connection) -> None:
+    def _create_schema(self, conn: Connection) -> FingerprintKeys:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,), prepare=False)
             for statement in schema.create_schema_sql(real="DOUBLE PRECISION", blob="BYTEA"):
                 conn.execute(statement, prepare=False)
+            for table, column, definition in schema.ADDED_COLUMNS:
+                conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}",
+                    prepare=False,
+                )
+            params = schema.fingerprint_key_params()
+            conn.execute(_MARK_LEGACY_FINGERPRINTS, params, prepare=False)
+            conn.execute(_ADD_FINGERPRINT_KEY, params, prepare=False)
+            rows = conn.execute(schema.READ_META, prepare=False).fetchall()
+        return schema.fingerprint_keys(rows)
+
+    def fingerprint_keys(self) -> FingerprintKeys:
+        return self._fingerprint_keys
 
     # -- the store ---------------------------------------------------------------------
 
@@ -117,9 +141,17 @@ class PostgresStore:
         lease_ttl_s: float,
         dead_after_s: float,
         customer: str | None = None,
+        legacy_fingerprint: str | None = None,
     ) -> Claim:
         params = schema.claim_params(
-            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock(), customer
+            key,
+            fingerprint,
+            owner,
+            lease_ttl_s,
+            dead_after_s,
+            self._clock(),
+            customer,
+            legacy_fingerprint,
         )
 
         def decide(conn: Connection) -> Claim:
@@ -138,14 +170,31 @@ class PostgresStore:
 
         return self._run(decide)
 
-    def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
-        state = "succeeded" if succeeded else "failed"
-        params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
+    def complete(
+        self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
+    ) -> bool:
+        params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
         return self._run(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
 
-    def release(self, key: str, owner: str) -> bool:
-        params = {"key": key, "owner": owner, "now": self._clock()}
+    def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
+        params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
         return self._run(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
+
+    def renew_leases(
+        self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
+    ) -> None:
+        leases, customer_leases = schema.renew_params(
+            owner, keys, customers, self._clock() + lease_ttl_s
+        )
+
+        def renew(conn: Connection) -> None:
+            with conn.cursor() as cursor:
+                if leases:
+                    cursor.executemany(_RENEW_LEASE, leases)
+                if customer_leases:
+                    cursor.executemany(_RENEW_CUSTOMER, customer_leases)
+
+        self._run(renew)
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
@@ -158,12 +207,14 @@ class PostgresStore:
     def forget_worker(self, owner: str) -> None:
         self._run(lambda conn: conn.execute(_FORGET_WORKER, {"owner": owner}))
 
-    def purge_expired(self, retention_s: float) -> int:
+    def purge_expired(
+        self, retention_s: float, max_rows: int = schema.PURGE_MAX_ROWS_PER_RUN
+    ) -> int:
         params = {"cutoff": self._clock() - retention_s, "batch": schema.PURGE_BATCH_ROWS}
 
         def purge(conn: Connection) -> int:
             deleted = 0
-            while True:
+            while deleted < max_rows:
                 batch = conn.execute(_PURGE_RECORDS, params).rowcount
                 deleted += batch
                 if batch < schema.PURGE_BATCH_ROWS:

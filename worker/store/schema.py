@@ -8,18 +8,32 @@ both backends behave identically under a test clock.
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Collection
 from typing import Any
 
-from worker.store.records import Claim, ClaimStatus, RecordState, StoredRecord
+from worker.store.records import Claim, ClaimStatus, FingerprintKeys, RecordState, StoredRecord
 
-# Rows deleted per purge statement, so a large purge never holds the write lock for long.
+# Rows deleted per purge statement, so a large purge never holds the write lock for long,
+# and per purge run, so one run ends in bounded time (the next one continues).
 PURGE_BATCH_ROWS = 1000
+PURGE_MAX_ROWS_PER_RUN = 20_000
+# Bytes of the random HMAC key created once in a new store for the commands' fingerprints.
+FINGERPRINT_KEY_BYTES = 32
 # How often claim re-tries when a record changes between its upsert and its read-back.
 CLAIM_ROUNDS = 3
 
 RECORDS = "idempotency_records"
 WORKERS = "idempotency_workers"
 CUSTOMER_LEASES = "customer_leases"
+META = "store_meta"
+FINGERPRINT_KEY = "fingerprint_key"
+# Set when the fingerprint key was created in a store that already held records: those were
+# fingerprinted with the API key (before the key lived in the store) and still verify with it.
+LEGACY_FINGERPRINTS = "legacy_fingerprints"
+
+# Columns added after the first release: (table, column, definition), added when missing.
+ADDED_COLUMNS = ((RECORDS, "uncertain", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 def create_schema_sql(real: str, blob: str) -> list[str]:
@@ -34,6 +48,7 @@ def create_schema_sql(real: str, blob: str) -> list[str]:
             lease_expires_at {real},
             attempts INTEGER NOT NULL,
             after_crash INTEGER NOT NULL DEFAULT 0,
+            uncertain INTEGER NOT NULL DEFAULT 0,
             event {blob},
             created_at {real} NOT NULL,
             updated_at {real} NOT NULL
@@ -49,7 +64,27 @@ def create_schema_sql(real: str, blob: str) -> list[str]:
             owner TEXT NOT NULL,
             expires_at {real} NOT NULL
         )""",
+        f"""CREATE TABLE IF NOT EXISTS {META} (
+            name TEXT PRIMARY KEY,
+            value {blob} NOT NULL
+        )""",
     ]
+
+
+# Run after the DDL, in the same transaction: the legacy mark first (it looks at whether the
+# key exists yet), then the key itself, created once and never replaced.
+MARK_LEGACY_FINGERPRINTS = """
+INSERT INTO store_meta (name, value)
+SELECT 'legacy_fingerprints', :flag
+WHERE EXISTS (SELECT 1 FROM idempotency_records)
+  AND NOT EXISTS (SELECT 1 FROM store_meta WHERE name = 'fingerprint_key')
+ON CONFLICT (name) DO NOTHING"""
+
+ADD_FINGERPRINT_KEY = """
+INSERT INTO store_meta (name, value) VALUES ('fingerprint_key', :key)
+ON CONFLICT (name) DO NOTHING"""
+
+READ_META = "SELECT name, value FROM store_meta"
 
 
 # A running record may be taken when its lease expired, or when it is held by another
@@ -64,24 +99,30 @@ _TAKEABLE = """(
               AND w.last_seen_at >= :dead_cutoff)))))"""
 
 # One statement creates a new record or takes over a claimable one; it returns no row when
-# the key is in conflict, finished or busy, which READ_CLAIM then tells apart.
+# the key is in conflict, finished or busy, which READ_CLAIM then tells apart. Taking over a
+# running record (its holder died or lost the lease mid-call) marks the key uncertain for
+# good: that attempt may have applied the call unseen. A record fingerprinted with the
+# legacy key is re-fingerprinted with the store's key when it is taken.
 CLAIM = (
     """
 INSERT INTO idempotency_records (key, fingerprint, state, lease_owner, lease_expires_at, attempts,
-                       after_crash, event, created_at, updated_at)
-VALUES (:key, :fingerprint, 'running', :owner, :lease_expires_at, 1, 0, NULL, :now, :now)
+                       after_crash, uncertain, event, created_at, updated_at)
+VALUES (:key, :fingerprint, 'running', :owner, :lease_expires_at, 1, 0, 0, NULL, :now, :now)
 ON CONFLICT (key) DO UPDATE SET
+    fingerprint = excluded.fingerprint,
     state = 'running',
     lease_owner = excluded.lease_owner,
     lease_expires_at = excluded.lease_expires_at,
     attempts = idempotency_records.attempts + 1,
     after_crash = CASE WHEN idempotency_records.state = 'running' THEN 1 ELSE 0 END,
+    uncertain = CASE WHEN idempotency_records.state = 'running' THEN 1
+                     ELSE idempotency_records.uncertain END,
     event = NULL,
     updated_at = excluded.updated_at
-WHERE idempotency_records.fingerprint = excluded.fingerprint AND """
+WHERE idempotency_records.fingerprint IN (excluded.fingerprint, :legacy_fingerprint) AND """
     + _TAKEABLE
     + """
-RETURNING attempts, after_crash"""
+RETURNING attempts, after_crash, uncertain"""
 )
 
 READ_CLAIM = """
@@ -92,14 +133,18 @@ WHERE r.key = :key"""
 
 # Repeating a completion that already landed (same owner, state and event) reports success,
 # so a call retried after a lost connection gives the right answer.
+# ``uncertain`` is only ever raised: once an attempt may have applied the call unseen, every
+# later execution of the key must resolve before it repeats it.
 COMPLETE = """
 UPDATE idempotency_records SET state = :state, event = :event, lease_expires_at = NULL,
+                     uncertain = CASE WHEN :uncertain = 1 THEN 1 ELSE uncertain END,
                      updated_at = :now
 WHERE key = :key AND lease_owner = :owner
   AND (state = 'running' OR (state = :state AND event = :event))"""
 
 RELEASE = """
 UPDATE idempotency_records SET state = 'released', event = NULL, lease_expires_at = NULL,
+                     uncertain = CASE WHEN :uncertain = 1 THEN 1 ELSE uncertain END,
                      updated_at = :now
 WHERE key = :key AND lease_owner = :owner AND state IN ('running', 'released')"""
 
@@ -116,6 +161,15 @@ WHERE customer_leases.owner = excluded.owner
        WHERE w.owner = customer_leases.owner AND w.last_seen_at >= :dead_cutoff)
 RETURNING owner"""
 
+# Leases of calls still in flight, pushed forward by the holder's liveness thread.
+RENEW_LEASE = """
+UPDATE idempotency_records SET lease_expires_at = :lease_expires_at
+WHERE key = :key AND lease_owner = :owner AND state = 'running'"""
+
+RENEW_CUSTOMER = """
+UPDATE customer_leases SET expires_at = :lease_expires_at
+WHERE customer = :customer AND owner = :owner"""
+
 UNLOCK_CUSTOMER = "DELETE FROM customer_leases WHERE customer = :customer AND owner = :owner"
 
 PURGE_CUSTOMER_LEASES = "DELETE FROM customer_leases WHERE expires_at < :cutoff"
@@ -127,19 +181,26 @@ ON CONFLICT (owner) DO UPDATE SET last_seen_at = excluded.last_seen_at"""
 FORGET_WORKER = "DELETE FROM idempotency_workers WHERE owner = :owner"
 
 # Finished records older than the cutoff, and running ones whose lease ran out before it;
-# a running record with a live lease is never touched.
+# a running record with a live lease is never touched. The predicate stands on the DELETE
+# itself too: PostgreSQL re-checks that one on a row it had to wait for (one re-claimed
+# meanwhile survives), and its variant skips rows another transaction holds.
 PURGE_RECORDS = """
-DELETE FROM idempotency_records WHERE key IN (
+DELETE FROM idempotency_records
+WHERE ((state IN ('succeeded', 'failed', 'released') AND updated_at < :cutoff)
+       OR (state = 'running' AND lease_expires_at < :cutoff))
+  AND key IN (
     SELECT key FROM idempotency_records
     WHERE (state IN ('succeeded', 'failed', 'released') AND updated_at < :cutoff)
        OR (state = 'running' AND lease_expires_at < :cutoff)
     LIMIT :batch)"""
+# PostgreSQL: rows locked by a claim in progress are left for the next purge.
+PURGE_RECORDS_SKIP_LOCKED = PURGE_RECORDS.removesuffix(")") + " FOR UPDATE SKIP LOCKED)"
 
 PURGE_WORKERS = "DELETE FROM idempotency_workers WHERE last_seen_at < :cutoff"
 
 GET = """
-SELECT key, fingerprint, state, lease_owner, lease_expires_at, attempts, after_crash, event,
-       created_at, updated_at
+SELECT key, fingerprint, state, lease_owner, lease_expires_at, attempts, after_crash, uncertain,
+       event, created_at, updated_at
 FROM idempotency_records WHERE key = :key"""
 
 
@@ -156,12 +217,14 @@ def claim_params(
     dead_after_s: float,
     now: float,
     customer: str | None = None,
+    legacy_fingerprint: str | None = None,
 ) -> dict[str, Any]:
     """The parameters of CLAIM, READ_CLAIM and LOCK_CUSTOMER: the key's lease and the
     customer's run to the same time."""
     return {
         "key": key,
         "fingerprint": fingerprint,
+        "legacy_fingerprint": legacy_fingerprint or fingerprint,
         "customer": customer or "",
         "owner": owner,
         "now": now,
@@ -170,11 +233,36 @@ def claim_params(
     }
 
 
+def complete_params(
+    key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool, now: float
+) -> dict[str, Any]:
+    state = RecordState.SUCCEEDED if succeeded else RecordState.FAILED
+    return {
+        "key": key,
+        "owner": owner,
+        "state": state.value,
+        "event": event,
+        "uncertain": int(uncertain),
+        "now": now,
+    }
+
+
+def renew_params(
+    owner: str, keys: Collection[str], customers: Collection[str], expires_at: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of RENEW_LEASE and RENEW_CUSTOMER."""
+    leases = [{"key": k, "owner": owner, "lease_expires_at": expires_at} for k in keys]
+    customer_leases = [
+        {"customer": c, "owner": owner, "lease_expires_at": expires_at} for c in customers
+    ]
+    return leases, customer_leases
+
+
 def acquired(row: tuple[Any, ...]) -> Claim:
-    """The claim for a row returned by CLAIM: (attempts, after_crash)."""
-    attempts, after_crash = row
+    """The claim for a row returned by CLAIM: (attempts, after_crash, uncertain)."""
+    attempts, after_crash, uncertain = row
     status = ClaimStatus.ACQUIRED_AFTER_CRASH if after_crash else ClaimStatus.ACQUIRED
-    return Claim(status, int(attempts))
+    return Claim(status, int(attempts), uncertain=bool(uncertain))
 
 
 def refused(row: tuple[Any, ...] | None, params: dict[str, Any]) -> Claim | None:
@@ -183,7 +271,7 @@ def refused(row: tuple[Any, ...] | None, params: dict[str, Any]) -> Claim | None
     if row is None:
         return None
     fingerprint, state, lease_owner, lease_expires_at, attempts, event, seen_at = row
-    if fingerprint != params["fingerprint"]:
+    if fingerprint not in (params["fingerprint"], params["legacy_fingerprint"]):
         return Claim(ClaimStatus.CONFLICT, int(attempts))
     if state == RecordState.SUCCEEDED:
         return Claim(ClaimStatus.SUCCEEDED, int(attempts), bytes(event))
@@ -195,7 +283,8 @@ def refused(row: tuple[Any, ...] | None, params: dict[str, Any]) -> Claim | None
 
 
 def stored_record(row: tuple[Any, ...]) -> StoredRecord:
-    key, fingerprint, state, owner, expires, attempts, after_crash, event, created, updated = row
+    key, fingerprint, state, owner, expires, attempts, after_crash, uncertain = row[:8]
+    event, created, updated = row[8:]
     return StoredRecord(
         key=key,
         fingerprint=fingerprint,
@@ -204,7 +293,20 @@ def stored_record(row: tuple[Any, ...]) -> StoredRecord:
         lease_expires_at=expires,
         attempts=int(attempts),
         after_crash=bool(after_crash),
+        uncertain=bool(uncertain),
         event=None if event is None else bytes(event),
         created_at=float(created),
         updated_at=float(updated),
     )
+
+
+def fingerprint_keys(rows: list[tuple[Any, Any]]) -> FingerprintKeys:
+    """The store's fingerprint keys, from READ_META's rows."""
+    meta = {str(name): bytes(value) for name, value in rows}
+    return FingerprintKeys(meta[FINGERPRINT_KEY], legacy=LEGACY_FINGERPRINTS in meta)
+
+
+def fingerprint_key_params() -> dict[str, Any]:
+    """Parameters of MARK_LEGACY_FINGERPRINTS and ADD_FINGERPRINT_KEY (a fresh random key,
+    kept only by the first process to create it)."""
+    return {"flag": b"1", "key": secrets.token_bytes(FINGERPRINT_KEY_BYTES)}

@@ -9,14 +9,21 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 from worker.store import schema
 from worker.store.connections import PerThreadConnections
 from worker.store.group_commit import GroupCommitter
-from worker.store.records import Claim, ClaimStatus, Clock, StoredRecord, StoreError
+from worker.store.records import (
+    Claim,
+    ClaimStatus,
+    Clock,
+    FingerprintKeys,
+    StoredRecord,
+    StoreError,
+)
 
 T = TypeVar("T")
 
@@ -48,9 +55,10 @@ class SqliteStore:
         self._memory: sqlite3.Connection | None = None
         self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
         self._closed = False
+        self._fingerprint_keys = FingerprintKeys(b"")
         try:
             with self._connection() as conn:
-                self._create_schema(conn)
+                self._fingerprint_keys = self._create_schema(conn)
             self._start_writer()
         except StoreError as exc:
             self.close()
@@ -110,12 +118,23 @@ class SqliteStore:
         with self._connection() as conn:
             return _in_transaction(conn, work)
 
-    def _create_schema(self, conn: sqlite3.Connection) -> None:
-        def create(conn: sqlite3.Connection) -> None:
+    def _create_schema(self, conn: sqlite3.Connection) -> FingerprintKeys:
+        def create(conn: sqlite3.Connection) -> FingerprintKeys:
             for statement in schema.create_schema_sql(real="REAL", blob="BLOB"):
                 conn.execute(statement)
+            for table, column, definition in schema.ADDED_COLUMNS:
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            params = schema.fingerprint_key_params()
+            conn.execute(schema.MARK_LEGACY_FINGERPRINTS, params)
+            conn.execute(schema.ADD_FINGERPRINT_KEY, params)
+            return schema.fingerprint_keys(conn.execute(schema.READ_META).fetchall())
 
-        _in_transaction(conn, create)
+        return _in_transaction(conn, create)
+
+    def fingerprint_keys(self) -> FingerprintKeys:
+        return self._fingerprint_keys
 
     # -- the store ---------------------------------------------------------------------
 
@@ -127,9 +146,17 @@ class SqliteStore:
         lease_ttl_s: float,
         dead_after_s: float,
         customer: str | None = None,
+        legacy_fingerprint: str | None = None,
     ) -> Claim:
         params = schema.claim_params(
-            key, fingerprint, owner, lease_ttl_s, dead_after_s, self._clock(), customer
+            key,
+            fingerprint,
+            owner,
+            lease_ttl_s,
+            dead_after_s,
+            self._clock(),
+            customer,
+            legacy_fingerprint,
         )
 
         def decide(conn: sqlite3.Connection) -> Claim:
@@ -147,14 +174,28 @@ class SqliteStore:
 
         return self._write(decide)
 
-    def complete(self, key: str, owner: str, succeeded: bool, event: bytes) -> bool:
-        state = "succeeded" if succeeded else "failed"
-        params = {"key": key, "owner": owner, "state": state, "event": event, "now": self._clock()}
+    def complete(
+        self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
+    ) -> bool:
+        params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
         return self._write(lambda conn: conn.execute(schema.COMPLETE, params).rowcount == 1)
 
-    def release(self, key: str, owner: str) -> bool:
-        params = {"key": key, "owner": owner, "now": self._clock()}
+    def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
+        params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
         return self._write(lambda conn: conn.execute(schema.RELEASE, params).rowcount == 1)
+
+    def renew_leases(
+        self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
+    ) -> None:
+        leases, customer_leases = schema.renew_params(
+            owner, keys, customers, self._clock() + lease_ttl_s
+        )
+
+        def renew(conn: sqlite3.Connection) -> None:
+            conn.executemany(schema.RENEW_LEASE, leases)
+            conn.executemany(schema.RENEW_CUSTOMER, customer_leases)
+
+        self._write(renew)
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
@@ -175,11 +216,13 @@ class SqliteStore:
         with self._connection() as conn:
             conn.execute(schema.FORGET_WORKER, {"owner": owner})
 
-    def purge_expired(self, retention_s: float) -> int:
+    def purge_expired(
+        self, retention_s: float, max_rows: int = schema.PURGE_MAX_ROWS_PER_RUN
+    ) -> int:
         params = {"cutoff": self._clock() - retention_s, "batch": schema.PURGE_BATCH_ROWS}
         deleted = 0
         with self._connection() as conn:
-            while True:
+            while deleted < max_rows:
                 batch = conn.execute(schema.PURGE_RECORDS, params).rowcount
                 deleted += batch
                 if batch < schema.PURGE_BATCH_ROWS:
