@@ -223,8 +223,9 @@ def test_without_a_traceparent_a_new_trace_starts(
 def test_a_delayed_retry_links_to_its_first_attempt(
     worker: InProcessWorker, spans: InMemorySpanExporter, sandbox: Any
 ) -> None:
-    # Given an API that answers the first create with a 503
-    sandbox.control_post("/_sandbox/faults", {"next": [{"call": "add", "fault": "5xx"}]})
+    # Given an API that rate-limits the first create (transient: a delay tier, not a read-back)
+    fault = {"next": [{"call": "add", "fault": "429"}], "retry_after_s": 0}
+    sandbox.control_post("/_sandbox/faults", fault)
     # When a traced command goes through a delay tier and then succeeds
     worker.publish(
         create_customer_body("retried", key="k-retry", password=PASSWORD),
