@@ -10,7 +10,7 @@ from typing import Any
 from worker import __version__
 from worker.api import ResellerClient
 from worker.broker.topology import Topology
-from worker.config import Settings
+from worker.config import LIVENESS_STORE_CONNECTIONS, Settings
 from worker.consumer import Consumer
 from worker.decision import Envelope, ExecutorConfig
 from worker.execute import Executor
@@ -103,7 +103,12 @@ def run_worker(
     http.start()
     if on_listening is not None:
         on_listening(http.port)
-    store = traced.traced_store(open_store(settings.store_url), settings.store_url)
+    store = open_store(
+        settings.store_url,
+        pool_size=settings.store_pool_connections,
+        pool_wait_s=settings.store_pool_wait_s,
+    )
+    store = traced.traced_store(store, settings.store_url)  # spans when tracing is on
     liveness_store = _liveness_store(settings, store)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
@@ -153,7 +158,11 @@ def _liveness_store(settings: Settings, store: IdempotencyStore) -> IdempotencyS
     where a second one would be another database."""
     if settings.store_url.endswith(":memory:"):
         return store
-    return open_store(settings.store_url)
+    return open_store(
+        settings.store_url,
+        pool_size=LIVENESS_STORE_CONNECTIONS,
+        pool_wait_s=settings.store_pool_wait_s,
+    )
 
 
 def executor_config(settings: Settings, keys: FingerprintKeys) -> ExecutorConfig:
