@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600.0
 PURGE_AGAIN_S = 60.0  # after a purge run that hit its bound: the rest soon, not in an hour
 LIVENESS_STALL_S = 60.0
+LIVENESS_CONNECTIONS = 1  # PostgreSQL: the heartbeat's own, beside the pool of the commands
 
 
 def register_secrets(settings: Settings) -> None:
