@@ -36,7 +36,7 @@ schema: $(STAMP)
 	$(BIN)/python -m contracts schema
 
 bench: $(STAMP)
-	bash scripts/services.sh
+	bash scripts/services.sh --postgres
 	$(BIN)/python -m bench.throughput
 
 soak: $(STAMP)

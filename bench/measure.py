@@ -51,6 +51,7 @@ class RunResult:
     processes: int = 1
     total_rss_mb: float = 0.0  # the peaks of every process of the consumer, added up
     steal_pct: float = 0.0  # CPU time the hypervisor gave to other guests during the run
+    store: str = "sqlite"  # or "postgresql": the idempotency store the worker used
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +104,11 @@ def cpu_s(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def worker_starter(sandbox: SandboxProcess, concurrency: int, processes: int = 1) -> StartConsumer:
-    """``provisioner run``; with several processes, ``concurrency`` is split between them."""
+def worker_starter(
+    sandbox: SandboxProcess, concurrency: int, processes: int = 1, store_url: str | None = None
+) -> StartConsumer:
+    """``provisioner run``; with several processes, ``concurrency`` is split between them.
+    The store is a fresh SQLite file unless ``store_url`` is given."""
 
     def start(broker: BenchBroker, workdir: Path) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
@@ -113,7 +117,7 @@ def worker_starter(sandbox: SandboxProcess, concurrency: int, processes: int = 1
             PROVISIONER_API_URL=sandbox.url,
             PROVISIONER_API_USER=sandbox.api_user,
             PROVISIONER_API_KEY=sandbox.api_key,
-            PROVISIONER_STORE_URL=f"sqlite:///{workdir / 'store.db'}",
+            PROVISIONER_STORE_URL=store_url or f"sqlite:///{workdir / 'store.db'}",
             PROVISIONER_PREFIX=broker.prefix,
             PROVISIONER_RETRY_DELAYS="30s",
             PROVISIONER_HTTP_PORT="0",

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pika
+import psycopg
 
 from contracts.examples import create_customer_body
 from sandbox.rigs import AMQP_URL, EventTap, SandboxProcess, declare_tap, delete_topology
 from worker.broker.topology import Topology
 
+PG_URL = os.environ.get(
+    "PROVISIONER_TEST_PG_URL",
+    "postgresql://provisioner:provisioner@127.0.0.1:5432/provisioner_test",
+)
 RETRY_DELAYS_S = (30.0,)
 DELIVERY_LIMIT = 20
 READY_LINE_RE = re.compile(r"apiv2 (\S+) distributor (\S+) control (\S+)")
@@ -34,6 +42,19 @@ def reset_sandbox(sandbox: SandboxProcess, latency_ms: float) -> None:
     """A fresh sandbox state with only ``latency_ms`` as its fault, between runs."""
     sandbox.control_post("reset")
     sandbox.control_post("faults", {"latency_ms": latency_ms})
+
+
+@contextlib.contextmanager
+def postgres_store(run_prefix: str) -> Iterator[str]:
+    """A store URL on a fresh PostgreSQL schema for one run, dropped after it."""
+    schema = f"{run_prefix}_store"
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        try:
+            separator = "&" if "?" in PG_URL else "?"
+            yield f"{PG_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+        finally:
+            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def create_customer(run_id: str, index: int) -> dict[str, Any]:

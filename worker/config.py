@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from contracts import MAX_BODY_BYTES
+from worker.store import POOL_SIZE as STORE_POOL_SIZE
+from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
 
 # Tunables, each overridable by PROVISIONER_<NAME without the unit suffix>.
 AMQP_URL = "amqp://guest:guest@localhost:5672/%2F"
@@ -26,6 +28,10 @@ API_NAMINGS = ("apiv2", "distributor")
 API_TIMEOUT_S = 30.0
 API_CONNECT_TIMEOUT_S = 5.0
 STORE_URL = "sqlite:///provisioner.db"
+MAX_STORE_POOL_SIZE = 64
+# The heartbeat and lease renewals have a store of their own, so that a busy pool never
+# delays them past WORKER_DEAD_AFTER_S.
+LIVENESS_STORE_CONNECTIONS = 1
 CONCURRENCY = 16  # API requests in flight at once, per process
 # Pool threads per API slot: a command also claims its key and records its outcome, and
 # those store round trips must not keep a slot idle.
@@ -81,6 +87,8 @@ class Settings:
     api_timeout_s: float = API_TIMEOUT_S
     api_connect_timeout_s: float = API_CONNECT_TIMEOUT_S
     store_url: str = STORE_URL
+    store_pool_size: int = STORE_POOL_SIZE
+    store_pool_wait_s: float = STORE_POOL_WAIT_S
     concurrency: int = CONCURRENCY
     threads_per_slot: int = THREADS_PER_SLOT
     processes: int = PROCESSES
@@ -118,6 +126,17 @@ class Settings:
     @property
     def pool_threads(self) -> int:
         return max(1, self.concurrency * self.threads_per_slot)
+
+    @property
+    def store_pool_connections(self) -> int:
+        """The pool's size: never more than its users (the pool threads and the purger)
+        could hold at once."""
+        return min(self.store_pool_size, self.pool_threads + 1)
+
+    @property
+    def store_connections(self) -> int:
+        """PostgreSQL connections of one process: its pool and the heartbeat's own."""
+        return self.store_pool_connections + LIVENESS_STORE_CONNECTIONS
 
     @property
     def prefetch(self) -> int:
@@ -189,12 +208,12 @@ def _convert(name: str, raw: str) -> Any:
         return raw.lower() in ("1", "true", "yes", "on")
     if isinstance(default, int):
         value = int(raw)
-        if value < 0 or (name in ("concurrency", "threads_per_slot", "processes") and value < 1):
+        if value < 0 or (name in POSITIVE_INTS and value < 1):
             raise ValueError("must be a positive whole number")
-        if name == "processes" and value > MAX_PROCESSES:
-            raise ValueError(f"at most {MAX_PROCESSES}")
         if name == "max_body_bytes" and not MIN_BODY_BYTES <= value <= MAX_BODY_BYTES_LIMIT:
             raise ValueError(f"must be from {MIN_BODY_BYTES} to {MAX_BODY_BYTES_LIMIT} bytes")
+        if name in MAX_INTS and value > MAX_INTS[name]:
+            raise ValueError(f"at most {MAX_INTS[name]}")
         return value
     if isinstance(default, float):
         value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)
@@ -202,6 +221,10 @@ def _convert(name: str, raw: str) -> Any:
             raise ValueError("must be positive")
         return value_f
     return raw
+
+
+POSITIVE_INTS = frozenset({"concurrency", "threads_per_slot", "processes", "store_pool_size"})
+MAX_INTS = {"processes": MAX_PROCESSES, "store_pool_size": MAX_STORE_POOL_SIZE}
 
 
 def _read_file(variable: str, path: str) -> str:
@@ -285,5 +308,11 @@ def _consistent(settings: Settings) -> Settings:
             env_name("worker_dead_after_s"),
             f"must exceed twice {env_name('worker_heartbeat_s')} "
             f"({settings.worker_heartbeat_s:g} s) so one late heartbeat is not a death",
+        )
+    if settings.store_pool_wait_s >= settings.lease_ttl_s:
+        # A command waiting that long for the store would outlive its own lease.
+        raise ConfigError(
+            env_name("store_pool_wait_s"),
+            f"must be shorter than {env_name('lease_ttl_s')} ({settings.lease_ttl_s:g} s)",
         )
     return settings

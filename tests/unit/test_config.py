@@ -33,6 +33,34 @@ def test_zero_threads_or_slots_is_refused_naming_the_variable(variable: str) -> 
     assert "positive" in str(refused.value)
 
 
+def test_the_store_pool_is_a_setting_capped_by_the_threads_that_can_use_it() -> None:
+    # Given a pool of six connections, and a process with only two pool threads
+    many = load_settings({"PROVISIONER_STORE_POOL_SIZE": "6"})
+    few = load_settings({"PROVISIONER_STORE_POOL_SIZE": "6", "PROVISIONER_CONCURRENCY": "1"})
+    # When the connections per process are derived
+    # Then the pool is six, independent of the concurrency, but never above threads + purger,
+    # and the heartbeat has one more of its own
+    assert (many.store_pool_connections, few.store_pool_connections) == (6, 3)
+    assert (many.store_connections, few.store_connections) == (7, 4)
+    assert load_settings({}).store_pool_size <= 8
+
+
+@pytest.mark.parametrize("size", ["0", "65", "many"])
+def test_a_bad_store_pool_size_is_refused_naming_the_variable(size: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"PROVISIONER_STORE_POOL_SIZE": size})
+    assert refused.value.variable == "PROVISIONER_STORE_POOL_SIZE"
+
+
+def test_a_store_wait_as_long_as_the_lease_is_refused() -> None:
+    # Given a wait for a store connection that would outlive a command's lease
+    environ = {"PROVISIONER_STORE_POOL_WAIT": "20m", "PROVISIONER_LEASE_TTL": "20m"}
+    # When the settings are read / Then start-up is refused naming the wait
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ)
+    assert refused.value.variable == "PROVISIONER_STORE_POOL_WAIT"
+
+
 @pytest.mark.parametrize("raw", ["1023", "16777216", "-1", "lots"])
 def test_a_body_limit_outside_its_bounds_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ConfigError) as caught:

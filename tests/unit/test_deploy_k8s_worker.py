@@ -191,6 +191,22 @@ def test_prod_worker_starts_with_the_shared_postgresql_store(tmp_path: Path) -> 
     assert "REPLACE_ME" not in repr(settings)
 
 
+# A stock PostgreSQL: max_connections 100, of which superuser_reserved_connections keeps 3.
+STOCK_POSTGRES_CONNECTIONS = 100 - 3
+
+
+def test_prod_at_its_most_replicas_fits_a_stock_postgresql(tmp_path: Path) -> None:
+    # Given the prod overlay's worker settings and its replica bound
+    settings = load_settings(rendered_environment(OVERLAYS["prod"], tmp_path))
+    replicas = find(render(OVERLAYS["prod"]), "ScaledObject")["spec"]["maxReplicaCount"]
+    # When every replica holds its whole pool in every process
+    connections = replicas * settings.processes * settings.store_connections
+    # Then the sum stays within a stock server's connections, whatever the concurrency
+    assert replicas == 20
+    assert connections <= STOCK_POSTGRES_CONNECTIONS
+    assert settings.store_connections < settings.pool_threads
+
+
 def test_network_policy_admits_metrics_only_and_egresses_to_what_the_worker_uses() -> None:
     # Given the prod NetworkPolicy / When its rules are read
     policy = find(render(OVERLAYS["prod"]), "NetworkPolicy")["spec"]

@@ -31,9 +31,24 @@ from worker.store.records import (
     StoreError,
 )
 
+# PostgreSQL connections per process, shared by its threads; and the longest one thread
+# waits for a free (or reconnected) one. SQLite has one writer connection instead.
+POOL_SIZE = 4
+POOL_WAIT_S = 30.0
 
-def open_store(url: str, *, clock: Clock = time.time) -> IdempotencyStore:
-    """Open (and create if needed) the store at ``sqlite:///...`` or ``postgresql://...``."""
+
+def open_store(
+    url: str,
+    *,
+    clock: Clock = time.time,
+    pool_size: int = POOL_SIZE,
+    pool_wait_s: float = POOL_WAIT_S,
+) -> IdempotencyStore:
+    """Open (and create if needed) the store at ``sqlite:///...`` or ``postgresql://...``.
+
+    ``pool_size`` and ``pool_wait_s`` bound PostgreSQL's connections per process and a
+    thread's wait for one; SQLite ignores them.
+    """
     if url.startswith("sqlite:///"):
         from worker.store.sqlite import SqliteStore
 
@@ -41,11 +56,13 @@ def open_store(url: str, *, clock: Clock = time.time) -> IdempotencyStore:
     if url.startswith(("postgresql://", "postgres://")):
         from worker.store.postgres import PostgresStore
 
-        return PostgresStore(url, clock=clock)
+        return PostgresStore(url, clock=clock, pool_size=pool_size, pool_wait_s=pool_wait_s)
     raise StoreError("the store URL must start with sqlite:/// or postgresql://")
 
 
 __all__ = [
+    "POOL_SIZE",
+    "POOL_WAIT_S",
     "Claim",
     "ClaimStatus",
     "Clock",

@@ -1,20 +1,22 @@
-"""The shared store for many replicas: PostgreSQL through psycopg 3, a connection per thread.
+"""The shared store for many replicas: PostgreSQL through psycopg 3 and a bounded pool.
 
-Connections run in autocommit mode because every hot operation is one statement, which is
-then its own transaction in a single round trip; the schema DDL runs in an explicit
-transaction under an advisory lock. Statements are prepared on first use.
+The pool threads share a few connections (``worker/store/pg_pool.py``: its size, timeouts
+and reconnection). Connections run in autocommit mode because every hot operation is one
+statement, which is then its own transaction in a single round trip; the schema DDL runs in
+an explicit transaction under an advisory lock. Statements are prepared on first use.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
-from worker.store import schema
-from worker.store.connections import PerThreadConnections
+from worker.store import pg_batch, pg_pool, schema
 from worker.store.records import (
     Claim,
     ClaimStatus,
@@ -26,7 +28,6 @@ from worker.store.records import (
 
 T = TypeVar("T")
 
-CONNECT_TIMEOUT_S = 5
 # Serialises schema creation between processes opening the store at the same moment.
 SCHEMA_LOCK_ID = 0x70726F76  # "prov"
 
@@ -73,15 +74,26 @@ def scrub(text: str, url: str) -> str:
 
 
 class PostgresStore:
-    def __init__(self, url: str, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        pool_size: int,
+        pool_wait_s: float,
+    ) -> None:
         self._url = url
         self._clock = clock
-        self._threads = PerThreadConnections(self._connect, lambda conn: conn.close())
+        self._pool_wait_s = pool_wait_s
+        # A connection of its own, so a bad URL or password fails here with the server's
+        # own words rather than as a pool timeout.
         try:
-            self._fingerprint_keys = self._create_schema(self._threads.get())
+            with self._connect() as conn:
+                self._fingerprint_keys = self._create_schema(conn)
         except psycopg.Error as exc:
-            self.close()
             raise self._error("cannot create the schema in", exc) from None
+        self._pool = pg_pool.open_pool(url, pool_size, pool_wait_s)
+        self._writer = pg_batch.BatchWriter(self._pool, pool_size, self._run, self._pool_error)
 
     # -- connections -------------------------------------------------------------------
 
@@ -90,27 +102,36 @@ class PostgresStore:
             f"{doing} the PostgreSQL store at {describe(self._url)}: {scrub(str(exc), self._url)}"
         )
 
+    def _pool_error(self, exc: BaseException) -> StoreError:
+        return self._error(f"no connection within {self._pool_wait_s:g} s to", exc)
+
     def _connect(self) -> Connection:
         try:
-            conn = psycopg.connect(
-                self._url, autocommit=True, prepare_threshold=0, connect_timeout=CONNECT_TIMEOUT_S
-            )
+            return pg_pool.connect(self._url)
         except (psycopg.Error, ValueError) as exc:
             raise self._error("cannot open", exc) from None
-        return conn
 
     def _run(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work``; after a broken connection, once more on a fresh one."""
-        try:
-            return work(self._threads.get())
-        except psycopg.OperationalError:
-            self._threads.discard()
-        except psycopg.Error as exc:
-            raise self._error("failed using", exc) from exc
-        try:
-            return work(self._threads.get())
-        except psycopg.Error as exc:
-            raise self._error("failed using", exc) from exc
+        """Run ``work`` on a pooled connection; after a broken one, once more on another.
+
+        The pool drops a connection that comes back broken. After a server restart every
+        idle one is broken too: ``check`` drops them all at once, so the second try waits
+        for a reconnected one (at most ``pool_wait_s``) instead of failing on the next.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._pool.connection() as conn:
+                    return work(conn)
+            except PoolTimeout as exc:
+                raise self._pool_error(exc) from None
+            except psycopg.OperationalError as exc:
+                if attempt == 2:
+                    raise self._error("failed using", exc) from exc
+                with contextlib.suppress(psycopg.Error):
+                    self._pool.check()
+            except psycopg.Error as exc:
+                raise self._error("failed using", exc) from exc
+        raise AssertionError("unreachable")
 
     def _create_schema(self, conn: Connection) -> FingerprintKeys:
         with conn.transaction():
@@ -168,17 +189,17 @@ class PostgresStore:
                     return refusal
             return Claim(ClaimStatus.BUSY, 0)
 
-        return self._run(decide)
+        return self._writer.write(decide)
 
     def complete(
         self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
     ) -> bool:
         params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
-        return self._run(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
+        return self._writer.write(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
 
     def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
         params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
-        return self._run(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
+        return self._writer.write(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
 
     def renew_leases(
         self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
@@ -198,11 +219,11 @@ class PostgresStore:
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
-        self._run(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
+        self._writer.write(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
-        self._run(lambda conn: conn.execute(_HEARTBEAT, params))
+        self._writer.write(lambda conn: conn.execute(_HEARTBEAT, params))
 
     def forget_worker(self, owner: str) -> None:
         self._run(lambda conn: conn.execute(_FORGET_WORKER, {"owner": owner}))
@@ -230,8 +251,9 @@ class PostgresStore:
         return None if row is None else schema.stored_record(row)
 
     def close(self) -> None:
-        self._threads.close_all()
+        self._writer.close()
+        self._pool.close()
 
     def open_connections(self) -> int:
-        """Connections currently open (one per thread that used the store and still runs)."""
-        return self._threads.open_count()
+        """Connections the pool holds now, in use or idle (at most its size)."""
+        return int(self._pool.get_stats().get("pool_size", 0))

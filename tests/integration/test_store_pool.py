@@ -1,0 +1,148 @@
+"""The PostgreSQL store's bounded pool: many threads, few connections, bounded waits."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+
+from tests.fixtures.postgres import base_pg_url
+from tests.fixtures.wait import wait_until
+from worker.store import ClaimStatus, StoreError, open_store
+from worker.store.postgres import PostgresStore
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+LEASE_S = 60.0
+DEAD_S = 20.0
+THREADS = 16
+
+
+@pytest.fixture
+def app_name() -> str:
+    return f"pool-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def admin() -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(base_pg_url(), autocommit=True, connect_timeout=5) as conn:
+        yield conn
+
+
+def backends(admin: psycopg.Connection[Any], app_name: str) -> int:
+    row = admin.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (app_name,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_many_threads_share_a_pool_of_its_size(
+    pg_url: str, app_name: str, admin: psycopg.Connection[Any]
+) -> None:
+    # Given a store with a pool of two connections
+    store = open_store(f"{pg_url}&application_name={app_name}", pool_size=2)
+    try:
+        store.heartbeat("w1")
+        start = threading.Barrier(THREADS)
+        peak = [0]
+
+        def claim(index: int) -> ClaimStatus:
+            start.wait(timeout=30)
+            status = store.claim(f"k{index}", "fp", "w1", LEASE_S, DEAD_S).status
+            peak[0] = max(peak[0], backends(admin, app_name))
+            return status
+
+        # When sixteen threads claim at the same moment
+        with ThreadPoolExecutor(THREADS) as pool:
+            statuses = list(pool.map(claim, range(THREADS)))
+        # Then every claim went through on at most two server connections
+        assert Counter(statuses) == Counter({ClaimStatus.ACQUIRED: THREADS})
+        assert 1 <= peak[0] <= 2
+        assert backends(admin, app_name) <= 2
+    finally:
+        store.close()
+    # And closing the store closes them
+    wait_until(lambda: backends(admin, app_name) == 0, 10, "the pool's connections closed")
+
+
+def test_a_thread_waits_for_a_connection_only_as_long_as_the_pool_wait(pg_url: str) -> None:
+    # Given a store with one connection, held by someone else
+    store = open_store(pg_url, pool_size=1, pool_wait_s=0.2)
+    assert isinstance(store, PostgresStore)
+    try:
+        # When a thread needs the store
+        # Then it gets a StoreError naming the wait instead of hanging
+        with (
+            store._pool.connection(),
+            pytest.raises(StoreError, match=r"no connection within 0\.2 s"),
+        ):
+            store.get("k1")
+        # And once the connection is free the store works again
+        assert store.get("k1") is None
+    finally:
+        store.close()
+
+
+def test_every_pooled_connection_has_server_side_timeouts(pg_url: str) -> None:
+    # Given a store
+    store = open_store(pg_url, pool_size=1)
+    assert isinstance(store, PostgresStore)
+    try:
+        # When a pooled connection's settings are read
+        with store._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT current_setting('statement_timeout'),"
+                " current_setting('idle_in_transaction_session_timeout')"
+            ).fetchone()
+            info = conn.info.get_parameters()
+        # Then statements and idle transactions are bounded, and so is connecting
+        assert row is not None and "0" not in (row[0], row[1])
+        assert int(info["connect_timeout"]) > 0
+        assert int(info["tcp_user_timeout"]) > 0
+    finally:
+        store.close()
+
+
+def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: str) -> None:
+    # Given a store with one writer, kept busy while eight claims and one bad write queue up
+    store = open_store(pg_url, pool_size=1)
+    assert isinstance(store, PostgresStore)
+    store.heartbeat("w1")
+    started, gate = threading.Event(), threading.Event()
+    outcomes: dict[str, Any] = {}
+
+    def claim(key: str) -> None:
+        outcomes[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S).status
+
+    def bad_write() -> None:
+        try:
+            store._writer.write(lambda conn: conn.execute("SELECT 1 / 0"))
+        except StoreError as exc:
+            outcomes["bad"] = exc
+
+    try:
+        hold = lambda _conn: (started.set(), gate.wait(30))  # noqa: E731
+        busy = threading.Thread(target=store._writer.write, args=(hold,))
+        busy.start()
+        wait_until(started.is_set, 10, "the writer busy")
+        threads = [threading.Thread(target=claim, args=(f"k{i}",)) for i in range(8)]
+        threads.append(threading.Thread(target=bad_write))
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(store._writer._queue) == 9, 10, "the writes queued")
+        # When the writer is free and runs them as one batch
+        gate.set()
+        for thread in [busy, *threads]:
+            thread.join(timeout=30)
+        # Then the bad write failed with a store error and every claim was committed
+        assert isinstance(outcomes.pop("bad"), StoreError)
+        assert outcomes == {f"k{i}": ClaimStatus.ACQUIRED for i in range(8)}
+        assert all(store.get(f"k{i}") is not None for i in range(8))
+    finally:
+        store.close()
