@@ -33,6 +33,7 @@ from worker.config import Settings, drain_bound_s
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
+from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Delivery:
     body: bytes
     started_at: float
     redelivered: bool = False
+    trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
 
 
 class Consumer:
@@ -294,6 +296,7 @@ class Consumer:
             body,
             time.monotonic(),
             bool(method.redelivered),
+            tracing.delivered(self._topology.commands_queue, method, properties),
         )
         if self._blocked:
             self._held.append(delivery)
@@ -309,7 +312,7 @@ class Consumer:
             envelope = Envelope(None, None, None, 0)
             self._settle(delivery, envelope, self._unexpected(envelope, exc))
             return
-        task = functools.partial(self._executor.process, envelope)
+        task = delivery.trace.wrap(functools.partial(self._executor.process, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
 
@@ -382,7 +385,8 @@ class Consumer:
         assert confirms is not None
         group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
         try:
-            self._carry_out(delivery, decision, confirms.publisher(group))
+            with delivery.trace.resumed():  # the event and copies carry the command's span
+                self._carry_out(delivery, decision, confirms.publisher(group))
         except AMQPError:
             raise
         except Exception as exc:  # e.g. a value pika cannot encode: never end the consumer
