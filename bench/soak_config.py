@@ -19,6 +19,7 @@ DELIVERY_LIMIT = 20
 API_TIMEOUT_S = 1.0
 HANG_S = 1.5  # longer than the worker's API timeout: the call applies, the answer never comes
 RETRY_AFTER_S = 1.0
+APPLIED_ERROR_STATUS = 502  # a gateway answering for an API that applied the call
 SETTLE_TIMEOUT_S = 900.0  # the whole run must finish within this, or the checks FAIL
 DISRUPTION_TIMEOUT_S = 300.0
 # One call is down for the whole faulty phase, so its commands outlast every retry and the
@@ -37,6 +38,9 @@ class SoakConfig:
     error_rate: float = 0.02
     rate_429: float = 0.01
     hang_rate: float = 0.005
+    # Applied, then answered 502 or a garbled 200: ambiguous answers resolved by read-back.
+    applied_error_rate: float = 0.005
+    applied_garbled_rate: float = 0.005
     concurrency: int = 16  # per worker process
     processes: int = 1  # worker processes under one supervisor (--processes)
     outage: bool = True  # GetAppSettings answers 503 until the faults stop
@@ -50,6 +54,9 @@ class SoakConfig:
             "retry_after_s": RETRY_AFTER_S,
             "hang_rate": self.hang_rate,
             "hang_s": HANG_S,
+            "applied_error_rate": self.applied_error_rate,
+            "applied_garbled_rate": self.applied_garbled_rate,
+            "error_status": APPLIED_ERROR_STATUS,
             "next": [OUTAGE_RULE] if self.outage else [],
         }
 

@@ -78,6 +78,21 @@ def add_fault_flags(parser: argparse.ArgumentParser) -> None:
         help="probability 0..1 of applying a call, then closing the connection unanswered",
     )
     faults.add_argument(
+        "--applied-error-rate",
+        type=float,
+        default=0.0,
+        help="probability 0..1 of applying a call, then answering --error-status (e.g. 502)",
+    )
+    faults.add_argument(
+        "--applied-garbled-rate",
+        type=float,
+        default=0.0,
+        help="probability 0..1 of applying a call, then answering 200 with a body not JSON",
+    )
+    faults.add_argument(
+        "--error-status", type=int, default=503, help="status of injected 5xx (%(default)s)"
+    )
+    faults.add_argument(
         "--hang-s", type=float, default=DEFAULT_HANG_S, help="delay of a hang (%(default)s)"
     )
     faults.add_argument("--seed", type=int, help="seed of the fault RNG (replayable runs)")
@@ -91,6 +106,9 @@ def fault_settings(args: argparse.Namespace) -> FaultSettings:
         retry_after_s=args.retry_after_s,
         hang_rate=args.hang_rate,
         reset_rate=args.reset_rate,
+        applied_error_rate=args.applied_error_rate,
+        applied_garbled_rate=args.applied_garbled_rate,
+        error_status=args.error_status,
         hang_s=args.hang_s,
         seed=args.seed,
     )

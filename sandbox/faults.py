@@ -7,8 +7,14 @@ parameter, or its ``method`` parameter when it has no ``task`` (so ``{"call": "m
 win over the random rates, which are drawn (429, then 5xx, then hang, then reset) from one
 RNG seeded by ``seed`` so a run can be replayed.
 
+A rule with a ``rate`` (0..1) instead of a count stays: it hits that share of the matching
+requests (``{"call": "credential", "task": "add", "fault": "applied_5xx", "rate": 0.2}``).
+
 ``5xx`` and ``429`` refuse the call without applying it; ``hang`` applies it, then answers
-only after ``hang_s`` seconds; ``reset`` applies it, then closes the connection unanswered.
+only after ``hang_s`` seconds; ``reset`` applies it, then closes the connection unanswered;
+``applied_5xx`` applies it, then answers a 5xx (a gateway in front of an API that did the
+work: the rule's ``status``, else ``error_status``, e.g. 502); ``applied_garbled`` applies
+it, then answers 200 with a body that is not JSON (a truncated or mangled success).
 """
 
 from __future__ import annotations
@@ -18,12 +24,19 @@ import threading
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-FAULT_KINDS = ("5xx", "429", "hang", "reset")
+FAULT_KINDS = ("5xx", "429", "hang", "reset", "applied_5xx", "applied_garbled")
 CALL_NAMES = ("add", "delete", "manage", "credential", "subuserManage")
 DEFAULT_ERROR_STATUS = 503
 DEFAULT_RETRY_AFTER_S = 1.0
 DEFAULT_HANG_S = 3.0
-RATE_FIELDS = ("error_rate", "rate_429", "hang_rate", "reset_rate")
+RATE_FIELDS = (
+    "error_rate",
+    "rate_429",
+    "hang_rate",
+    "reset_rate",
+    "applied_error_rate",
+    "applied_garbled_rate",
+)
 
 
 class FaultSettingsError(ValueError):
@@ -37,6 +50,7 @@ class FaultRule:
     count: int = 1
     task: str | None = None
     status: int | None = None  # for 5xx: the status to answer (default error_status)
+    rate: float | None = None  # instead of a count: this share of matching requests, for good
 
     def matches(self, call: str, operation: str | None) -> bool:
         return self.call == call and (self.task is None or self.task == operation)
@@ -51,6 +65,8 @@ class FaultSettings:
     retry_after_s: float = DEFAULT_RETRY_AFTER_S
     hang_rate: float = 0.0
     reset_rate: float = 0.0
+    applied_error_rate: float = 0.0
+    applied_garbled_rate: float = 0.0
     hang_s: float = DEFAULT_HANG_S
     seed: int | None = None
     next: list[FaultRule] = field(default_factory=list)
@@ -77,6 +93,7 @@ def parse_rule(raw: Any) -> FaultRule:
         count=raw.get("count", 1),
         task=raw.get("task"),
         status=raw.get("status"),
+        rate=raw.get("rate"),
     )
     if rule.call not in CALL_NAMES:
         raise FaultSettingsError(f"next: call must be one of {', '.join(CALL_NAMES)}")
@@ -90,6 +107,8 @@ def parse_rule(raw: Any) -> FaultRule:
         not isinstance(rule.status, int) or not 500 <= rule.status <= 599
     ):
         raise FaultSettingsError("next: status must be a 5xx code")
+    if rule.rate is not None:
+        rule.rate = number("next: rate", rule.rate, 0.0, 1.0)
     return rule
 
 
@@ -160,6 +179,10 @@ class Faults:
     def _take_rule(self, call: str, operation: str | None) -> Fault | None:
         settings = self.settings
         for rule in settings.next:
+            if rule.matches(call, operation) and rule.rate is not None:
+                if self._rng.random() < rule.rate:
+                    return Fault(rule.fault, rule.status or settings.error_status)
+                continue
             if rule.matches(call, operation):
                 rule.count -= 1
                 if rule.count == 0:
@@ -174,6 +197,8 @@ class Faults:
             ("5xx", s.error_rate),
             ("hang", s.hang_rate),
             ("reset", s.reset_rate),
+            ("applied_5xx", s.applied_error_rate),
+            ("applied_garbled", s.applied_garbled_rate),
         ):
             if rate > 0 and self._rng.random() < rate:
                 return Fault(kind, s.error_status)

@@ -20,6 +20,8 @@ CREDENTIAL_NOT_FOUND = "Credential not found"
 APP_NOT_FOUND = "App not found"
 TOO_MANY_REQUESTS = "Too many requests"
 INTERNAL_ERROR = "internal error"
+# What an applied_garbled fault answers with status 200: a success cut short, not JSON.
+GARBLED_BODY = b'{"message": "succ\x00\xff'
 
 
 @dataclass
@@ -75,7 +77,8 @@ class Params:
 
 
 def encode_reply(reply: Reply, close: bool) -> bytes:
-    body = json.dumps(reply.body).encode("utf-8")
+    raw = isinstance(reply.body, bytes)  # sent as is (an injected garbled answer)
+    body = reply.body if raw else json.dumps(reply.body).encode("utf-8")
     phrase = (
         HTTPStatus(reply.status).phrase if reply.status in HTTPStatus._value2member_map_ else ""
     )

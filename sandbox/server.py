@@ -26,6 +26,7 @@ from sandbox.control import CONTROL_PREFIX, handle_control
 from sandbox.faults import Fault, Faults, FaultSettings
 from sandbox.protocol import (
     AUTH_FAILED,
+    GARBLED_BODY,
     INTERNAL_ERROR,
     TOO_MANY_REQUESTS,
     ApiError,
@@ -205,6 +206,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "hang":
             self.server.stopping.wait(self.server.sandbox.faults.settings.hang_s)
+        if fault is not None and fault.kind == "applied_5xx":
+            reply = error_reply(fault.status, "Bad gateway (injected after applying)")
+        if fault is not None and fault.kind == "applied_garbled":
+            reply = Reply(200, GARBLED_BODY)
         self.send_reply(reply)
 
 

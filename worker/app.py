@@ -16,7 +16,7 @@ from worker.consumer import Consumer
 from worker.decision import Envelope, ExecutorConfig
 from worker.execute import Executor
 from worker.leases import Liveness
-from worker.observability import sentry
+from worker.observability import sentry, traced, tracing
 from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 PURGE_EVERY_S = 3600.0
 PURGE_AGAIN_S = 60.0  # after a purge run that hit its bound: the rest soon, not in an hour
 LIVENESS_STALL_S = 60.0
+LIVENESS_CONNECTIONS = 1  # PostgreSQL: the heartbeat's own, beside the pool of the commands
 
 
 def register_secrets(settings: Settings) -> None:
@@ -97,6 +98,7 @@ def run_worker(
     observability server (the supervisor's children serve on a loopback port 0)."""
     register_secrets(settings)
     sentry.init_sentry(settings.sentry_dsn, release=__version__)
+    tracing.configure_from_env(tracing.SERVICE_NAME)
     metrics = Metrics()
     health = Health(stall_after_s=LIVENESS_STALL_S)
     http = ObservabilityServer(http_host, settings.http_port, metrics, health)
@@ -108,6 +110,7 @@ def run_worker(
         pool_size=settings.store_pool_connections,
         pool_wait_s=settings.store_pool_wait_s,
     )
+    store = traced.traced_store(store, settings.store_url)  # spans when tracing is on
     liveness_store = _liveness_store(settings, store)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
@@ -148,6 +151,7 @@ def run_worker(
             liveness_store.close()
         store.close()
         sentry.flush()  # queued reports must leave before the process does
+        tracing.shutdown()  # and the batched spans
     return 0
 
 

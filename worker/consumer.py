@@ -34,6 +34,7 @@ from worker.config import Settings, drain_bound_s
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
+from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Delivery:
     body: bytes
     started_at: float
     redelivered: bool = False
+    trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
 
 
 class Consumer:
@@ -299,6 +301,7 @@ class Consumer:
             body,
             time.monotonic(),
             bool(method.redelivered),
+            tracing.delivered(self._topology.commands_queue, method, properties),
         )
         if self._blocked:
             self._held.append(delivery)
@@ -314,7 +317,7 @@ class Consumer:
             envelope = Envelope(None, None, None, 0)
             self._settle(delivery, envelope, self._unexpected(envelope, exc))
             return
-        task = functools.partial(self._executor.process, envelope)
+        task = delivery.trace.wrap(functools.partial(self._executor.process, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
 
@@ -387,7 +390,8 @@ class Consumer:
         assert confirms is not None
         group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
         try:
-            self._carry_out(delivery, decision, confirms.publisher(group))
+            with delivery.trace.resumed():  # the event and copies carry the command's span
+                self._carry_out(delivery, decision, confirms.publisher(group))
         except AMQPError:
             raise
         except Exception as exc:  # e.g. a value pika cannot encode: never end the consumer
@@ -425,7 +429,9 @@ class Consumer:
         # Sent with this turn's other frames when the loop next polls (see ConfirmTracker).
         self._frames().ack(delivery.delivery_tag)
         if self._observer is not None:
-            self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
+            with delivery.trace.resumed():  # its log line names the command's trace and span
+                duration_s = time.monotonic() - delivery.started_at
+                self._observer.command_done(envelope, decision, duration_s)
 
     def _on_refused(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup

@@ -172,6 +172,26 @@ def test_reset_applies_the_change_then_drops_the_connection(sandbox: SandboxServ
     assert sandbox.control_get("faults")["injected"]["reset"] == 1
 
 
+@pytest.mark.parametrize(
+    ("fault", "status"), [("applied_5xx", 502), ("applied_garbled", 200)], ids=["502", "garbled"]
+)
+def test_applied_faults_apply_the_change_then_answer_badly(
+    sandbox: SandboxServer, fault: str, status: int
+) -> None:
+    # Given the next add is applied, then answered with a 502 or a garbled 200
+    rule = {"call": "add", "fault": fault, "status": 502 if fault == "applied_5xx" else None}
+    sandbox.control_post("faults", {"next": [rule]})
+    # When it is sent
+    answer = add(sandbox, "applied@example.com")
+    # Then the answer is bad, but the customer exists, created once
+    assert answer.status_code == status
+    if fault == "applied_garbled":
+        with pytest.raises(ValueError):
+            answer.json()
+    assert sandbox.state.find("applied@example.com") is not None
+    assert [e["call"] for e in sandbox.control_get("log")["log"]] == ["add"]
+
+
 def test_control_rejects_bad_settings(sandbox: SandboxServer) -> None:
     # Given nothing
     base = sandbox.control_url

@@ -30,7 +30,8 @@ def test_one_shot_rules_are_consumed_in_order_and_narrowed_by_task() -> None:
     kinds = [f.kind if f else None for f in decided]
     assert kinds == [None, "hang", "reset", "hang", None, None]
     assert faults.snapshot()["next"] == []
-    assert faults.snapshot()["injected"] == {"5xx": 0, "429": 0, "hang": 2, "reset": 1}
+    injected = faults.snapshot()["injected"]
+    assert injected == {**dict.fromkeys(injected, 0), "hang": 2, "reset": 1}
 
 
 def test_same_seed_same_decisions() -> None:
@@ -51,6 +52,31 @@ def test_same_seed_same_decisions() -> None:
     # Then the decisions are identical and every kind occurs
     assert a == b
     assert {"5xx", "429", "hang", "reset", None} == set(a)
+
+
+def test_a_rule_with_a_rate_stays_and_hits_only_its_call() -> None:
+    # Given a seeded rule answering half the credential adds 502 after applying them
+    faults = Faults()
+    rule = {"call": "credential", "task": "add", "fault": "applied_5xx", "rate": 0.5}
+    faults.merge({"seed": 7, "error_status": 502, "next": [rule]})
+    # When many adds and other calls are decided
+    adds = [faults.decide("credential", "add") for _ in range(DRAWS)]
+    others = [faults.decide("credential", "delete") for _ in range(DRAWS)]
+    # Then some adds (not all) get the 502, the others none, and the rule stays
+    hit = [f for f in adds if f is not None]
+    assert 0 < len(hit) < DRAWS
+    assert {(f.kind, f.status) for f in hit} == {("applied_5xx", 502)}
+    assert others == [None] * DRAWS
+    assert len(faults.snapshot()["next"]) == 1
+
+
+def test_applied_fault_rates_are_drawn_too() -> None:
+    # Given only the applied-then-answered rates
+    faults = Faults()
+    faults.merge({"seed": 3, "applied_error_rate": 0.3, "applied_garbled_rate": 0.3})
+    # When many calls are decided / Then both kinds occur
+    kinds = {f and f.kind for f in (faults.decide("add", None) for _ in range(DRAWS))}
+    assert kinds == {"applied_5xx", "applied_garbled", None}
 
 
 def test_start_settings_are_validated_and_kept() -> None:
