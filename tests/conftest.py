@@ -11,6 +11,7 @@ pytest_plugins = [
         "tests.fixtures.sandbox",
         "tests.fixtures.postgres",
         "tests.fixtures.private_postgres",
+        "tests.fixtures.private_rabbitmq",
     )
     if importlib.util.find_spec(name) is not None
 ]

@@ -81,7 +81,7 @@ class Executor:
         """The stored outcome of a key, if any: a command parked at the delivery limit after
         it succeeded (its ack lost, say) re-publishes its event, not CommandFailed."""
         record = self._store.get(command.idempotency_key)
-        if record is None or record.fingerprint != self.fingerprint(command):
+        if record is None or record.fingerprint not in self._fingerprints(command):
             return None
         if record.state is RecordState.SUCCEEDED and record.event is not None:
             return self._replay(command, record.event)
