@@ -424,7 +424,9 @@ class Consumer:
         # Sent with this turn's other frames when the loop next polls (see ConfirmTracker).
         self._frames().ack(delivery.delivery_tag)
         if self._observer is not None:
-            self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
+            with delivery.trace.resumed():  # its log line names the command's trace and span
+                duration_s = time.monotonic() - delivery.started_at
+                self._observer.command_done(envelope, decision, duration_s)
 
     def _on_refused(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
