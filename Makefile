@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint format bench soak schema clean services
 
-$(STAMP): pyproject.toml requirements.txt
+$(STAMP): pyproject.toml requirements.txt dev-constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.txt -e '.[dev]'
+	$(BIN)/pip install -q -c dev-constraints.txt --upgrade pip
+	$(BIN)/pip install -q -c requirements.txt -c dev-constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 services:

@@ -9,13 +9,14 @@ from typing import Any
 
 from worker import __version__
 from worker.api import ResellerClient
+from worker.broker.addresses import passwords
 from worker.broker.topology import Topology
 from worker.config import LIVENESS_STORE_CONNECTIONS, Settings
 from worker.consumer import Consumer
 from worker.decision import Envelope, ExecutorConfig
 from worker.execute import Executor
 from worker.leases import Liveness
-from worker.observability import sentry
+from worker.observability import sentry, traced, tracing
 from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
@@ -36,7 +37,7 @@ LIVENESS_CONNECTIONS = 1  # PostgreSQL: the heartbeat's own, beside the pool of 
 def register_secrets(settings: Settings) -> None:
     from urllib.parse import urlsplit
 
-    for value in (settings.api_key, urlsplit(settings.amqp_url).password):
+    for value in (settings.api_key, *passwords(settings.amqp_url)):
         if value:
             register_secret(value)
     store_password = urlsplit(settings.store_url).password
@@ -98,6 +99,7 @@ def run_worker(
     observability server (the supervisor's children serve on a loopback port 0)."""
     register_secrets(settings)
     sentry.init_sentry(settings.sentry_dsn, release=__version__)
+    tracing.configure_from_env(tracing.SERVICE_NAME)
     metrics = Metrics()
     health = Health(stall_after_s=LIVENESS_STALL_S)
     http = ObservabilityServer(http_host, settings.http_port, metrics, health)
@@ -109,6 +111,7 @@ def run_worker(
         pool_size=settings.store_pool_connections,
         pool_wait_s=settings.store_pool_wait_s,
     )
+    store = traced.traced_store(store, settings.store_url)  # spans when tracing is on
     liveness_store = _liveness_store(settings, store)
     client = ResellerClient.from_settings(settings, on_request=metrics.api_request)
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
@@ -155,6 +158,7 @@ def run_worker(
             liveness_store.close()
         store.close()
         sentry.flush()  # queued reports must leave before the process does
+        tracing.shutdown()  # and the batched spans
     return 0
 
 

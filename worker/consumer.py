@@ -24,6 +24,7 @@ from pika.exceptions import AMQPError
 
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
+from worker.broker.addresses import BrokerAddresses, redact_url
 from worker.broker.channel import ConsumingChannel
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker, GroupPublisher
 from worker.broker.connection import connect
@@ -33,6 +34,7 @@ from worker.config import Settings, drain_bound_s
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
+from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class Delivery:
     body: bytes
     started_at: float
     redelivered: bool = False
+    trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
 
 
 class Consumer:
@@ -70,6 +73,8 @@ class Consumer:
         self._health = health
         self._observer = observer  # called with (envelope, decision, duration_s) per outcome
         self._pool = KeyedSerialExecutor(settings.pool_threads)
+        # The nodes of the cluster: a reconnection starts at the node after the lost one.
+        self._addresses = BrokerAddresses.parse(settings.amqp_url)
         self._connection: Any = None
         self._consuming: ConsumingChannel | None = None
         self._channel: Any = None
@@ -112,7 +117,7 @@ class Consumer:
 
     def _connect(self, attempts: int) -> None:
         self._connection = connect(
-            self._settings.amqp_url,
+            self._addresses,
             attempts=attempts,
             max_backoff_s=self._settings.reconnect_max_s,
             connection_name=f"provisioner {self._settings.worker_id}",
@@ -131,7 +136,8 @@ class Consumer:
         self._consuming, self._channel = consuming, consuming.channel
         self._confirms = consuming.confirms
         self._set_health(connected=True, consuming=True)
-        log.info("consuming", extra={"fields": {"queue": queue}})
+        broker = redact_url(self._addresses.in_use or "")
+        log.info("consuming", extra={"fields": {"queue": queue, "broker": broker}})
 
     def _consumed_queue(self) -> str | None:
         """The queue the channel consumes (``worker.partitioned``: its partitions instead)."""
@@ -303,6 +309,7 @@ class Consumer:
             body,
             time.monotonic(),
             bool(method.redelivered),
+            tracing.delivered(self._topology.commands_queue, method, properties),
         )
         if self._blocked:
             self._held.append(delivery)
@@ -318,7 +325,7 @@ class Consumer:
             envelope = Envelope(None, None, None, 0)
             self._settle(delivery, envelope, self._unexpected(envelope, exc))
             return
-        task = functools.partial(self._executor.process, envelope)
+        task = delivery.trace.wrap(functools.partial(self._executor.process, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
 
@@ -391,7 +398,8 @@ class Consumer:
         assert confirms is not None
         group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
         try:
-            self._carry_out(delivery, decision, confirms.publisher(group))
+            with delivery.trace.resumed():  # the event and copies carry the command's span
+                self._carry_out(delivery, decision, confirms.publisher(group))
         except AMQPError:
             raise
         except Exception as exc:  # e.g. a value pika cannot encode: never end the consumer
@@ -429,7 +437,9 @@ class Consumer:
         # Sent with this turn's other frames when the loop next polls (see ConfirmTracker).
         self._frames().ack(delivery.delivery_tag)
         if self._observer is not None:
-            self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
+            with delivery.trace.resumed():  # its log line names the command's trace and span
+                duration_s = time.monotonic() - delivery.started_at
+                self._observer.command_done(envelope, decision, duration_s)
 
     def _on_refused(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup

@@ -25,6 +25,7 @@ from contracts.commands import (
     DeleteCustomer,
 )
 from worker.errors import PermanentError
+from worker.observability import traced
 from worker.outcomes import COLLISIONS
 
 Client = Any  # worker.api.ResellerClient; kept loose so this module stays easy to test
@@ -67,6 +68,7 @@ def has_read_back(command: Command) -> bool:
     return type(command) in _CHECKS
 
 
+@traced.internal("read-back")
 def is_applied(client: Client, command: Command) -> bool:
     """Read back the API's state: True when the command's effect is already in place."""
     check = _CHECKS.get(type(command))

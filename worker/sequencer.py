@@ -25,6 +25,7 @@ import pika
 from pika.exceptions import AMQPError
 
 from worker.broker import headers as h
+from worker.broker.addresses import BrokerAddresses
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
 from worker.broker.topology import Topology
@@ -116,6 +117,7 @@ class Sequencer(threading.Thread):
         self._settings, self._topology, self._ownership = settings, topology, ownership
         self._router = Router(store, topology.partitions)
         self._metrics = metrics
+        self._addresses = BrokerAddresses.parse(settings.amqp_url)
         self._connection: Any = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None
@@ -140,7 +142,7 @@ class Sequencer(threading.Thread):
     def _open(self) -> None:
         self._router.load()
         self._connection = connect(
-            self._settings.amqp_url,
+            self._addresses,
             connection_name=f"provisioner sequencer {self._settings.worker_id}",
         )
         channel = self._connection.channel()

@@ -23,8 +23,6 @@ from worker.api import ResellerClient
 from worker.config import Settings
 from worker.errors import AmbiguousError, PermanentError, ProvisioningError, TransientError
 
-pytestmark = pytest.mark.integration
-
 CUSTOMER_PASSWORD = "cust-pw-" + uuid.uuid4().hex[:10]
 CREDENTIAL_PASSWORD = "cred-pw-" + uuid.uuid4().hex[:10]
 NEW_PASSWORD = "new-pw-" + uuid.uuid4().hex[:10]

@@ -19,8 +19,6 @@ from worker.api.classify import classify_exception
 from worker.api.transport import HttpTransport
 from worker.errors import AmbiguousError, TransientError
 
-pytestmark = pytest.mark.integration
-
 PEER_TIMEOUT_S = 5.0
 SHORT_READ_TIMEOUT_S = 0.3
 FORM = [("api_user", "u"), ("api_key", "k"), ("task", "get")]

@@ -14,6 +14,8 @@ from tests.fixtures.wait import wait_until
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.topology import Topology
 
+pytestmark = pytest.mark.integration
+
 PUMP_S = 0.02
 
 

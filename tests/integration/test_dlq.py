@@ -21,6 +21,8 @@ from worker.broker import headers as h
 from worker.broker.topology import Topology
 from worker.cli import main
 
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Sup3r-Secret-pw"
 KILL_TEST_MESSAGES = 1500

@@ -85,6 +85,7 @@ def responder(amqp_url: str, topology: Topology, request: pytest.FixtureRequest)
     started.thread.join(timeout=10)
 
 
+@pytest.mark.integration
 def test_an_invalid_command_lists_every_problem_and_publishes_nothing(
     topology: Topology,
     amqp_url: str,
@@ -105,6 +106,7 @@ def test_an_invalid_command_lists_every_problem_and_publishes_nothing(
     assert queue_count(broker_channel, topology.commands_queue) == 0
 
 
+@pytest.mark.integration
 def test_a_valid_command_is_published_as_given_and_only_its_id_printed(
     topology: Topology,
     amqp_url: str,
@@ -125,6 +127,7 @@ def test_a_valid_command_is_published_as_given_and_only_its_id_printed(
     assert properties.delivery_mode == 2 and properties.content_type == "application/json"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("responder", ["PasswordReset"], indirect=True)
 def test_wait_prints_the_event_that_answers_it(
     topology: Topology,
@@ -143,6 +146,7 @@ def test_wait_prints_the_event_that_answers_it(
     assert document["event"]["correlation_id"] == document["correlation_id"]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("responder", ["CommandFailed"], indirect=True)
 def test_wait_exits_4_when_the_command_failed(
     topology: Topology, amqp_url: str, responder: Any, tmp_path: Path
@@ -151,6 +155,7 @@ def test_wait_exits_4_when_the_command_failed(
     assert publish_cli(topology, amqp_url, write(tmp_path, COMMAND), "--wait") == 4
 
 
+@pytest.mark.integration
 def test_wait_exits_5_when_no_event_comes(
     topology: Topology,
     amqp_url: str,

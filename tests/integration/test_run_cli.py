@@ -80,7 +80,6 @@ def unreachable_broker(tmp_path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.integration
 def test_unreachable_broker_at_start_exits_3_with_one_line(tmp_path: Path) -> None:
     # Given nothing listens on the broker port
     result = run(unreachable_broker(tmp_path))
@@ -92,7 +91,6 @@ def test_unreachable_broker_at_start_exits_3_with_one_line(tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.integration
 def test_with_several_processes_an_unreachable_broker_still_exits_3(tmp_path: Path) -> None:
     # Given nothing listens on the broker port, and two worker processes asked for
     env = unreachable_broker(tmp_path)

@@ -19,8 +19,6 @@ from tests.fixtures.postgres import base_pg_url
 from tests.fixtures.wait import wait_until
 from worker.store import ClaimStatus, IdempotencyStore, RecordState, StoreError, open_store
 
-pytestmark = pytest.mark.integration
-
 LEASE_S = 60.0
 DEAD_S = 20.0
 T0 = 1_700_000_000.0

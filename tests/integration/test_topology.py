@@ -10,7 +10,8 @@ import pytest
 from tests.fixtures.broker import publish, queue_count
 from tests.fixtures.wait import wait_until
 from worker.broker import headers as h
-from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect, redact_url
+from worker.broker.addresses import redact_url
+from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect
 from worker.broker.topology import Topology, tier_label
 from worker.cli import main
 
@@ -21,6 +22,7 @@ def cli(amqp_url: str, prefix: str, *args: str) -> int:
     return main(["topology", *args, "--amqp-url", amqp_url, "--prefix", prefix])
 
 
+@pytest.mark.integration
 def test_declare_creates_everything_and_check_finds_it_in_place(
     amqp_url: str, prefix: str, broker_channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -40,6 +42,7 @@ def test_declare_creates_everything_and_check_finds_it_in_place(
     assert "topology in place" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_check_reports_a_missing_queue_and_different_arguments(
     amqp_url: str, prefix: str, broker_channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -60,6 +63,7 @@ def test_check_reports_a_missing_queue_and_different_arguments(
     )
 
 
+@pytest.mark.integration
 def test_a_retry_tier_dead_letters_back_to_the_commands_queue(
     prefix: str, broker_channel: Any
 ) -> None:
@@ -110,6 +114,7 @@ def test_replay_headers_reset_attempts_and_drop_death_marks() -> None:
     assert replayed == {h.REPLAYS: 2, h.ORIGINAL_ROUTING_KEY: "X", "tenant": "acme"}
 
 
+@pytest.mark.integration
 def test_connect_redacts_the_password_and_does_not_retry_bad_credentials(amqp_url: str) -> None:
     # Given a port nothing listens on, and the right broker with a wrong password
     unreachable = "amqp://guest:hunter22@127.0.0.1:1/%2F"

@@ -133,7 +133,8 @@ def test_grace_period_outlasts_the_worker_drain(overlay: Path) -> None:
 def test_every_variable_set_is_one_the_worker_knows(overlay: Path) -> None:
     # Given the variables from the ConfigMap (envFrom) and the container's env
     box = container(overlay)
-    assert [ref["configMapRef"]["name"] for ref in box["envFrom"]] == ["provisioner-config"]
+    config_map = find(render(overlay), "ConfigMap")["metadata"]["name"]
+    assert [ref["configMapRef"]["name"] for ref in box["envFrom"]] == [config_map]
     names = set(config_data(overlay)) | {v["name"] for v in box["env"]}
     # When compared with the worker's configuration / Then none is unknown
     assert names - KNOWN_ENV == set()

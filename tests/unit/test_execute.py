@@ -330,6 +330,23 @@ def test_a_message_at_the_delivery_limit_is_parked_with_an_event(store: Idempote
     assert decision.dead_letter.reason == "delivery_limit"
 
 
+def test_at_the_delivery_limit_a_key_that_succeeded_republishes_its_stored_event(
+    store: IdempotencyStore,
+) -> None:
+    # Given a command that succeeded but whose ack was lost, again and again
+    client = ScriptedClient(None)
+    worker = executor(client, store)
+    first = worker.process(envelope(CREATE))
+    worker._config = dataclasses.replace(worker._config, delivery_limit=5)
+    # When it arrives at the delivery limit
+    decision = worker.process(dataclasses.replace(envelope(CREATE), delivery_count=4))
+    # Then the stored success goes out again, not CommandFailed(delivery_limit)
+    assert decision.outcome == "succeeded" and decision.replayed
+    assert decision.event == first.event
+    assert decision.dead_letter is None
+    assert len(client.calls) == 1
+
+
 def test_a_delay_tier_copy_of_a_failed_command_repeats_the_recorded_failure(
     store: IdempotencyStore,
 ) -> None:

@@ -110,7 +110,7 @@ def test_the_cycle_finder_does_find_a_cycle() -> None:
 LAYERS = (
     ("cli", ("worker.__main__", "worker.cli")),
     ("process wiring", ("worker.supervisor", "worker.process", "worker.app")),
-    ("consumer and executor", ("worker.consumer", "worker.execute")),
+    ("consumer and executor", ("worker.consumer", "worker.execute", "worker.fallback")),
     ("parts", ("worker",)),
     ("contracts and store", ("contracts", "worker.store")),
 )

@@ -32,6 +32,7 @@ from worker.api.classify import Result, classify_exception, classify_response
 from worker.api.slots import Slots
 from worker.api.transport import HttpTransport
 from worker.errors import PermanentError, ProvisioningError
+from worker.observability import traced
 
 if TYPE_CHECKING:
     from worker.config import Settings
@@ -122,6 +123,10 @@ class ResellerClient:
     ) -> None:
         self.close()
 
+    def url_for(self, call: str) -> str:
+        """The URL of ``call`` (no credentials: they travel in the body), as its span shows it."""
+        return f"{self._base}/{self._prefix}.{call}.json"
+
     # -- the calls ------------------------------------------------------------------------
 
     def execute(self, command: object) -> Result:
@@ -144,6 +149,7 @@ class ResellerClient:
 
     # -- the request ----------------------------------------------------------------------
 
+    @traced.api_call
     def _call(self, spec: CallSpec, values: Mapping[str, object]) -> Result:
         label = spec.label
         params = self._params(label, spec, values)
@@ -166,6 +172,7 @@ class ResellerClient:
         # Raised outside the except block, so that no context chains onto the error.
         raise PermanentError(ErrorCode.API_REJECTED, refusal)
 
+    @traced.api_response
     def _post(
         self, label: str, path: str, form: list[tuple[str, str]]
     ) -> tuple[urllib3.BaseHTTPResponse | None, ProvisioningError | None]:

@@ -14,6 +14,7 @@ import pika
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
+from worker.observability import tracing
 
 PERSISTENT = pika.DeliveryMode.Persistent
 EVENT_CONTENT_TYPE = "application/json"
@@ -40,6 +41,7 @@ def publish_result(
         delivery_mode=PERSISTENT,
         correlation_id=correlation_id,
         type=routing_key,
+        headers=tracing.context_headers(),
     )
     channel.basic_publish(topology.events_exchange, routing_key, event, props, mandatory=True)
     if reply_to:
@@ -88,6 +90,7 @@ def schedule_retry(
     headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, routing_key)
     headers[h.FIRST_FAILURE] = h.first_failure_of(properties) or now_iso()
     headers[h.LAST_ERROR] = last_error[:500]
+    tracing.mark_attempt(headers)
     channel.basic_publish(
         topology.retry_exchange,
         topology.tier_label(delay_s),
@@ -123,6 +126,7 @@ def dead_letter(
             original_routing_key=original_key,
         )
     )
+    tracing.mark_attempt(headers)
     channel.basic_publish(
         topology.dead_letter_exchange,
         original_key,

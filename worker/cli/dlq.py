@@ -11,6 +11,7 @@ from worker.broker.topology import Topology
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError
 from worker.exit_codes import EXIT_BROKER, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from worker.observability import tracing
 from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
 from worker.ops.dlq import (
     READ_PROGRESS_EVERY_MESSAGES,
@@ -116,7 +117,10 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     topology = Topology.from_settings(settings)
     try:
-        with operator_connection(settings, f"dlq {args.dlq_action}") as connection:
+        with (
+            tracing.session(tracing.SERVICE_NAME),
+            operator_connection(settings, f"dlq {args.dlq_action}") as connection,
+        ):
             action = ACTIONS[args.dlq_action]
             return action(args, connection, topology, filters)
     except BROKER_ERRORS as exc:

@@ -15,6 +15,7 @@ from worker.broker.topology import Topology
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError
 from worker.exit_codes import EXIT_COMMAND_FAILED, EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE
+from worker.observability import tracing
 from worker.ops import BROKER_ERRORS, broker_failure, operator_connection
 from worker.ops.publish import Published, await_event, is_failure, publish_command
 
@@ -82,7 +83,10 @@ def handle(args: argparse.Namespace) -> int:
     routing_key = args.routing_key or type(command).__name__
     topology = Topology.from_settings(settings)
     try:
-        with operator_connection(settings, "publish") as connection:
+        with (
+            tracing.session(tracing.SERVICE_NAME),
+            operator_connection(settings, "publish") as connection,
+        ):
             return _publish(args, connection, topology, body, routing_key)
     except BROKER_ERRORS as exc:
         return broker_failure(exc, settings)

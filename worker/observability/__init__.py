@@ -7,5 +7,7 @@ One concern per module (each documents its API in its docstring):
 - ``http.ObservabilityServer``: ``/metrics``, ``/healthz``, ``/readyz`` on one port.
 - ``logs.configure_logging`` / ``log_command_outcome`` / ``log_fields``: JSON or text lines.
 - ``sentry.init_sentry`` / ``message_scope`` / ``capture_unexpected``: unexpected errors only.
+- ``tracing`` / ``traced`` / ``tracing_sdk``: OpenTelemetry spans and W3C context over AMQP
+  headers; off (no cost) unless ``OTEL_*`` configures the SDK.
 - ``redact.redact_text`` / ``redact_mapping`` / ``register_secret``: shared secret scrubbing.
 """

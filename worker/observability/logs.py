@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import msgspec
 
+from worker.observability import tracing
 from worker.observability.redact import redact_mapping, redact_text
 
 FORMATS = ("json", "text")
@@ -43,7 +44,8 @@ def log_fields(**fields: Any) -> dict[str, Any]:
 
 def _record_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, FIELDS_ATTR, None)
-    return dict(redact_mapping(fields)) if isinstance(fields, Mapping) else {}
+    found = dict(redact_mapping(fields)) if isinstance(fields, Mapping) else {}
+    return {**found, **tracing.current_ids()}  # trace_id, span_id inside a traced command
 
 
 def _timestamp(record: logging.LogRecord) -> str:

@@ -27,6 +27,7 @@ import sentry_sdk
 from sentry_sdk.scrubber import DEFAULT_DENYLIST, EventScrubber
 
 from worker.errors import ProvisioningError
+from worker.observability import tracing
 from worker.observability.redact import redact_mapping
 
 DOMAIN_DENYLIST = [
@@ -56,7 +57,18 @@ def before_send(event: Any, hint: Any) -> Any:
     exc_info = (hint or {}).get("exc_info")
     if exc_info and exc_info[1] is not None and is_business_failure(exc_info[1]):
         return None
-    return redact_mapping(event)
+    return with_trace_ids(redact_mapping(event))
+
+
+def with_trace_ids(event: Any) -> Any:
+    """The OpenTelemetry trace and span of the failing command on the event, to find it."""
+    ids = tracing.current_ids()
+    if ids and isinstance(event, dict):
+        tags = event.setdefault("tags", {})
+        if isinstance(tags, dict):
+            tags.update(ids)
+        event.setdefault("contexts", {})["otel"] = dict(ids)
+    return event
 
 
 def before_breadcrumb(crumb: Any, hint: Any) -> Any:

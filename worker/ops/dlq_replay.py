@@ -19,6 +19,7 @@ from pika.exceptions import AMQPChannelError
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
+from worker.observability import tracing
 from worker.ops.dlq_filter import Filters
 from worker.ops.dlq_read import DeadLetter, Held, Progress, held_messages
 
@@ -100,13 +101,19 @@ def replay(
 def _replay_batch(
     held: Held, topology: Topology, batch: list[DeadLetter], summary: ReplaySummary
 ) -> None:
+    exchange = topology.commands_exchange
     for message in batch:
-        held.channel.basic_publish(
-            topology.commands_exchange,
-            message.original_routing_key,
-            message.body,
-            replay_properties(message),
-        )
+        properties = replay_properties(message)
+        routing_key = message.original_routing_key
+        with tracing.producing(
+            exchange,
+            routing_key,
+            properties.headers,
+            message_id=message.message_id,
+            correlation_id=properties.correlation_id,
+            links_from=message.headers,  # the attempt that dead-lettered it
+        ):
+            held.channel.basic_publish(exchange, routing_key, message.body, properties)
         held.ack(message)
     held.channel.tx_commit()
     summary.replayed.extend(batch)

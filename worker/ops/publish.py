@@ -15,6 +15,7 @@ from typing import Any
 import pika
 
 from worker.broker.topology import Topology
+from worker.observability import tracing
 
 CONTENT_TYPE = "application/json"
 PUMP_S = 0.1
@@ -50,6 +51,7 @@ def publish_command(
         declared = channel.queue_declare("", exclusive=True, auto_delete=True)
         reply_queue = str(declared.method.queue)
     channel.confirm_delivery()
+    headers: dict[str, Any] = {}
     properties = pika.BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=pika.DeliveryMode.Persistent,
@@ -57,8 +59,13 @@ def publish_command(
         correlation_id=correlation_id,
         reply_to=reply_queue,
         timestamp=int(time.time()),
+        headers=headers,
     )
-    channel.basic_publish(topology.commands_exchange, routing_key, body, properties, mandatory=True)
+    exchange = topology.commands_exchange
+    with tracing.producing(
+        exchange, routing_key, headers, message_id=message_id, correlation_id=correlation_id
+    ):
+        channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
     return Published(message_id, correlation_id, routing_key, reply_queue)
 
 
