@@ -16,6 +16,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -320,14 +321,22 @@ class Consumer:
         self._count_in_flight(1)
         try:
             envelope = self._envelope(delivery)
-            key = command_customer(envelope.command) if envelope.command is not None else None
+            key = self._ordering_key(delivery, envelope)
         except Exception as exc:  # reading one delivery must never end the consumer
             envelope = Envelope(None, None, None, 0)
             self._settle(delivery, envelope, self._unexpected(envelope, exc))
             return
-        task = delivery.trace.wrap(functools.partial(self._executor.process, envelope), envelope)
+        task = delivery.trace.wrap(self._task(delivery, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
+
+    def _ordering_key(self, delivery: Delivery, envelope: Envelope) -> str | None:
+        """The pool runs the commands of one key one at a time, in delivery order."""
+        return command_customer(envelope.command) if envelope.command is not None else None
+
+    def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
+        """What the pool runs (``worker.partitioned`` puts its order gate in front)."""
+        return functools.partial(self._executor.process, envelope)
 
     def _envelope(self, delivery: Delivery) -> Envelope:
         props = delivery.properties

@@ -15,8 +15,8 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from pika.exceptions import AMQPError
@@ -33,11 +33,6 @@ from worker.store.order import OrderStore
 log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
-
-
-@dataclass(frozen=True)
-class PartitionDelivery(Delivery):
-    partition: int | None = None  # None: from a consumer cancelled since
 
 
 class PartitionedConsumer(Consumer):
@@ -60,6 +55,7 @@ class PartitionedConsumer(Consumer):
         self._observer = _NotParked(self._observer)
         self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
         self._partition_of_tag: dict[str, int] = {}
+        self._partition_of_delivery: dict[int, int | None] = {}  # delivery tag -> partition
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
         self._running_lock = threading.Lock()
 
@@ -105,6 +101,9 @@ class PartitionedConsumer(Consumer):
     def _abandon_channel(self) -> None:
         self._tags.clear()
         self._partition_of_tag.clear()
+        self._partition_of_delivery.clear()
+        with self._running_lock:  # their outcomes are dropped; the customer leases remain
+            self._running.clear()
         # Backlogs stop; the holds are read again when the partitions are consumed again.
         self._epoch += 1
         self._chains.clear()
@@ -135,50 +134,38 @@ class PartitionedConsumer(Consumer):
     # -- deliveries ---------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        headers = properties.headers if isinstance(properties.headers, dict) else {}
-        routing_key = headers.get(h.ORIGINAL_ROUTING_KEY)
-        delivery = PartitionDelivery(
-            channel,
-            method.delivery_tag,
-            routing_key if isinstance(routing_key, str) else method.routing_key,
-            properties,
-            body,
-            time.monotonic(),
-            bool(method.redelivered),
-            self._partition_of_tag.get(method.consumer_tag),
+        self._partition_of_delivery[method.delivery_tag] = self._partition_of_tag.get(
+            method.consumer_tag
         )
-        if self._blocked:
-            self._held.append(delivery)
-            return
-        self._start(delivery)
+        super().on_message(channel, method, properties, body)
 
-    def _start(self, delivery: Delivery) -> None:
-        partition = delivery.partition if isinstance(delivery, PartitionDelivery) else None
-        self._count_in_flight(1)
-        try:
-            envelope = self._partition_envelope(delivery)
-            key = _order_key(delivery.properties, envelope)
-        except Exception as exc:  # reading one delivery must never end the consumer
-            envelope = Envelope(None, None, None, 0)
-            self._settle(delivery, envelope, self._unexpected(envelope, exc))
-            return
+    def _ordering_key(self, delivery: Delivery, envelope: Envelope) -> str | None:
+        return _order_key(delivery.properties, envelope)
+
+    def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
+        partition = self._partition_of_delivery.get(delivery.delivery_tag)
         self._count_running(partition, 1)
-        task: Any = functools.partial(self._executor.process, envelope)
-        if key is not None and partition is not None:
-            task = functools.partial(
-                self._gate.process,
-                envelope,
-                key,
-                partition,
-                delivery.routing_key,
-                delivery.properties,
-                delivery.body,
-            )
-        done = functools.partial(self._on_done_in_partition, partition, delivery, envelope)
-        self._pool.submit(key, task, done)
+        key = _order_key(delivery.properties, envelope)
+        if key is None or partition is None:
+            return super()._task(delivery, envelope)
+        return functools.partial(
+            self._gate.process,
+            envelope,
+            key,
+            partition,
+            delivery.routing_key,
+            delivery.properties,
+            delivery.body,
+        )
 
-    def _partition_envelope(self, delivery: Delivery) -> Envelope:
-        envelope = self._envelope(delivery)
+    def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
+        try:
+            super()._on_done_in_pool(delivery, envelope, future)
+        finally:  # a pool thread: the map is only read and popped, never iterated
+            self._count_running(self._partition_of_delivery.pop(delivery.delivery_tag, None), -1)
+
+    def _envelope(self, delivery: Delivery) -> Envelope:
+        envelope = super()._envelope(delivery)
         headers = delivery.properties.headers
         if isinstance(headers, dict) and headers.get(h.RESEQUENCED) and not envelope.delivery_count:
             # The intake delivered it twice: an earlier copy may have run already.
@@ -188,16 +175,6 @@ class PartitionedConsumer(Consumer):
     def _envelope_of(self, properties: Any, body: bytes) -> Envelope:
         """A parked command's envelope (read from the store, not delivered)."""
         return self._envelope(Delivery(None, 0, "", properties, body, time.monotonic()))
-
-    def _on_done_in_partition(
-        self, partition: int | None, delivery: Delivery, envelope: Envelope, future: Future[Any]
-    ) -> None:
-        try:
-            self._on_done_in_pool(delivery, envelope, future)
-        finally:
-            self._count_running(partition, -1)
-
-    # -- holds and backlogs (worker.parking) --------------------------------------------
 
     def on_confirmed(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
