@@ -37,7 +37,7 @@ class WorkerRig:
         self.prefix = prefix
         self.sandbox = sandbox
         self.tmp_path = tmp_path
-        self.topology = Topology(prefix, (0.3, 0.6), 20)
+        self.topology = Topology(prefix, (0.3, 0.6), 20, TEST_PARTITIONS)
         self.env_overrides = env
         self.processes: list[subprocess.Popen[bytes]] = []
         self.tap = f"{prefix}.test-tap"
@@ -133,6 +133,11 @@ class WorkerRig:
         owners = self.partition_owners()
         held = [owner for name, owner in owners.items() if name.startswith("partition-")]
         return set(held) if len(held) == TEST_PARTITIONS else set()
+
+    def waiting(self) -> int:
+        """Commands not yet taken by a worker: in the intake or in a partition."""
+        queues = [self.topology.commands_queue, *self.topology.partition_queues]
+        return sum(self.depth(queue) for queue in queues)
 
     def depth(self, queue: str) -> int:
         return int(self._declare_passive(queue).method.message_count)
