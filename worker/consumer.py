@@ -35,6 +35,7 @@ from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
 from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
+from worker.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +374,10 @@ class Consumer:
 
     def _unexpected(self, envelope: Envelope, exc: BaseException) -> Decision:
         # A bug or a store outage, not the command's fault: retried later, parked at last.
-        if self._observer is not None:
+        if isinstance(exc, StoreError):
+            fields = {"error": describe(exc), "correlation_id": envelope.correlation_id}
+            log.warning("store unavailable; command retried later", extra={"fields": fields})
+        elif self._observer is not None:
             self._observer.command_crashed(envelope, exc)
         else:
             log.error("unexpected error", exc_info=exc)
