@@ -19,8 +19,6 @@ from worker.config import Settings
 from worker.leases import HeldLeases, Liveness
 from worker.store import ClaimStatus, IdempotencyStore, open_store, schema
 
-pytestmark = pytest.mark.integration
-
 LEASE_S = 60.0
 DEAD_S = 20.0
 T0 = 1_700_000_000.0
