@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test cluster-test lint format bench soak schema clean services
 
 $(STAMP): pyproject.toml requirements.txt dev-constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || bash scripts/venv.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install -q -c dev-constraints.txt --upgrade pip
 	$(BIN)/pip install -q -c requirements.txt -c dev-constraints.txt -e '.[dev]'
 	touch $(STAMP)
