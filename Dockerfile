@@ -21,7 +21,7 @@ WORKDIR /src
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY contracts ./contracts
 COPY worker ./worker
 # --no-deps: everything it needs is already pinned above, nothing unpinned sneaks in.

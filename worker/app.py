@@ -9,6 +9,7 @@ from typing import Any
 
 from worker import __version__
 from worker.api import ResellerClient
+from worker.broker.addresses import passwords
 from worker.broker.topology import Topology
 from worker.config import LIVENESS_STORE_CONNECTIONS, Settings
 from worker.consumer import Consumer
@@ -35,7 +36,7 @@ LIVENESS_CONNECTIONS = 1  # PostgreSQL: the heartbeat's own, beside the pool of 
 def register_secrets(settings: Settings) -> None:
     from urllib.parse import urlsplit
 
-    for value in (settings.api_key, urlsplit(settings.amqp_url).password):
+    for value in (settings.api_key, *passwords(settings.amqp_url)):
         if value:
             register_secret(value)
     store_password = urlsplit(settings.store_url).password

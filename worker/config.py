@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from contracts import MAX_BODY_BYTES
+from worker.broker.addresses import check_urls
 from worker.store import POOL_SIZE as STORE_POOL_SIZE
 from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
 
@@ -192,10 +193,8 @@ def _convert(name: str, raw: str) -> Any:
         if raw not in ("json", "text"):
             raise ValueError("must be json or text")
         return raw
-    if name in ("amqp_url",):
-        if urlsplit(raw).scheme not in ("amqp", "amqps"):
-            raise ValueError("must be an amqp:// or amqps:// URL")
-        return raw
+    if name == "amqp_url":  # one URL, or the comma-separated nodes of one cluster
+        return ",".join(check_urls(raw))
     if name == "api_url":
         if urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
             raise ValueError("must be an http:// or https:// URL")

@@ -24,6 +24,7 @@ from pika.exceptions import AMQPError
 
 from contracts import InvalidCommand, command_customer, decode_command
 from worker.broker import headers as h
+from worker.broker.addresses import BrokerAddresses, redact_url
 from worker.broker.channel import ConsumingChannel
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker, GroupPublisher
 from worker.broker.connection import connect
@@ -73,6 +74,8 @@ class Consumer:
         self._health = health
         self._observer = observer  # called with (envelope, decision, duration_s) per outcome
         self._pool = KeyedSerialExecutor(settings.pool_threads)
+        # The nodes of the cluster: a reconnection starts at the node after the lost one.
+        self._addresses = BrokerAddresses.parse(settings.amqp_url)
         self._connection: Any = None
         self._consuming: ConsumingChannel | None = None
         self._channel: Any = None
@@ -115,7 +118,7 @@ class Consumer:
 
     def _connect(self, attempts: int) -> None:
         self._connection = connect(
-            self._settings.amqp_url,
+            self._addresses,
             attempts=attempts,
             max_backoff_s=self._settings.reconnect_max_s,
             connection_name=f"provisioner {self._settings.worker_id}",
@@ -133,7 +136,9 @@ class Consumer:
         self._consuming, self._channel = consuming, consuming.channel
         self._confirms = consuming.confirms
         self._set_health(connected=True, consuming=True)
-        log.info("consuming", extra={"fields": {"queue": self._topology.commands_queue}})
+        broker = redact_url(self._addresses.in_use or "")
+        queue = self._topology.commands_queue
+        log.info("consuming", extra={"fields": {"queue": queue, "broker": broker}})
 
     def _consume_until_stopped(self) -> None:
         while not self._stopping.is_set():
@@ -428,7 +433,9 @@ class Consumer:
         # Sent with this turn's other frames when the loop next polls (see ConfirmTracker).
         self._frames().ack(delivery.delivery_tag)
         if self._observer is not None:
-            self._observer.command_done(envelope, decision, time.monotonic() - delivery.started_at)
+            with delivery.trace.resumed():  # its log line names the command's trace and span
+                duration_s = time.monotonic() - delivery.started_at
+                self._observer.command_done(envelope, decision, duration_s)
 
     def _on_refused(
         self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup

@@ -14,36 +14,13 @@ import threading
 import time
 from typing import Any
 
-from contracts import (
-    SUCCESS_EVENTS,
-    Command,
-    CommandFailed,
-    CommandRejected,
-    ErrorCode,
-    ErrorInfo,
-    InvalidCommand,
-    Outcome,
-    command_customer,
-    decode_event,
-    encode_event,
-    fingerprint_material,
-    make_event,
-    routing_key,
-)
+from contracts import Command, command_customer, fingerprint_material
+from worker import terminal
 from worker.calling import CommandCall
-from worker.decision import DeadLetter, Decision, Envelope, ExecutorConfig
+from worker.decision import Decision, Envelope, ExecutorConfig
 from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
-from worker.outcomes import (
-    REASON_DELIVERY_LIMIT,
-    REASON_REJECTED,
-    Disposition,
-    Verdict,
-    of_claim,
-    of_error,
-    reason_of,
-    when_retries_run_out,
-)
+from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
 from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
@@ -74,10 +51,10 @@ class Executor:
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
             assert envelope.invalid is not None
-            return self._rejected_invalid(envelope, envelope.invalid)
+            return terminal.rejected_invalid(envelope, envelope.invalid)
         if self._at_delivery_limit(envelope):
             command = envelope.command
-            return self._decided(command) or self._poisoned(envelope, command)
+            return self._decided(command) or terminal.poisoned(envelope, command)
         return self._process_command(envelope, envelope.command)
 
     def _decided(self, command: Command) -> Decision | None:
@@ -95,19 +72,6 @@ class Executor:
         # while we still can publish the event every command is owed.
         limit = self._config.delivery_limit
         return limit > 0 and envelope.delivery_count >= limit - 1
-
-    def _poisoned(self, env: Envelope, command: Command) -> Decision:
-        message = f"delivered {env.delivery_count + 1} times without an outcome"
-        error = ErrorInfo(code=ErrorCode.DELIVERY_LIMIT, message=message, retryable=True)
-        event = make_event(CommandFailed, **self._common(env, command), error=error)
-        return Decision(
-            type(command).__name__,
-            "failed",
-            encode_event(event),
-            _key(command, "failed"),
-            dead_letter=DeadLetter(REASON_DELIVERY_LIMIT, ErrorCode.DELIVERY_LIMIT.value, message),
-            error_code=ErrorCode.DELIVERY_LIMIT.value,
-        )
 
     def fingerprint(self, command: Command) -> str:
         # Keyed: the material holds passwords, and a bare hash of them would be guessable.
@@ -158,7 +122,8 @@ class Executor:
             assert claim.event is not None
             return self._replay(command, claim.event)
         if verdict.outcome is Disposition.REJECTED:
-            return self._rejected_conflict(env, command, verdict)
+            message = "idempotency_key was already used for a different command payload"
+            return terminal.rejected(env, command, verdict, message)
         if claim.status is ClaimStatus.CUSTOMER_BUSY:
             return self._busy(command, "a command of this customer runs in another worker")
         # Another live worker holds the key: come back later rather than run it twice.
@@ -179,13 +144,16 @@ class Executor:
         except ProvisioningError as exc:
             verdict = of_error(exc, command)
             if verdict.outcome is Disposition.FAILED:
-                return self._failed(env, command, exc, verdict, uncertain=call.uncertain)
+                return self._failed(env, command, exc, verdict, call.uncertain)
             return self._retry_or_give_up(env, command, exc, uncertain=call.uncertain)
         except Exception:
             # A bug or the store: the broker redelivers (the outcome policy's "retry later").
             self._store.release(command.idempotency_key, self._config.owner, call.uncertain)
             raise
-        return self._succeeded(env, command, result, uncertain=call.uncertain)
+        body = terminal.success_event(env, command, result)
+        if not self._complete(command, True, body, call.uncertain):
+            return self._lease_lost(command)
+        return terminal.succeeded(command, body)
 
     def _release_left_behind(self, command: Command) -> bool:
         """A key this process left leased when the store failed under its call (the outcome
@@ -233,21 +201,10 @@ class Executor:
         return self._stored_failure(command, record.event)
 
     def _stored_failure(self, command: Command, stored: bytes) -> Decision | None:
-        """A recorded CommandFailed again, with its dead-letter copy; None for another event."""
-        event = decode_event(stored)
-        if not isinstance(event, CommandFailed):
-            return None
-        code = event.error.code
-        self._count("idempotent_replay", type(command).__name__)
-        return Decision(
-            type(command).__name__,
-            "failed",
-            stored,
-            _key(command, "failed"),
-            dead_letter=DeadLetter(reason_of(code), code.value, event.error.message),
-            replayed=True,
-            error_code=code.value,
-        )
+        decision = terminal.stored_failure(command, stored)
+        if decision is not None:
+            self._count("idempotent_replay", type(command).__name__)
+        return decision
 
     def _lease_lost(self, command: Command) -> Decision:
         """``complete`` found another worker holding the key: this execution publishes no
@@ -298,32 +255,9 @@ class Executor:
 
     # -- outcomes ---------------------------------------------------------------------
 
-    def _common(self, env: Envelope, command: Command) -> dict[str, Any]:
-        return {
-            "command_type": type(command).__name__,
-            "idempotency_key": command.idempotency_key,
-            "customer": command_customer(command),
-            "correlation_id": env.correlation_id,
-            "attempts": env.delayed_attempts + 1,
-        }
-
-    def _succeeded(
-        self, env: Envelope, command: Command, result: Any, *, uncertain: bool
-    ) -> Decision:
-        event_cls = SUCCESS_EVENTS[type(command).__name__]
-        event = make_event(event_cls, **self._common(env, command), **_payload(command, result))
-        body = encode_event(event)
-        if not self._complete(command, True, body, uncertain):
-            return self._lease_lost(command)
-        return Decision(type(command).__name__, "succeeded", body, _key(command, "succeeded"))
-
     def _replay(self, command: Command, stored: bytes) -> Decision:
         self._count("idempotent_replay", type(command).__name__)
-        outcome = "succeeded"
-        decode_event(stored)  # a corrupt record must fail loudly, not publish garbage
-        return Decision(
-            type(command).__name__, outcome, stored, _key(command, outcome), replayed=True
-        )
+        return terminal.succeeded(command, stored, replayed=True)
 
     def _complete(self, command: Command, succeeded: bool, body: bytes, uncertain: bool) -> bool:
         key, owner = command.idempotency_key, self._config.owner
@@ -335,28 +269,12 @@ class Executor:
         command: Command,
         exc: ProvisioningError,
         verdict: Verdict,
-        *,
         uncertain: bool,
     ) -> Decision:
-        assert verdict.code is not None and verdict.reason is not None
-        code, reason = verdict.code, verdict.reason
-        # Retries ran out: the same command may succeed when replayed.
-        retryable = code is ErrorCode.RETRIES_EXHAUSTED
-        error = ErrorInfo(
-            code=code, message=str(exc), api_errors=list(exc.api_errors), retryable=retryable
-        )
-        event = make_event(CommandFailed, **self._common(env, command), error=error)
-        body = encode_event(event)
+        body = terminal.failure_event(env, command, exc, verdict)
         if not self._complete(command, False, body, uncertain):
             return self._lease_lost(command)
-        return Decision(
-            type(command).__name__,
-            "failed",
-            body,
-            _key(command, "failed"),
-            dead_letter=DeadLetter(reason, code.value, str(exc)),
-            error_code=code.value,
-        )
+        return terminal.failed(command, body, verdict, str(exc))
 
     def _retry_or_give_up(
         self, env: Envelope, command: Command, exc: ProvisioningError, *, uncertain: bool
@@ -365,51 +283,10 @@ class Executor:
         delay = next_delay_s(env.delayed_attempts, self._config.retry_delays_s, retry_after)
         verdict = when_retries_run_out(delay_left=delay is not None)
         if delay is None:
-            return self._failed(env, command, exc, verdict, uncertain=uncertain)
+            return self._failed(env, command, exc, verdict, uncertain)
         self._store.release(command.idempotency_key, self._config.owner, uncertain)
         self._count("delayed_retry", type(command).__name__)
         return Decision(type(command).__name__, "retry", retry_in_s=delay, last_error=str(exc))
-
-    def _rejected_conflict(self, env: Envelope, command: Command, verdict: Verdict) -> Decision:
-        assert verdict.code is not None and verdict.reason is not None
-        message = "idempotency_key was already used for a different command payload"
-        return self._rejected(env, command, verdict.code, message, verdict.reason)
-
-    def _rejected(
-        self, env: Envelope, command: Command, code: ErrorCode, message: str, reason: str
-    ) -> Decision:
-        error = ErrorInfo(code=code, message=message, retryable=False)
-        outcome = "rejected"
-        event = make_event(CommandRejected, **self._common(env, command), error=error)
-        return Decision(
-            type(command).__name__,
-            outcome,
-            encode_event(event),
-            _key(command, outcome),
-            dead_letter=DeadLetter(reason, code.value, message),
-            error_code=code.value,
-        )
-
-    def _rejected_invalid(self, env: Envelope, invalid: InvalidCommand) -> Decision:
-        error = ErrorInfo(code=ErrorCode.INVALID_COMMAND, message=str(invalid), retryable=False)
-        command_type = invalid.command_type or "unknown"
-        event = make_event(
-            CommandRejected,
-            command_type=command_type,
-            idempotency_key=invalid.idempotency_key or "",
-            customer=invalid.customer,
-            correlation_id=env.correlation_id,
-            attempts=env.delayed_attempts + 1,
-            error=error,
-        )
-        return Decision(
-            command_type,
-            "rejected",
-            encode_event(event),
-            routing_key_for(invalid.command_type, "rejected"),
-            dead_letter=DeadLetter(REASON_REJECTED, ErrorCode.INVALID_COMMAND.value, str(invalid)),
-            error_code=ErrorCode.INVALID_COMMAND.value,
-        )
 
     def _count(self, what: str, command_type: str) -> None:
         if self._metrics is not None:
@@ -418,20 +295,3 @@ class Executor:
 
 def _hmac(key: bytes, command: Command) -> str:
     return hmac.new(key, fingerprint_material(command), hashlib.sha256).hexdigest()
-
-
-def routing_key_for(command_type: str | None, outcome: str) -> str:
-    return routing_key(command_type, Outcome(outcome))
-
-
-def _key(command: Command, outcome: str) -> str:
-    return routing_key_for(type(command).__name__, outcome)
-
-
-# The success events that carry what the API returned, and the field that carries it.
-PAYLOAD_FIELDS = {"ListCustomers": "customers", "ListApps": "apps", "GetAppSettings": "settings"}
-
-
-def _payload(command: Command, result: Any) -> dict[str, Any]:
-    field = PAYLOAD_FIELDS.get(type(command).__name__)
-    return {field: result} if field else {}

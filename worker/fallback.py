@@ -23,8 +23,8 @@ from contracts import (
     make_event,
 )
 from worker.decision import DeadLetter, Decision, Envelope
-from worker.execute import routing_key_for
 from worker.store import StoreError
+from worker.terminal import routing_key_for
 
 UNEXPECTED_REASON = "unexpected_error"
 ERROR_TEXT_MAX_LENGTH = 300

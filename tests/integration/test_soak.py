@@ -31,9 +31,9 @@ def assert_every_check_passed(result: SoakResult) -> str:
 
 
 def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
-    # Given 2,000 mixed commands over 200 customers, a sandbox injecting 2% 5xx, 1% 429 and
-    # 0.5% apply-then-hang with GetAppSettings down throughout, and a worker that is killed
-    # with SIGKILL once midway
+    # Given 2,000 mixed commands over 200 customers, a sandbox injecting 2% 5xx, 1% 429,
+    # 0.5% apply-then-hang, 0.5% apply-then-502 and 0.5% apply-then-garbled-200 with
+    # GetAppSettings down throughout, and a worker that is killed with SIGKILL once midway
     config = REDUCED
 
     # When the soak runs to the end and replays the dead-letter queue without faults
@@ -47,6 +47,7 @@ def test_reduced_soak_keeps_every_delivery_guarantee(tmp_path: Path) -> None:
     assert result.counts["commands"] == config.commands, report
     injected = result.counts["faults injected"]
     assert injected["5xx"] > 0 and injected["429"] > 0 and injected["hang"] > 0, report
+    assert injected["applied_5xx"] > 0 and injected["applied_garbled"] > 0, report
     # And the outage filled the dead-letter queue, and the replay took every message
     assert result.counts["dead-lettered"] > 0, report
     assert result.counts["replayed"] == result.counts["dead-lettered"], report

@@ -10,7 +10,8 @@ import pytest
 from tests.fixtures.broker import publish, queue_count
 from tests.fixtures.wait import wait_until
 from worker.broker import headers as h
-from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect, redact_url
+from worker.broker.addresses import redact_url
+from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect
 from worker.broker.topology import Topology, tier_label
 from worker.cli import main
 

@@ -6,7 +6,9 @@ wired as ``worker.app.run_worker`` wires it.
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,8 @@ from worker.cli import main
 from worker.config import Settings
 from worker.consumer import Consumer
 from worker.observability import traced, tracing
+from worker.observability.logs import JsonFormatter
+from worker.report import OutcomeReporter
 from worker.store import open_store
 
 pytestmark = pytest.mark.integration
@@ -67,7 +71,7 @@ class InProcessWorker:
         self.client = ResellerClient.from_settings(settings)
         config = executor_config(settings, self.store.fingerprint_keys())
         executor = ScopedExecutor(self.client, self.store, config)
-        self.consumer = Consumer(settings, executor, self.topology)
+        self.consumer = Consumer(settings, executor, self.topology, observer=OutcomeReporter())
         self.thread = threading.Thread(target=self.consumer.run, name="test-consumer")
         self.thread.start()
 
@@ -95,6 +99,21 @@ class InProcessWorker:
         self.thread.join(STOP_TIMEOUT_S)
         self.client.close()
         self.store.close()
+
+
+@pytest.fixture
+def outcome_lines() -> Iterator[io.StringIO]:
+    """The worker's per-command outcome lines, as JSON."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("worker.outcome")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -160,7 +179,7 @@ def parent_of(traceparent: str) -> tuple[str, str]:
 
 
 def test_a_command_with_a_traceparent_continues_its_trace_to_the_event(
-    worker: InProcessWorker, spans: InMemorySpanExporter, sandbox: Any
+    worker: InProcessWorker, spans: InMemorySpanExporter, sandbox: Any, outcome_lines: io.StringIO
 ) -> None:
     # Given a CreateCustomer whose producer sent a traceparent and a tracestate
     command = create_customer_body("traced", key="k-traced", password=PASSWORD)
@@ -202,6 +221,13 @@ def test_a_command_with_a_traceparent_continues_its_trace_to_the_event(
     # And no secret is anywhere in the spans
     dumped = "".join(s.to_json() for s in spans.get_finished_spans())
     assert PASSWORD not in dumped and sandbox.api_key not in dumped
+    # And the command's outcome line names its trace and span
+    line = wait_until(lambda: outcome_lines.getvalue(), 10, "the outcome line")
+    outcome = json.loads(line.splitlines()[0])
+    assert (outcome["trace_id"], outcome["span_id"]) == (
+        TRACE_ID,
+        format_span_id(process.context.span_id),
+    )
 
 
 def test_without_a_traceparent_a_new_trace_starts(

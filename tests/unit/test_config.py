@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.config import ConfigError, load_settings
+from worker.config import ConfigError, drain_bound_s, load_settings, worst_case_execution_s
 
 
 def test_the_pool_has_threads_per_api_slot_and_the_prefetch_follows_the_pool() -> None:
@@ -71,3 +71,27 @@ def test_a_body_limit_outside_its_bounds_is_refused_naming_the_variable(raw: str
 def test_the_body_limit_defaults_to_the_contracts_limit_and_can_be_set() -> None:
     assert load_settings({}).max_body_bytes == 1024 * 1024
     assert load_settings({"PROVISIONER_MAX_BODY_BYTES": "4096"}).max_body_bytes == 4096
+
+
+def test_a_lease_shorter_than_one_execution_is_refused_naming_the_settings() -> None:
+    # Given a 60 s lease, and 30 s API timeouts with the default budgets
+    environ = {"PROVISIONER_LEASE_TTL": "60", "PROVISIONER_API_TIMEOUT": "30"}
+    # When the settings are read / Then the lease is refused, with what makes the worst case
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ)
+    assert refused.value.variable == "PROVISIONER_LEASE_TTL"
+    for name in ("PROVISIONER_API_TIMEOUT", "PROVISIONER_RESOLVE_BUDGET"):
+        assert name in str(refused.value)
+
+
+def test_the_default_lease_outlasts_one_execution_and_bounds_the_drain() -> None:
+    settings = load_settings({})
+    worst = worst_case_execution_s(settings)
+    assert settings.lease_ttl_s > worst
+    assert drain_bound_s(settings) == max(settings.drain_timeout_s, worst)
+
+
+def test_a_heartbeat_not_well_inside_the_death_cutoff_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"PROVISIONER_WORKER_HEARTBEAT": "10", "PROVISIONER_WORKER_DEAD_AFTER": "15"})
+    assert refused.value.variable == "PROVISIONER_WORKER_DEAD_AFTER"

@@ -16,6 +16,7 @@ from tests.integration.harness import customer_command
 from tests.unit.test_execute import ScriptedClient, envelope, executor
 from worker.errors import AmbiguousError, PermanentError
 from worker.store import IdempotencyStore, open_store
+from worker.terminal import success_event
 
 
 @pytest.fixture(autouse=True)
@@ -109,7 +110,8 @@ def test_a_lost_lease_publishes_the_event_of_whoever_completed(store: Idempotenc
             store.heartbeat("other")
             fingerprint = other.fingerprint(command)
             store.claim(command.idempotency_key, fingerprint, "other", 60.0, 0.0)
-            self.winner = other._succeeded(envelope(CREATE), command, None, uncertain=False)
+            self.winner = success_event(envelope(CREATE), command, None)
+            store.complete(command.idempotency_key, "other", True, self.winner)
             return super().execute(command)
 
     client = TakenOver(None)
@@ -117,7 +119,7 @@ def test_a_lost_lease_publishes_the_event_of_whoever_completed(store: Idempotenc
     decision = executor(client, store).process(envelope(CREATE))
     # Then we publish the other worker's stored event, not one of our own
     assert decision.outcome == "succeeded" and decision.replayed
-    assert decision.event == client.winner.event
+    assert decision.event == client.winner
 
 
 def test_a_record_made_with_the_legacy_key_still_matches(store: IdempotencyStore) -> None:

@@ -2,7 +2,9 @@
 
 ``pika.URLParameters`` reads the URL's query parameters (``heartbeat``,
 ``connection_attempts``, ``socket_timeout``, ...), so operators tune them in
-``PROVISIONER_AMQP_URL``. Errors never show the password: their text uses ``redact_url``.
+``PROVISIONER_AMQP_URL``. Several comma-separated URLs are the nodes of one cluster, tried
+in turn (``worker/broker/addresses.py``). Errors never show the password: their text uses
+``redact_url``.
 """
 
 from __future__ import annotations
@@ -10,15 +12,15 @@ from __future__ import annotations
 import logging
 import random
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import pika
 from pika.exceptions import AMQPConnectionError, AuthenticationError, ProbableAuthenticationError
 
+from worker.broker.addresses import BrokerAddresses, redact_url
+
 log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.5
-REDACTED = "***"
 
 
 class BrokerUnreachable(AMQPConnectionError):  # type: ignore[misc]  # noqa: N818 - documented name
@@ -29,19 +31,6 @@ class BrokerAuthFailed(AMQPConnectionError):  # type: ignore[misc]  # noqa: N818
     """The broker refused the credentials; retrying with the same ones cannot help."""
 
 
-def redact_url(url: str) -> str:
-    """``amqp://guest:secret@host:5672/%2F`` -> ``amqp://guest:***@host:5672/%2F``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable broker URL>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}"))
-
-
 def backoff_s(failures: int, max_backoff_s: float) -> float:
     """Full jitter over an exponential ceiling, capped at ``max_backoff_s``."""
     ceiling = min(max_backoff_s, BACKOFF_BASE_S * 2 ** max(0, failures - 1))
@@ -49,14 +38,16 @@ def backoff_s(failures: int, max_backoff_s: float) -> float:
 
 
 def connect(
-    amqp_url: str,
+    amqp_url: str | BrokerAddresses,
     *,
     attempts: int = 1,
     max_backoff_s: float = 30.0,
     connection_name: str = "provisioner",
     blocked_timeout_s: float | None = None,
 ) -> pika.BlockingConnection:
-    """Connect, trying up to ``attempts`` times.
+    """Connect, trying up to ``attempts`` times; each attempt tries every node of the list,
+    from the one due next (a ``BrokerAddresses`` kept by the caller remembers it between
+    calls; a plain string starts at a random node).
 
     ``blocked_timeout_s``: how long the broker may block the connection (a memory or disk
     alarm) before pika drops it, so that no publish waits forever (``ConnectionBlockedTimeout``
@@ -65,28 +56,58 @@ def connect(
     Raises ``BrokerAuthFailed`` at once for refused credentials, ``BrokerUnreachable`` when
     every attempt failed. Both are ``AMQPConnectionError`` so reconnect loops catch them.
     """
-    parameters = pika.URLParameters(amqp_url)
-    parameters.client_properties = {"connection_name": connection_name}
-    if blocked_timeout_s is not None and "blocked_connection_timeout" not in amqp_url:
-        parameters.blocked_connection_timeout = blocked_timeout_s
-    shown = redact_url(amqp_url)
+    addresses = (
+        amqp_url if isinstance(amqp_url, BrokerAddresses) else BrokerAddresses.parse(amqp_url)
+    )
     last_error = "no attempt made"
     for attempt in range(1, max(1, attempts) + 1):
-        try:
-            return pika.BlockingConnection(parameters)
-        except (ProbableAuthenticationError, AuthenticationError):
-            raise BrokerAuthFailed(f"broker {shown} refused the credentials") from None
-        except AMQPConnectionError as exc:
-            last_error = type(exc).__name__
-        except OSError as exc:  # DNS failures and the like, before pika's own handling
-            last_error = type(exc).__name__
+        for url in addresses.rotation():
+            try:
+                connection = _open(url, connection_name, blocked_timeout_s)
+            except BrokerAuthFailed:
+                raise
+            except (AMQPConnectionError, OSError) as exc:  # OSError: DNS failures and the like
+                last_error = type(exc).__name__
+                _log_failover(url, last_error, addresses)
+                continue
+            addresses.connected(url)
+            return connection
         if attempt < attempts:
             delay_s = backoff_s(attempt, max_backoff_s)
             log.warning(
                 "broker unreachable, retrying",
-                extra={"fields": {"broker": shown, "attempt": attempt, "delay_s": delay_s}},
+                extra={
+                    "fields": {
+                        "broker": addresses.describe(),
+                        "attempt": attempt,
+                        "delay_s": delay_s,
+                    }
+                },
             )
             time.sleep(delay_s)
     raise BrokerUnreachable(
-        f"broker {shown} unreachable after {max(1, attempts)} attempt(s) ({last_error})"
+        f"broker {addresses.describe()} unreachable after {max(1, attempts)} attempt(s)"
+        f" ({last_error})"
     )
+
+
+def _open(
+    url: str, connection_name: str, blocked_timeout_s: float | None
+) -> pika.BlockingConnection:
+    parameters = pika.URLParameters(url)
+    parameters.client_properties = {"connection_name": connection_name}
+    if blocked_timeout_s is not None and "blocked_connection_timeout" not in url:
+        parameters.blocked_connection_timeout = blocked_timeout_s
+    try:
+        return pika.BlockingConnection(parameters)
+    except (ProbableAuthenticationError, AuthenticationError):
+        # The nodes of one cluster share their users: another node would refuse them too.
+        raise BrokerAuthFailed(f"broker {redact_url(url)} refused the credentials") from None
+
+
+def _log_failover(url: str, error: str, addresses: BrokerAddresses) -> None:
+    if len(addresses) > 1:
+        log.warning(
+            "broker node unreachable, trying the next",
+            extra={"fields": {"broker": redact_url(url), "error": error}},
+        )

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker
 
-from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect, redact_url
+from worker.broker.addresses import passwords, redact_urls
+from worker.broker.connection import BrokerAuthFailed, BrokerUnreachable, connect
 from worker.config import Settings
 from worker.observability.redact import redact_text, register_secret
 
@@ -26,7 +26,7 @@ BROKER_ERRORS = (AMQPConnectionError, ChannelClosedByBroker)
 @contextmanager
 def operator_connection(settings: Settings, tool: str) -> Iterator[Any]:
     """A blocking connection for one operator command, closed on leaving."""
-    for secret in (settings.api_key, urlsplit(settings.amqp_url).password):
+    for secret in (settings.api_key, *passwords(settings.amqp_url)):
         if secret:
             register_secret(secret)
     connection = connect(
@@ -51,6 +51,6 @@ def broker_failure(exc: BaseException, settings: Settings) -> int:
     elif isinstance(exc, BrokerUnreachable | BrokerAuthFailed):
         detail = str(exc)  # names the broker, password already masked
     else:
-        detail = f"broker {redact_url(settings.amqp_url)} unreachable ({type(exc).__name__})"
+        detail = f"broker {redact_urls(settings.amqp_url)} unreachable ({type(exc).__name__})"
     print(f"provisioner: {redact_text(detail)}", file=sys.stderr)
     return 3

@@ -93,6 +93,12 @@ def _short(moment: datetime | None) -> str:
     return h.iso_utc(moment)[:19].replace("T", " ") if moment else "-"
 
 
+def _clipped(text: str) -> str:
+    if len(text) <= ERROR_COLUMN_MAX_CHARS:
+        return text
+    return text[: ERROR_COLUMN_MAX_CHARS - 1] + "…"  # the whole message is in --json
+
+
 def render_groups_table(tally: GroupTally) -> str:
     rows = [
         [
@@ -104,7 +110,7 @@ def render_groups_table(tally: GroupTally) -> str:
             _short(g.oldest),
             _short(g.newest),
             g.example_key or "-",
-            g.error[:ERROR_COLUMN_MAX_CHARS] or "-",
+            _clipped(g.error) or "-",
         ]
         for g in tally.groups()
     ]
