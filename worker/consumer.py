@@ -281,7 +281,19 @@ class Consumer:
     # -- deliveries -------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        delivery = Delivery(
+        try:
+            delivery = self._delivery(channel, method, properties, body)
+        except Exception as exc:  # never end the consumer; the broker dead-letters it
+            log.error("delivery unreadable; rejected", extra={"fields": {"error": describe(exc)}})
+            self._frames().nack(method.delivery_tag, requeue=False)
+            return
+        if self._blocked:
+            self._held.append(delivery)
+            return
+        self._start(delivery)
+
+    def _delivery(self, channel: Any, method: Any, properties: Any, body: bytes) -> Delivery:
+        return Delivery(
             channel,
             method.delivery_tag,
             method.routing_key,
@@ -291,10 +303,6 @@ class Consumer:
             bool(method.redelivered),
             tracing.delivered(self._topology.commands_queue, method, properties),
         )
-        if self._blocked:
-            self._held.append(delivery)
-            return
-        self._start(delivery)
 
     def _start(self, delivery: Delivery) -> None:
         self._count_in_flight(1)
