@@ -16,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 SCRIPT_TIMEOUT_S = 30
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 NO_VENV_PYTHON = """#!/bin/sh
 # A Python that reports a good version but cannot create a virtual environment.
 case "$1" in -c) exit 0 ;; *) echo "ensurepip is not available" >&2; exit 1 ;; esac
@@ -24,7 +25,7 @@ case "$1" in -c) exit 0 ;; *) echo "ensurepip is not available" >&2; exit 1 ;; e
 
 @pytest.fixture
 def copy_for_nobody() -> Iterator[Path]:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or not can_become_nobody():
         pytest.skip("needs root and setpriv to run the scripts as an unprivileged user")
     root = Path(tempfile.mkdtemp(prefix="setup-scripts-"))
     try:
@@ -36,9 +37,15 @@ def copy_for_nobody() -> Iterator[Path]:
         shutil.rmtree(root)
 
 
+def can_become_nobody() -> bool:
+    """False in a user namespace that does not map the unprivileged user."""
+    probe = [*AS_NOBODY, "true"]
+    return subprocess.run(probe, capture_output=True, timeout=SCRIPT_TIMEOUT_S).returncode == 0
+
+
 def run_as_nobody(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv],
+        [*AS_NOBODY, *argv],
         cwd=root,
         env={"PATH": f"{root}:/usr/bin:/bin", "HOME": str(root)},
         capture_output=True,
