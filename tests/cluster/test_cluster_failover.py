@@ -19,8 +19,9 @@ import pytest
 from sandbox.rigs import SandboxProcess, wait_until
 from tests.cluster.rig import ClusterWorker, ReadinessWatch, Traffic, effects
 from tests.fixtures.private_postgres import PrivatePostgres
-from tests.fixtures.rabbit_cluster import RabbitCluster, available
+from tests.fixtures.rabbit_cluster import Node, RabbitCluster, available
 from worker.broker.topology import Topology
+from worker.cli import main
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,6 +68,30 @@ def start_worker(
     return worker
 
 
+def went_down_and_up(states: list[bool]) -> bool:
+    """Ready, then not ready, then ready again, in that order."""
+    text = "".join("R" if ready else "n" for ready in states)
+    return "Rn" in text and text.endswith("R")
+
+
+def urls(cluster: RabbitCluster) -> str:
+    return ",".join(node.url for node in cluster.nodes)
+
+
+def settings(prefix: str, group_size: str = "0") -> list[str]:
+    """The flags of a topology with the worker's delays and limit."""
+    return [
+        "--prefix", prefix, "--retry-delays", "1s,2s", "--delivery-limit", "20",
+        "--quorum-group-size", group_size,
+    ]  # fmt: skip
+
+
+def check_topology(cluster: RabbitCluster, prefix: str, via: Node, group_size: str = "0") -> int:
+    """``provisioner topology --check``, asking ``via``'s management API."""
+    flags = ["--amqp-url", urls(cluster), "--management-url", via.management_url]
+    return main(["topology", "--check", *flags, *settings(prefix, group_size)])
+
+
 def assert_each_key_once(traffic: Traffic, keys: list[str]) -> None:
     """One terminal event per key (a copy re-sent after a lost ack is the same event), and
     every one a success: nothing failed, nothing was parked at the delivery limit."""
@@ -83,6 +108,7 @@ def test_killing_the_node_that_leads_the_commands_queue_loses_nothing(
     private_postgres: PrivatePostgres,
     tmp_path: Path,
     prefix: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     # Given a worker that knows the three nodes and declared its queues on the one it chose
     worker = start_worker(cluster, api, private_postgres.url, tmp_path, prefix)
@@ -111,7 +137,7 @@ def test_killing_the_node_that_leads_the_commands_queue_loses_nothing(
         assert worker.log().count('"worker started"') == 1
         assert worker.consuming_ports()[-1] != port
         wait_until(lambda: readiness.states[-1], 30, "ready again")
-        assert readiness.states[:3] == [True, False, True], readiness.states
+        assert went_down_and_up(readiness.states), readiness.states
         # And the killed node, started again, rejoins with its queue member
         cluster.start(leader_node)
         wait_until(lambda: cluster.running_nodes(other) == 3, REJOIN_TIMEOUT_S, "rejoined")
@@ -120,6 +146,16 @@ def test_killing_the_node_that_leads_the_commands_queue_loses_nothing(
             REJOIN_TIMEOUT_S,
             "the commands queue's three members online",
         )
+        # And topology --check finds the worker's queues on every node, and those of another
+        # deployment declared with two members each under-replicated
+        wait_until(lambda: check_topology(cluster, prefix, other) == 0, 60, "replicated")
+        small = f"{prefix}x"
+        assert main(["topology", "--amqp-url", urls(cluster), *settings(small, "2")]) == 0
+        capsys.readouterr()
+        assert check_topology(cluster, small, other, "2") == 1
+        report = capsys.readouterr().out
+        assert f"queue {small}.commands is under-replicated: 2 of 3 nodes" in report
+        assert "guest" not in report
     finally:
         readiness.stopped.set()
         traffic.close()

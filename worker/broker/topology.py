@@ -60,10 +60,20 @@ class ExchangeSpec:
 class Topology:
     """Names and declarations of every exchange and queue under ``prefix``."""
 
-    def __init__(self, prefix: str, retry_delays_s: Sequence[float], delivery_limit: int) -> None:
+    def __init__(
+        self,
+        prefix: str,
+        retry_delays_s: Sequence[float],
+        delivery_limit: int,
+        *,
+        quorum_group_size: int = 0,
+    ) -> None:
         if not prefix:
             raise ValueError("the topology prefix must not be empty")
         self.prefix = prefix
+        # 0: the broker's default (the queue's arguments then do not carry it, so queues
+        # declared before the setting existed still match; RabbitMQ compares it on redeclare).
+        self.quorum_group_size = quorum_group_size
         self.retry_delays_s = tuple(float(d) for d in retry_delays_s)
         self.delivery_limit = int(delivery_limit)
         self.commands_exchange = f"{prefix}.commands"
@@ -75,7 +85,12 @@ class Topology:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
-        return cls(settings.prefix, settings.retry_delays_s, settings.delivery_limit)
+        return cls(
+            settings.prefix,
+            settings.retry_delays_s,
+            settings.delivery_limit,
+            quorum_group_size=settings.quorum_group_size,
+        )
 
     # -- names ------------------------------------------------------------------------
 
@@ -126,7 +141,13 @@ class Topology:
             {"x-queue-type": QUORUM},
             ((self.dead_letter_exchange, "#"),),
         )
-        return [commands, *self._retry_specs(), dead_letter]
+        return [self._replicated(q) for q in (commands, *self._retry_specs(), dead_letter)]
+
+    def _replicated(self, spec: QueueSpec) -> QueueSpec:
+        if not self.quorum_group_size:
+            return spec
+        arguments = {**spec.arguments, "x-quorum-initial-group-size": self.quorum_group_size}
+        return QueueSpec(spec.name, arguments, spec.bindings)
 
     def _retry_specs(self) -> list[QueueSpec]:
         specs: dict[str, QueueSpec] = {}  # equal delays share one tier
