@@ -4,10 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench soak schema clean services
+.PHONY: demo test cluster-test lint format bench soak schema clean services
 
 $(STAMP): pyproject.toml requirements.txt dev-constraints.txt
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || bash scripts/venv.sh $(PYTHON) $(VENV)
 	$(BIN)/pip install -q -c dev-constraints.txt --upgrade pip
 	$(BIN)/pip install -q -c requirements.txt -c dev-constraints.txt -e '.[dev]'
 	touch $(STAMP)
@@ -22,6 +22,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash scripts/services.sh --postgres
 	$(BIN)/pytest -q
+
+# Also part of `make test`: a private three-node RabbitMQ cluster (its own ports and data,
+# the shared node untouched), a node killed and PostgreSQL restarted under a running worker.
+cluster-test: $(STAMP)
+	bash scripts/services.sh --postgres
+	$(BIN)/pytest -q -m cluster tests/cluster
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -96,7 +96,7 @@ class SandboxProcess(ControlClient):
         self.api_user, self.api_key = DEFAULT_API_USER, DEFAULT_API_KEY
         # stderr goes to a file: a pipe nobody reads could fill up and block the server.
         self.stderr: IO[str] = (  # closed in stop()
-            log_path.open("w") if log_path is not None else tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
+            log_path.open("w+") if log_path is not None else tempfile.TemporaryFile(mode="w+")  # noqa: SIM115
         )
         self.process = subprocess.Popen(
             [*sandbox_command(), "--port", "0", *extra_args],
@@ -117,8 +117,6 @@ class SandboxProcess(ControlClient):
         wait_until(self.answers, SANDBOX_START_TIMEOUT_S, "the sandbox process to answer")
 
     def stderr_text(self) -> str:
-        if not self.stderr.readable():
-            return ""
         self.stderr.seek(0)
         return self.stderr.read()
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the local services the worker, its demo and its tests need are running:
 # RabbitMQ always, PostgreSQL with `--postgres`. Installs them from Debian's packages
-# when run as root and missing. Idempotent: a running service is left alone.
+# when run as root and missing (otherwise says what to install). Idempotent: a running
+# service is left alone.
 set -euo pipefail
 
 WANT_PG=0
@@ -16,15 +17,16 @@ PG_USER=${PROVISIONER_TEST_PG_USER:-provisioner}
 PG_DB=${PROVISIONER_TEST_PG_DB:-provisioner_test}
 WAIT_S=${SERVICES_WAIT_S:-120}
 
-log() { echo "services: $*" >&2; }
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/apt.sh
+. scripts/apt.sh
+LOG_NAME=services
+PATH=$PATH:/usr/sbin:/sbin  # where Debian puts the servers' commands, off a user's PATH
 
-install_packages() {
-  if [ "$(id -u)" != 0 ]; then
-    log "missing $* and not root: install it with your package manager"; exit 1
-  fi
-  log "installing $* from Debian's packages"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+as_root_or_say() { # as_root_or_say WHAT COMMAND: starting a service needs root
+  if [ "$(id -u)" != 0 ]; then log "$1 is not running; as root, run: $2"; exit 1; fi
 }
 
 wait_for() { # wait_for DESCRIPTION COMMAND...
@@ -37,8 +39,10 @@ wait_for() { # wait_for DESCRIPTION COMMAND...
 }
 
 ensure_rabbitmq() {
-  command -v rabbitmq-server >/dev/null || install_packages rabbitmq-server
+  command -v rabbitmq-server >/dev/null || install_packages "RabbitMQ is missing" rabbitmq-server
+  if [ "$(id -u)" != 0 ] && port_open 5672; then return 0; fi  # a user cannot read the cookie
   if rabbitmq-diagnostics -q ping >/dev/null 2>&1; then return 0; fi
+  as_root_or_say RabbitMQ "rabbitmq-server -detached (or: service rabbitmq-server start)"
   log "starting RabbitMQ"
   rabbitmq-server -detached >/dev/null 2>&1 || true
   wait_for "RabbitMQ" rabbitmq-diagnostics -q ping || { tail -n 30 /var/log/rabbitmq/*.log >&2 || true; exit 1; }
@@ -48,9 +52,16 @@ ensure_rabbitmq() {
 }
 
 ensure_postgres() {
-  command -v pg_lsclusters >/dev/null || install_packages postgresql
+  command -v pg_lsclusters >/dev/null || install_packages "PostgreSQL is missing" postgresql
+  if [ "$(id -u)" != 0 ]; then
+    pg_isready -q -h 127.0.0.1 || as_root_or_say PostgreSQL "bash scripts/services.sh --postgres"
+    log "PostgreSQL answers; as a non-root user the role $PG_USER and database $PG_DB are assumed"
+    return 0
+  fi
   if ! pg_lsclusters -h | grep -q .; then
-    log "creating a PostgreSQL cluster"; pg_createcluster 15 main >/dev/null
+    local newest
+    newest=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n 1)
+    log "creating a PostgreSQL $newest cluster"; pg_createcluster "$newest" main >/dev/null
   fi
   local ver name
   read -r ver name _ < <(pg_lsclusters -h | head -n 1)

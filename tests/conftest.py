@@ -12,6 +12,7 @@ pytest_plugins = [
         "tests.fixtures.postgres",
         "tests.fixtures.private_postgres",
         "tests.fixtures.private_rabbitmq",
+        "tests.fixtures.stores",
     )
     if importlib.util.find_spec(name) is not None
 ]

@@ -71,7 +71,9 @@ MAX_BODY_BYTES_LIMIT = 16 * 1024 * 1024 - 64 * 1024
 # connection): past it the connection is dropped and reopened, the commands come back.
 CONFIRM_TIMEOUT_S = 60.0
 
-SECRET_FIELDS = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
+SECRET_FIELDS = frozenset(
+    {"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url", "management_url"}
+)
 
 
 class ConfigError(ValueError):
@@ -85,6 +87,12 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     amqp_url: str = AMQP_URL
+    # Where `topology --check` asks for quorum queue members; empty: port 15672 of the
+    # first broker node, with the broker's credentials.
+    management_url: str = field(default="", repr=False)
+    # Members of each new quorum queue; 0 leaves it to the broker (every running node up to
+    # its quorum_cluster_size). Takes effect only for queues declared after it is set.
+    quorum_group_size: int = 0
     api_url: str = API_URL
     api_user: str = ""
     api_key: str = field(default="", repr=False)
@@ -161,7 +169,9 @@ def flag_name(field_name: str) -> str:
     return "--" + env_name(field_name).removeprefix("PROVISIONER_").lower().replace("_", "-")
 
 
-FILE_ALLOWED = frozenset({"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url"})
+FILE_ALLOWED = frozenset(
+    {"amqp_url", "api_user", "api_key", "sentry_dsn", "store_url", "management_url"}
+)
 KNOWN_ENV = frozenset(env_name(f.name) for f in fields(Settings)) | frozenset(
     env_name(n) + "_FILE" for n in FILE_ALLOWED
 )
@@ -200,6 +210,10 @@ def _convert(name: str, raw: str) -> Any:
         return raw
     if name == "amqp_url":  # one URL, or the comma-separated nodes of one cluster
         return ",".join(check_urls(raw))
+    if name == "management_url":
+        if urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).hostname:
+            raise ValueError("must be an http:// or https:// URL")
+        return raw
     if name == "api_url":
         if urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
             raise ValueError("must be an http:// or https:// URL")

@@ -18,42 +18,30 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 
 from pika.exceptions import AMQPError
 
-from contracts import InvalidCommand, command_customer, decode_command
-from worker.broker import headers as h
+from contracts import command_customer
 from worker.broker.addresses import BrokerAddresses, redact_url
 from worker.broker.channel import ConsumingChannel
-from worker.broker.confirms import ConfirmGroup, ConfirmTracker, GroupPublisher
+from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
-from worker.broker.publishing import dead_letter, publish_result, schedule_retry
+from worker.broker.publishing import carry_out
 from worker.broker.topology import Topology
 from worker.config import Settings, drain_bound_s
 from worker.decision import Decision, Envelope
+from worker.delivery import Delivery, read_delivery
 from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
 from worker.observability import tracing
 from worker.ordering import KeyedSerialExecutor
+from worker.store import StoreError
 
 log = logging.getLogger(__name__)
 
 PUMP_S = 0.1  # longest the loop waits for I/O before it checks for a stop request
 RECONNECT_BASE_S = 0.5
-
-
-@dataclass(frozen=True)
-class Delivery:
-    channel: Any
-    delivery_tag: int
-    routing_key: str
-    properties: Any
-    body: bytes
-    started_at: float
-    redelivered: bool = False
-    trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
 
 
 class Consumer:
@@ -302,7 +290,19 @@ class Consumer:
     # -- deliveries -------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        delivery = Delivery(
+        try:
+            delivery = self._delivery(channel, method, properties, body)
+        except Exception as exc:  # never end the consumer; the broker dead-letters it
+            log.error("delivery unreadable; rejected", extra={"fields": {"error": describe(exc)}})
+            self._frames().nack(method.delivery_tag, requeue=False)
+            return
+        if self._blocked:
+            self._held.append(delivery)
+            return
+        self._start(delivery)
+
+    def _delivery(self, channel: Any, method: Any, properties: Any, body: bytes) -> Delivery:
+        return Delivery(
             channel,
             method.delivery_tag,
             method.routing_key,
@@ -312,10 +312,6 @@ class Consumer:
             bool(method.redelivered),
             tracing.delivered(self._topology.commands_queue, method, properties),
         )
-        if self._blocked:
-            self._held.append(delivery)
-            return
-        self._start(delivery)
 
     def _start(self, delivery: Delivery) -> None:
         self._count_in_flight(1)
@@ -339,17 +335,10 @@ class Consumer:
         return functools.partial(self._executor.process, envelope)
 
     def _envelope(self, delivery: Delivery) -> Envelope:
-        props = delivery.properties
-        read = h.read_delivery_headers(props, delivery.redelivered)
-        if read.ignored:
-            self._headers_ignored(read.ignored, props)
-        correlation_id = props.correlation_id or props.message_id
-        attempts, count = read.attempts, read.delivery_count
-        try:
-            command = decode_command(delivery.body, max_bytes=self._settings.max_body_bytes)
-        except InvalidCommand as exc:
-            return Envelope(None, exc, correlation_id, attempts, count)
-        return Envelope(command, None, correlation_id, attempts, count)
+        reading = read_delivery(delivery, self._settings.max_body_bytes)
+        if reading.ignored_headers:
+            self._headers_ignored(reading.ignored_headers, delivery.properties)
+        return reading.envelope
 
     def _headers_ignored(self, names: tuple[str, ...], props: Any) -> None:
         fields = {"headers": list(names), "message_id": props.message_id}
@@ -395,7 +384,10 @@ class Consumer:
 
     def _unexpected(self, envelope: Envelope, exc: BaseException) -> Decision:
         # A bug or a store outage, not the command's fault: retried later, parked at last.
-        if self._observer is not None:
+        if isinstance(exc, StoreError):
+            fields = {"error": describe(exc), "correlation_id": envelope.correlation_id}
+            log.warning("store unavailable; command retried later", extra={"fields": fields})
+        elif self._observer is not None:
             self._observer.command_crashed(envelope, exc)
         else:
             log.error("unexpected error", exc_info=exc)
@@ -408,7 +400,14 @@ class Consumer:
         group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
         try:
             with delivery.trace.resumed():  # the event and copies carry the command's span
-                self._carry_out(delivery, decision, confirms.publisher(group))
+                carry_out(
+                    confirms.publisher(group),
+                    self._topology,
+                    delivery.body,
+                    delivery.properties,
+                    delivery.routing_key,
+                    decision,
+                )
         except AMQPError:
             raise
         except Exception as exc:  # e.g. a value pika cannot encode: never end the consumer
@@ -464,40 +463,3 @@ class Consumer:
         self._count_in_flight(1)
         retry = infrastructure_retry(envelope, why, self._settings.retry_delays_s)
         self._settle(delivery, envelope, retry)
-
-    def _carry_out(self, delivery: Delivery, decision: Decision, publisher: GroupPublisher) -> None:
-        props = delivery.properties
-        if decision.retry_in_s is not None:
-            schedule_retry(
-                publisher,
-                self._topology,
-                delivery.body,
-                props,
-                delivery.routing_key,
-                decision.retry_in_s,
-                decision.last_error or "",
-                count_attempt=decision.count_attempt,
-            )
-            return
-        if decision.event is not None:
-            assert decision.routing_key is not None
-            publish_result(
-                publisher,
-                self._topology,
-                decision.event,
-                decision.routing_key,
-                props.correlation_id or props.message_id,
-                props.reply_to,
-            )
-        if decision.dead_letter is not None:
-            dl = decision.dead_letter
-            dead_letter(
-                publisher,
-                self._topology,
-                delivery.body,
-                props,
-                delivery.routing_key,
-                reason=dl.reason,
-                error_code=dl.error_code,
-                last_error=dl.last_error,
-            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from typing import Any
 
@@ -44,6 +45,8 @@ class Executor:
         self._metrics = metrics
         # What the calls in flight hold, renewed by the liveness thread (worker.leases).
         self.leases = leases if leases is not None else HeldLeases()
+        self._left_behind: set[str] = set()  # see _release_left_behind
+        self._left_behind_lock = threading.Lock()
 
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
@@ -103,10 +106,18 @@ class Executor:
 
     def _run_claimed(self, env: Envelope, command: Command, customer: str | None) -> Decision:
         claim = self._claim(env, command, customer)
+        if claim.status is ClaimStatus.BUSY and self._release_left_behind(command):
+            claim = self._claim(env, command, customer)
         verdict = of_claim(claim.status)
         if verdict is None:
             with self.leases.holding(command.idempotency_key, customer):
-                return self._run(env, command, claim)
+                try:
+                    return self._run(env, command, claim)
+                except StoreError:
+                    # The store failed mid-outage: our lease on the key outlives this call.
+                    with self._left_behind_lock:
+                        self._left_behind.add(command.idempotency_key)
+                    raise
         if verdict.outcome is Disposition.SUCCEEDED:
             assert claim.event is not None
             return self._replay(command, claim.event)
@@ -143,6 +154,18 @@ class Executor:
         if not self._complete(command, True, body, call.uncertain):
             return self._lease_lost(command)
         return terminal.succeeded(command, body)
+
+    def _release_left_behind(self, command: Command) -> bool:
+        """A key this process left leased when the store failed under its call (the outcome
+        unrecorded): release it as uncertain, so the claim that follows resolves by read-back
+        first instead of waiting out our own lease, the command looping through the delay
+        tier meanwhile. True when released."""
+        key = command.idempotency_key
+        with self._left_behind_lock:
+            if key not in self._left_behind:
+                return False
+            self._left_behind.discard(key)
+        return self._store.release(key, self._config.owner, True)
 
     def _busy(self, command: Command, why: str) -> Decision:
         # Not counted as an attempt: the holder's lease or death bounds how long this lasts.

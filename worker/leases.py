@@ -38,13 +38,19 @@ class HeldLeases:
             yield
         finally:
             with self._lock:
-                self._keys -= Counter({key: 1})
+                _let_go(self._keys, key)
                 if customer is not None:
-                    self._customers -= Counter({customer: 1})
+                    _let_go(self._customers, customer)
 
     def snapshot(self) -> tuple[list[str], list[str]]:
         with self._lock:
             return list(self._keys), list(self._customers)
+
+
+def _let_go(held: Counter[str], name: str) -> None:
+    held[name] -= 1
+    if held[name] <= 0:
+        del held[name]
 
 
 class Liveness(threading.Thread):

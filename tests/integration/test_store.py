@@ -7,7 +7,6 @@ import sqlite3
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,43 +15,12 @@ import psycopg
 import pytest
 
 from tests.fixtures.postgres import base_pg_url
+from tests.fixtures.stores import T0, FakeClock
 from tests.fixtures.wait import wait_until
 from worker.store import ClaimStatus, IdempotencyStore, RecordState, StoreError, open_store
 
 LEASE_S = 60.0
 DEAD_S = 20.0
-T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(store_url: str, clock: FakeClock) -> Iterator[IdempotencyStore]:
-    opened = open_store(store_url, clock=clock)
-    yield opened
-    opened.close()
 
 
 def claim(store: IdempotencyStore, key: str, owner: str, fingerprint: str = "fp-1") -> Any:

@@ -6,24 +6,21 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from tests.fixtures.stores import FakeClock
 from tests.fixtures.wait import wait_until
 from worker.app import StorePurger
 from worker.config import Settings
 from worker.leases import HeldLeases, Liveness
 from worker.store import ClaimStatus, IdempotencyStore, open_store, schema
 
-pytestmark = pytest.mark.integration
-
 LEASE_S = 60.0
 DEAD_S = 20.0
-T0 = 1_700_000_000.0
 
 # The records table as the first release created it: no ``uncertain``, no store_meta.
 OLD_RECORDS = """CREATE TABLE idempotency_records (
@@ -35,34 +32,6 @@ OLD_ROW = (
     "INSERT INTO idempotency_records VALUES "
     "('old-key', 'legacy-fp', 'failed', 'w0', NULL, 1, 0, NULL, 1, 1)"
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(store_url: str, clock: FakeClock) -> Iterator[IdempotencyStore]:
-    opened = open_store(store_url, clock=clock)
-    yield opened
-    opened.close()
 
 
 def execute_raw(store_url: str, *statements: str, params: Any = None) -> None:

@@ -136,3 +136,19 @@ def test_a_nul_in_the_customer_is_rejected_without_an_api_call(rig: WorkerRig) -
     assert event["error"]["code"] == "invalid_command"
     assert "$.customer: must not contain control characters" in event["error"]["message"]
     assert api_calls(rig) == before
+
+
+def test_a_rejection_of_40000_bad_items_stays_small(rig: WorkerRig) -> None:
+    # Given a ~430 KiB CreateCustomer with 40,000 bad IP addresses (under the body limit)
+    rig.start_worker()
+    command = customer_command("manyips", key="many-bad-ips", ips=["not-an-ip"] * 40_000)
+    rig.publish(command)
+    # Then its rejection names the first problems and counts the rest, in a small event
+    (event,) = rig.wait_events(1, idempotency_key="many-bad-ips")
+    assert event["type"] == "CommandRejected"
+    assert event["error"]["message"].endswith("; and 39980 more")
+    assert len(json.dumps(event)) < 4096
+    # And the dead-letter copy's headers are small too
+    wait_until(lambda: rig.depth(rig.topology.dead_letter_queue) == 1, 10, "one dead letter")
+    ((_method, props, _body),) = list(rig.get_all(rig.topology.dead_letter_queue))
+    assert len(json.dumps(props.headers, default=str)) < 2048

@@ -23,8 +23,6 @@ from worker.execute import Executor
 from worker.leases import Liveness
 from worker.store import IdempotencyStore, open_store
 
-pytestmark = pytest.mark.integration
-
 LEASE_TTL_S = 1.0  # far shorter than the call
 HANG_S = 3.0  # the API applies the add, then answers this late
 HEARTBEAT_S = 0.1

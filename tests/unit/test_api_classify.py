@@ -85,6 +85,19 @@ def test_api_error_strings_are_kept_and_the_most_specific_code_wins() -> None:
     assert "email is invalid" in str(caught.value)
 
 
+def test_a_flood_of_api_error_strings_is_bounded() -> None:
+    # Given a refusal listing 50 long errors
+    body = errors(*[f"field {n} is invalid: " + "x" * 1000 for n in range(50)])
+    # When it is classified
+    with pytest.raises(PermanentError) as caught:
+        classify(400, body)
+    # Then the first ten are kept, each cut short, and the rest counted
+    kept = caught.value.api_errors
+    assert len(kept) == 11 and kept[-1] == "and 40 more"
+    assert all(len(error) <= 300 for error in kept)
+    assert len(str(caught.value)) < 4000
+
+
 def test_error_strings_match_case_insensitively() -> None:
     # Given the API shouting its errors
     # When / Then the meaning is the same

@@ -15,7 +15,14 @@ from tests.unit.test_deploy_render import (
     load_documents,
     render,
 )
-from worker.config import DRAIN_TIMEOUT_S, HTTP_PORT, KNOWN_ENV, load_settings, parse_duration_s
+from worker.config import (
+    DRAIN_TIMEOUT_S,
+    HTTP_PORT,
+    KNOWN_ENV,
+    drain_bound_s,
+    load_settings,
+    parse_duration_s,
+)
 
 IMAGE_UID = 10001  # the Dockerfile's USER
 POD_NAME = "provisioner-7d9c-abcde"
@@ -122,11 +129,16 @@ def test_probes_hit_healthz_and_readyz_on_the_worker_http_port(overlay: Path) ->
 
 @pytest.mark.parametrize("overlay", OVERLAYS.values(), ids=OVERLAY_IDS)
 def test_grace_period_outlasts_the_worker_drain(overlay: Path) -> None:
-    # Given the drain bound the worker will use
-    configured = config_data(overlay).get("PROVISIONER_DRAIN_TIMEOUT")
+    # Given the drain bound the worker will use: the drain timeout, and at least one
+    # execution's worst case (a running call is never handed over)
+    data = config_data(overlay)
+    configured = data.get("PROVISIONER_DRAIN_TIMEOUT")
     drain_s = parse_duration_s(configured) if configured else DRAIN_TIMEOUT_S
+    settings = load_settings({k: v for k, v in data.items() if not k.endswith("_FILE")})
     # When compared with the pod's grace period / Then SIGKILL comes only after the drain
-    assert pod_spec(overlay)["terminationGracePeriodSeconds"] > drain_s
+    grace_s = pod_spec(overlay)["terminationGracePeriodSeconds"]
+    assert grace_s > drain_s
+    assert grace_s > drain_bound_s(settings)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS.values(), ids=OVERLAY_IDS)

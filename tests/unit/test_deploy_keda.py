@@ -15,6 +15,7 @@ from tests.unit.test_deploy_render import (
     load_documents,
     render,
 )
+from worker.broker.addresses import check_urls
 from worker.broker.topology import Topology
 from worker.config import load_settings
 
@@ -117,7 +118,7 @@ def test_rabbitmq_trigger_watches_the_commands_queue_by_length(directory: Path) 
 
 
 @pytest.mark.parametrize("directory", ALL_RENDERS.values(), ids=list(ALL_RENDERS))
-def test_trigger_authentication_reads_the_worker_amqp_url_from_its_secret(
+def test_trigger_authentication_reads_one_broker_url_from_the_worker_secret(
     directory: Path,
 ) -> None:
     # Given the trigger's authentication reference and the Secret example
@@ -126,7 +127,7 @@ def test_trigger_authentication_reads_the_worker_amqp_url_from_its_secret(
     (secret,) = load_documents(SECRET_EXAMPLE)
     # When the named TriggerAuthentication is looked up
     auth = find(objects, "TriggerAuthentication", reference["name"])
-    # Then it exists, has the documented shape and maps "host" to the AMQP URL key
+    # Then it exists, has the documented shape and maps "host" to a key of the Secret
     assert auth["apiVersion"] == KEDA_API_VERSION
     assert set(reference) <= {"name", "kind"}
     assert reference.get("kind", "TriggerAuthentication") == "TriggerAuthentication"
@@ -135,11 +136,14 @@ def test_trigger_authentication_reads_the_worker_amqp_url_from_its_secret(
     assert set(ref) == SECRET_TARGET_FIELDS
     assert ref["parameter"] == "host"
     assert ref["name"] == secret["metadata"]["name"]
-    assert ref["key"] in secret["stringData"]
-    # And it is the same key the worker reads its AMQP URL from
+    # And that key holds one URL (KEDA takes a single host), while the worker's own key,
+    # read from the same Secret, may list every node of the cluster
     container = find(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     amqp_file = next(v["value"] for v in container["env"] if v["name"].endswith("AMQP_URL_FILE"))
-    assert amqp_file.rsplit("/", 1)[1] == ref["key"]
+    worker_key = amqp_file.rsplit("/", 1)[1]
+    assert ref["key"] != worker_key
+    assert len(check_urls(secret["stringData"][ref["key"]])) == 1
+    assert len(check_urls(secret["stringData"][worker_key])) == 3
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS.values(), ids=list(OVERLAYS))

@@ -16,7 +16,7 @@ from tests.integration.harness import customer_command
 from worker.decision import Envelope, ExecutorConfig
 from worker.errors import AmbiguousError, PermanentError, TransientError
 from worker.execute import Executor
-from worker.store import ClaimStatus, IdempotencyStore, open_store
+from worker.store import ClaimStatus, IdempotencyStore, StoreError, open_store
 
 Step = Callable[[Any], Any]
 
@@ -371,3 +371,37 @@ def test_a_fresh_publish_of_a_failed_key_runs_again(store: IdempotencyStore) -> 
     assert executor(client, store).process(envelope(CREATE)).outcome == "succeeded"
     # no read-back: a clean refusal proved nothing was applied
     assert client.calls == ["CreateCustomer"]
+
+
+class OutageOnComplete:
+    """The real store, but recording an outcome fails once, as during a failover."""
+
+    def __init__(self, store: IdempotencyStore) -> None:
+        self._store = store
+        self.failing = {"complete"}
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.failing:
+            self.failing.discard(name)
+
+            def fail(*_args: Any, **_kwargs: Any) -> Any:
+                raise StoreError("connection refused")
+
+            return fail
+        return getattr(self._store, name)
+
+
+def test_a_key_left_leased_by_a_store_outage_is_resolved_not_waited_out(
+    store: IdempotencyStore,
+) -> None:
+    # Given a create whose call succeeded but whose outcome the store could not record
+    ours = Customer(username="ada", email="ada@example.com")
+    client = ScriptedClient(None, customers=[ours])
+    worker = executor(client, OutageOnComplete(store))  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        worker.process(envelope(CREATE))
+    # When the command comes back from the delay tier, our own lease still on the key
+    decision = worker.process(envelope(CREATE))
+    # Then it is resolved by a read-back, not created twice nor sent round the tier again
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["CreateCustomer", "read-back"]

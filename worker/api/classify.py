@@ -37,6 +37,10 @@ from worker.errors import AmbiguousError, PermanentError, ProvisioningError, Tra
 
 Result = None | list[Customer] | list[App] | dict[str, str]
 
+# An answer's error strings as kept in events and dead-letter headers: the first ones, each
+# cut short, and how many more there were.
+MAX_API_ERRORS = 10
+API_ERROR_MAX_CHARS = 300
 REDACTED = "***"
 
 # Lower-cased API error strings with a meaning of their own; anything else is a validation refusal.
@@ -169,10 +173,14 @@ def _code_for(errors: Sequence[str]) -> ErrorCode:
 
 
 def _api_errors(document: Any, secrets: Sequence[str]) -> tuple[str, ...]:
+    """The API's error strings, bounded: they go into events and dead-letter headers."""
     errors = document.get("errors") if isinstance(document, dict) else None
     if not _is_str_list(errors):
         return ()
-    return tuple(_scrub(error, secrets) for error in errors)
+    kept = [_scrub(error, secrets)[:API_ERROR_MAX_CHARS] for error in errors[:MAX_API_ERRORS]]
+    if len(errors) > MAX_API_ERRORS:
+        kept.append(f"and {len(errors) - MAX_API_ERRORS} more")
+    return tuple(kept)
 
 
 def _scrub(text: str, secrets: Sequence[str]) -> str:

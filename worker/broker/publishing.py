@@ -14,6 +14,7 @@ import pika
 
 from worker.broker import headers as h
 from worker.broker.topology import Topology
+from worker.decision import Decision
 from worker.observability import tracing
 
 PERSISTENT = pika.DeliveryMode.Persistent
@@ -134,3 +135,49 @@ def dead_letter(
         _copy_properties(properties, headers),
         mandatory=True,
     )
+
+
+def carry_out(
+    publisher: Any,
+    topology: Topology,
+    body: bytes,
+    properties: Any,
+    routing_key: str,
+    decision: Decision,
+) -> None:
+    """Every publish ``decision`` needs for the delivery (``body``, ``properties``,
+    ``routing_key``): a delay-tier copy, or the event and the dead-letter copy."""
+    if decision.retry_in_s is not None:
+        schedule_retry(
+            publisher,
+            topology,
+            body,
+            properties,
+            routing_key,
+            decision.retry_in_s,
+            decision.last_error or "",
+            count_attempt=decision.count_attempt,
+        )
+        return
+    if decision.event is not None:
+        assert decision.routing_key is not None
+        publish_result(
+            publisher,
+            topology,
+            decision.event,
+            decision.routing_key,
+            properties.correlation_id or properties.message_id,
+            properties.reply_to,
+        )
+    if decision.dead_letter is not None:
+        parked = decision.dead_letter
+        dead_letter(
+            publisher,
+            topology,
+            body,
+            properties,
+            routing_key,
+            reason=parked.reason,
+            error_code=parked.error_code,
+            last_error=parked.last_error,
+        )

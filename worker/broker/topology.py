@@ -68,12 +68,17 @@ class Topology:
         retry_delays_s: Sequence[float],
         delivery_limit: int,
         partitions: int = 0,
+        *,
+        quorum_group_size: int = 0,
     ) -> None:
         if not prefix:
             raise ValueError("the topology prefix must not be empty")
         self.partitions = int(partitions)
         self.partitions_exchange = f"{prefix}.partitions"
         self.prefix = prefix
+        # 0: the broker's default (the queue's arguments then do not carry it, so queues
+        # declared before the setting existed still match; RabbitMQ compares it on redeclare).
+        self.quorum_group_size = quorum_group_size
         self.retry_delays_s = tuple(float(d) for d in retry_delays_s)
         self.delivery_limit = int(delivery_limit)
         self.commands_exchange = f"{prefix}.commands"
@@ -86,7 +91,11 @@ class Topology:
     @classmethod
     def from_settings(cls, settings: Settings) -> Topology:
         return cls(
-            settings.prefix, settings.retry_delays_s, settings.delivery_limit, settings.partitions
+            settings.prefix,
+            settings.retry_delays_s,
+            settings.delivery_limit,
+            settings.partitions,
+            quorum_group_size=settings.quorum_group_size,
         )
 
     # -- names ------------------------------------------------------------------------
@@ -155,7 +164,14 @@ class Topology:
             {"x-queue-type": QUORUM},
             ((self.dead_letter_exchange, "#"),),
         )
-        return [commands, *self._partition_specs(), *self._retry_specs(), dead_letter]
+        queues = (commands, *self._partition_specs(), *self._retry_specs(), dead_letter)
+        return [self._replicated(q) for q in queues]
+
+    def _replicated(self, spec: QueueSpec) -> QueueSpec:
+        if not self.quorum_group_size:
+            return spec
+        arguments = {**spec.arguments, "x-quorum-initial-group-size": self.quorum_group_size}
+        return QueueSpec(spec.name, arguments, spec.bindings)
 
     def _retry_specs(self) -> list[QueueSpec]:
         specs: dict[str, QueueSpec] = {}  # equal delays share one tier

@@ -1,7 +1,10 @@
-"""``connection.blocked``: a memory alarm on a private RabbitMQ node (the shared one serves
-everybody else) blocks the worker's publishes. The worker says so in /readyz and metrics,
-and resumes when the alarm clears; a block longer than the confirm timeout drops the
-connection instead of waiting forever. Nothing is lost, nothing runs twice."""
+"""Broker settings no test may change on the shared node, on a private RabbitMQ node.
+
+``connection.blocked``: a memory alarm blocks the worker's publishes; the worker says so in
+/readyz and metrics and resumes when the alarm clears, and a block longer than the confirm
+timeout drops the connection instead of waiting forever. ``consumer_timeout``: a delivery
+held past it makes the broker close the channel, which the worker reopens. Nothing is lost,
+nothing runs twice."""
 
 from __future__ import annotations
 
@@ -104,3 +107,33 @@ def test_a_block_longer_than_the_confirm_timeout_drops_the_connection_not_the_co
     assert api_adds(rig) == 1
     assert len({e["event_id"] for e in rig.events_for("blocked-1")}) == 1
     assert proc.poll() is None
+
+
+def test_a_delivery_outliving_consumer_timeout_closes_the_channel_and_is_recovered(
+    blocked_rig: WorkerRig, private_rabbitmq: PrivateRabbit
+) -> None:
+    rig = blocked_rig
+    # Given a broker that closes a channel holding a delivery unacked for more than 1 s
+    # (set on the private node only; a channel reads it when it opens)
+    for setting, value in (("consumer_timeout", "1000"), ("channel_tick_interval", "200")):
+        private_rabbitmq.ctl("eval", f"application:set_env(rabbit, {setting}, {value}).")
+    try:
+        port = rig.env()["PROVISIONER_HTTP_PORT"]
+        proc = rig.start_worker(PROVISIONER_HTTP_PORT=port, PROVISIONER_API_TIMEOUT="10")
+        # When a command's API call takes 3 s
+        rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 3000})
+        rig.publish(customer_command("slow-ack", key="slow-ack"))
+        # Then the broker closes the channel, the worker reopens it and /readyz says why
+        wait_until(lambda: probe(port, "/readyz")[1]["unready_episodes"] >= 1, 20, "closed")
+        reason = probe(port, "/readyz")[1]["last_unready_reason"]
+        assert "channel closed by the broker" in reason and "PRECONDITION_FAILED" in reason
+        rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 0})
+        # And the command ends with one event and one API call
+        rig.wait_events(1, 30, idempotency_key="slow-ack", type="CustomerCreated")
+        wait_until(lambda: probe(port, "/readyz")[0] == 200, 20, "ready again")
+        assert api_adds(rig) == 1
+        assert len({e["event_id"] for e in rig.events_for("slow-ack")}) == 1
+        assert proc.poll() is None
+    finally:
+        private_rabbitmq.ctl("eval", "application:set_env(rabbit, consumer_timeout, 1800000).")
+        private_rabbitmq.ctl("eval", "application:set_env(rabbit, channel_tick_interval, 60000).")

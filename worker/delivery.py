@@ -1,0 +1,46 @@
+"""One delivery as the consumer received it, and the ``Envelope`` read from it.
+
+Reading runs on the connection's thread, so nothing here may raise for anything a publisher
+sent: headers are read defensively (``worker.broker.headers``) and a body over the limit or
+not a valid command becomes an ``InvalidCommand`` in the envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from contracts import InvalidCommand, decode_command
+from worker.broker import headers as h
+from worker.decision import Envelope
+from worker.observability import tracing
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: Any
+    delivery_tag: int
+    routing_key: str
+    properties: Any
+    body: bytes
+    started_at: float
+    redelivered: bool = False
+    trace: Any = tracing.UNTRACED  # the command's span (worker.observability.tracing)
+
+
+@dataclass(frozen=True)
+class Reading:
+    envelope: Envelope
+    ignored_headers: tuple[str, ...]  # present with a wrong type or size: read as absent
+
+
+def read_delivery(delivery: Delivery, max_body_bytes: int) -> Reading:
+    props = delivery.properties
+    read = h.read_delivery_headers(props, delivery.redelivered)
+    correlation_id = props.correlation_id or props.message_id
+    attempts, count = read.attempts, read.delivery_count
+    try:
+        command = decode_command(delivery.body, max_bytes=max_body_bytes)
+    except InvalidCommand as exc:
+        return Reading(Envelope(None, exc, correlation_id, attempts, count), read.ignored)
+    return Reading(Envelope(command, None, correlation_id, attempts, count), read.ignored)
