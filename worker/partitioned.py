@@ -24,8 +24,10 @@ from pika.exceptions import AMQPError
 from contracts import command_customer
 from worker.broker import headers as h
 from worker.broker.confirms import ConfirmGroup
-from worker.consumer import Consumer, Delivery
+from worker.broker.publishing import carry_out
+from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
+from worker.delivery import Delivery
 from worker.parking import PARKED, Holds, OrderGate, ParkedRun
 from worker.partitions import Ownership
 from worker.store.order import OrderStore
@@ -226,7 +228,14 @@ class PartitionedConsumer(Consumer):
         settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
         group = confirms.group(settled)
         try:
-            self._carry_out(delivery, run.decision, confirms.publisher(group))
+            carry_out(
+                confirms.publisher(group),
+                self._topology,
+                delivery.body,
+                delivery.properties,
+                delivery.routing_key,
+                run.decision,
+            )
         except AMQPError:
             raise
         except Exception as exc:  # kept in the store; the partition's next consumption retries
