@@ -99,13 +99,15 @@ def test_a_consumer_cancelled_by_deleting_its_queue_consumes_again(rig: WorkerRi
 
 
 def test_results_of_a_lost_channel_are_dropped_and_nothing_runs_twice(rig: WorkerRig) -> None:
-    # Given a worker busy with six commands against a slow API
+    # Given a worker busy with six creates against a slow API, each customer's disable
+    # waiting behind its create in the pool
     port = rig.env()["PROVISIONER_HTTP_PORT"]
     proc = rig.start_worker(PROVISIONER_HTTP_PORT=port)
     rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 400})
     keys = [f"in-flight-{n}" for n in range(6)]
     for key in keys:
         rig.publish(customer_command(key, key=key))
+        rig.publish({"type": "DisableCustomer", "idempotency_key": f"off-{key}", "customer": key})
     wait_until(lambda: api_calls(rig, "add") >= 1, 10, "commands in the API")
     # When the broker closes the worker's channel under them
     rig.channel.exchange_delete(rig.topology.dead_letter_exchange)
@@ -115,7 +117,10 @@ def test_results_of_a_lost_channel_are_dropped_and_nothing_runs_twice(rig: Worke
     for key in keys:
         rig.wait_events(1, 30, idempotency_key=key, type="CustomerCreated")
     assert api_calls(rig, "add") == len(keys)
-    for key in keys:  # a re-publish after a lost ack is the stored event, same event_id
+    for key in keys:
+        rig.wait_events(1, 30, idempotency_key=f"off-{key}", type="CustomerDisabled")
+    for key in keys + [f"off-{key}" for key in keys]:
+        # a re-publish after a lost ack is the stored event, same event_id
         assert len({e["event_id"] for e in rig.events_for(key)}) == 1
     # And the in-flight gauge is exact again
     wait_until(lambda: in_flight(port) == 0, 10, "nothing left in flight")
