@@ -21,6 +21,11 @@ MAX_BODY_BYTES: Final = 1024 * 1024
 # A rejection names this many problems and counts the rest: its event and dead-letter
 # header stay small however many items of a list are wrong.
 MAX_LISTED_PROBLEMS: Final = 20
+PROBLEM_MAX_CHARS: Final = 200  # a path names any unknown field a publisher sent, however long
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= PROBLEM_MAX_CHARS else text[: PROBLEM_MAX_CHARS - 3] + "..."
 
 
 class InvalidCommand(Exception):  # noqa: N818 - the name is the contract (architecture.md)
@@ -45,7 +50,8 @@ class InvalidCommand(Exception):  # noqa: N818 - the name is the contract (archi
         super().__init__(self.describe())
 
     def describe(self) -> str:
-        listed = "; ".join(str(p) for p in self.problems[:MAX_LISTED_PROBLEMS])
+        shown = self.problems[:MAX_LISTED_PROBLEMS]
+        listed = "; ".join(_shortened(str(problem)) for problem in shown)
         more = len(self.problems) - MAX_LISTED_PROBLEMS
         if more > 0:
             listed += f"; and {more} more"

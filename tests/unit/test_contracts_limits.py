@@ -116,3 +116,13 @@ def test_a_rejection_lists_the_first_problems_and_counts_the_rest() -> None:
     assert message.count("must be a valid IPv4 or IPv6 address") == MAX_LISTED_PROBLEMS
     assert message.endswith(f"; and {40_000 - MAX_LISTED_PROBLEMS} more")
     assert len(message) < 2_000
+
+
+def test_a_problem_naming_a_huge_unknown_field_is_shortened() -> None:
+    # Given a command with an unknown field whose name is 100,000 characters long
+    body = json.loads(body_of("EnableCustomer"))
+    body["f" * 100_000] = 1
+    # When it is decoded, Then the message stays short
+    with pytest.raises(InvalidCommand) as caught:
+        decode_command(json.dumps(body).encode(), today=TODAY)
+    assert len(str(caught.value)) < 300
