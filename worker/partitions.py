@@ -28,6 +28,9 @@ from worker.store.order import SEQUENCER_LEASE, OrderStore, partition_lease
 log = logging.getLogger(__name__)
 
 FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder lets go
+# Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
+# gets its share. A round is one store transaction per process.
+OWNERSHIP_TICK_S = 0.5
 
 
 def assigned(partitions: int, members: Sequence[str], me: str) -> frozenset[int]:
@@ -55,7 +58,7 @@ class Ownership(threading.Thread):
     ) -> None:
         super().__init__(name="partition-ownership", daemon=True)
         self._store, self._owner, self._partitions = store, owner, partitions
-        self._heartbeat_s, self._ttl_s = heartbeat_s, ttl_s
+        self._tick_s, self._ttl_s = min(heartbeat_s, OWNERSHIP_TICK_S), ttl_s
         self._metrics, self._clock = metrics, clock
         self._lock = threading.Lock()
         self._renewed: dict[str, float] = {}  # lease name -> when last renewed (our clock)
@@ -63,6 +66,7 @@ class Ownership(threading.Thread):
         self._draining: set[int] = set()  # held, no longer ours: the consumer gives them up
         self._drained: set[int] = set()  # given up by the consumer: released next tick
         self.stopped = threading.Event()
+        self._wake = threading.Event()  # a drained partition is released at once
 
     # -- what the consumer and the sequencer ask ----------------------------------------
 
@@ -89,6 +93,7 @@ class Ownership(threading.Thread):
         with self._lock:
             if partition in self._draining:
                 self._drained.add(partition)
+        self._wake.set()
 
     def members(self) -> tuple[str, ...]:
         with self._lock:
@@ -104,7 +109,8 @@ class Ownership(threading.Thread):
             except StoreError:  # leases age; the holder lets go by itself (fencing)
                 log.warning("could not renew partition leases", exc_info=True)
             if not (first and self._members):  # the first tick only learned the members
-                self.stopped.wait(self._heartbeat_s)
+                self._wake.wait(self._tick_s)
+                self._wake.clear()
 
     def tick(self) -> None:
         with self._lock:
@@ -149,6 +155,9 @@ class Ownership(threading.Thread):
     def leave(self) -> None:
         """Stop; membership and leases go at once, so the others take over next heartbeat."""
         self.stopped.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(self._ttl_s)  # a round under way would take the leases again
         try:
             self._store.leave(self._owner)
         except StoreError:  # the leases expire instead

@@ -28,6 +28,7 @@ from worker.broker import headers as h
 from worker.broker.addresses import BrokerAddresses
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
+from worker.broker.frames import ChannelFrames
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.partitions import Ownership
@@ -121,6 +122,10 @@ class Sequencer(threading.Thread):
         self._connection: Any = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None
+        self._frames: ChannelFrames | None = None
+        # Intake deliveries in delivery order -> republish confirmed (acked in batches).
+        self._unsettled: dict[int, bool] = {}
+        self._reset = False
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -133,7 +138,9 @@ class Sequencer(threading.Thread):
                 if self._connection is None:
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
-            except (AMQPError, StoreError, OSError) as exc:
+                if self._reset:
+                    self._close()
+            except Exception as exc:  # the thread must outlive any failure: it retries
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
                 self._close()
                 self.stopped.wait(RECONNECT_S)
@@ -148,6 +155,8 @@ class Sequencer(threading.Thread):
         channel = self._connection.channel()
         self._topology.declare(channel)
         self._confirms = ConfirmTracker(self._connection, channel)
+        self._frames = ChannelFrames(channel)
+        self._unsettled = {}
         channel.basic_qos(prefetch_count=SEQUENCER_PREFETCH)
         channel.basic_consume(self._topology.commands_queue, self.on_message)
         self._channel = channel
@@ -155,60 +164,80 @@ class Sequencer(threading.Thread):
 
     def _close(self) -> None:
         """Unacked intake deliveries return to the intake, in order, for the next holder."""
-        connection, self._connection, self._channel, self._confirms = (
-            self._connection,
-            None,
-            None,
-            None,
-        )
+        connection, self._connection, self._channel = self._connection, None, None
+        self._confirms, self._frames = None, None
+        self._unsettled = {}
+        self._reset = False
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 connection.close()
             log.info("sequencer stopped")
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            self._republish(channel, method, properties, body)
+        except (AMQPError, StoreError):
+            raise
+        except Exception as exc:  # e.g. a header pika cannot encode: never stop the intake
+            log.error(
+                "command not republishable; the broker dead-letters it",
+                extra={"fields": {"error": type(exc).__name__}},
+            )
+            self._unsettled.pop(method.delivery_tag, None)
+            assert self._frames is not None
+            self._frames.nack(method.delivery_tag, requeue=False)
+            self._reset = True  # its confirm count may be off: start over on a new channel
+
+    def _republish(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         confirms = self._confirms
         assert confirms is not None
         order_key, partition = self._router.route(body, properties.message_id)
-        headers = {k: v for k, v in (properties.headers or {}).items() if k not in DROPPED}
+        received = properties.headers if isinstance(properties.headers, dict) else {}
+        headers = {k: v for k, v in received.items() if k not in DROPPED}
         if order_key is not None:
             headers[h.ORDER_KEY] = order_key
         # The partition's routing key is its number: keep the publisher's for dead letters.
         headers.setdefault(h.ORIGINAL_ROUTING_KEY, method.routing_key)
-        redelivered = method.redelivered or (properties.headers or {}).get("x-delivery-count")
-        if redelivered:
+        if method.redelivered:
             headers[h.RESEQUENCED] = 1  # may already be on the partition: treat as redelivery
-        props = pika.BasicProperties(
-            content_type=properties.content_type,
-            content_encoding=properties.content_encoding,
-            headers=headers,
-            delivery_mode=pika.DeliveryMode.Persistent,
-            priority=properties.priority,
-            correlation_id=properties.correlation_id,
-            reply_to=properties.reply_to,
-            expiration=properties.expiration,
-            message_id=properties.message_id,
-            timestamp=properties.timestamp,
-            type=properties.type,
-            user_id=None,  # the broker checks user_id against the publishing connection
-            app_id=properties.app_id,
-        )
+        # The same properties go on (no copy per message), persistent, and without user_id,
+        # which the broker checks against the publishing connection's user.
+        properties.headers = headers
+        properties.delivery_mode = pika.DeliveryMode.Persistent.value
+        properties.user_id = None
+        self._unsettled[method.delivery_tag] = False
         group = confirms.group(functools.partial(self.on_confirmed, channel, method.delivery_tag))
         confirms.publisher(group).basic_publish(
-            self._topology.partitions_exchange, str(partition), body, props, mandatory=True
+            self._topology.partitions_exchange, str(partition), body, properties, mandatory=True
         )
         confirms.seal(group)
 
     def on_confirmed(self, channel: Any, delivery_tag: int, group: ConfirmGroup) -> None:
-        if channel is not self._channel or not channel.is_open:
+        if channel is not self._channel or not channel.is_open or self._frames is None:
             return  # the intake redelivers it
         if group.nacked or group.returned_exchanges():
             log.error("partition refused a command; returned to the intake")
-            channel._impl.basic_nack(delivery_tag, requeue=True)
+            self._unsettled.pop(delivery_tag, None)
+            self._frames.nack(delivery_tag, requeue=True)
+        else:
+            self._unsettled[delivery_tag] = True
+            if self._metrics is not None:
+                self._metrics.sequenced()
+        self._ack_settled()
+
+    def _ack_settled(self) -> None:
+        """One ack (``multiple``) for the oldest deliveries whose republish is confirmed."""
+        last = None
+        for tag, confirmed in self._unsettled.items():
+            if not confirmed:
+                break
+            last = tag
+        if last is None:
             return
-        channel._impl.basic_ack(delivery_tag)
-        if self._metrics is not None:
-            self._metrics.sequenced()
+        while self._unsettled and next(iter(self._unsettled)) <= last:
+            del self._unsettled[next(iter(self._unsettled))]
+        assert self._frames is not None
+        self._frames.ack(last, multiple=True)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -24,8 +24,8 @@ class ChannelFrames:
     def __init__(self, channel: Any) -> None:
         self._impl = channel._impl  # the asynchronous pika.channel.Channel (see above)
 
-    def ack(self, delivery_tag: int) -> None:
-        self._impl.basic_ack(delivery_tag)
+    def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
+        self._impl.basic_ack(delivery_tag, multiple=multiple)
 
     def nack(self, delivery_tag: int, *, requeue: bool) -> None:
         self._impl.basic_nack(delivery_tag, requeue=requeue)
