@@ -31,6 +31,9 @@ FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder le
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
 OWNERSHIP_TICK_S = 0.5
+# While this process waits for partitions it is assigned (or gives some up): the hand-over
+# is a few rounds of both processes, and every round of it leaves work on one of them.
+UNSETTLED_TICK_S = 0.1
 
 
 def assigned(partitions: int, members: Sequence[str], me: str) -> frozenset[int]:
@@ -109,8 +112,14 @@ class Ownership(threading.Thread):
             except StoreError:  # leases age; the holder lets go by itself (fencing)
                 log.warning("could not renew partition leases", exc_info=True)
             if not (first and self._members):  # the first tick only learned the members
-                self._wake.wait(self._tick_s)
+                self._wake.wait(UNSETTLED_TICK_S if self._unsettled() else self._tick_s)
                 self._wake.clear()
+
+    def _unsettled(self) -> bool:
+        with self._lock:
+            mine = assigned(self._partitions, self._members, self._owner)
+            held = {p for p in mine if partition_lease(p) in self._renewed}
+            return bool(self._draining) or held != mine
 
     def tick(self) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -101,15 +103,19 @@ def test_rabbitmq_trigger_watches_the_commands_queue_by_length(directory: Path) 
     metadata = trigger["metadata"]
     settings = load_settings(find(objects, "ConfigMap")["data"])
     # When its metadata is read
-    queue = Topology(settings.prefix, settings.retry_delays_s, 1).commands_queue
-    # Then it is a documented rabbitmq trigger on the queue the worker consumes
+    topology = Topology(settings.prefix, settings.retry_delays_s, 1, settings.partitions)
+    watched = [topology.commands_queue, *topology.partition_queues]
+    others = [*topology.retry_queues, topology.dead_letter_queue]
+    # Then it is a documented rabbitmq trigger summing the intake and its partitions
     assert set(trigger) <= TRIGGER_FIELDS
     assert trigger["type"] == "rabbitmq"
     assert set(metadata) <= RABBITMQ_METADATA_FIELDS
     assert metadata["mode"] in RABBITMQ_MODES
     assert metadata["mode"] == "QueueLength"
-    assert metadata["queueName"] == queue
-    assert metadata["protocol"] == "amqp"
+    assert (metadata["useRegex"], metadata["operation"]) == ("true", "sum")
+    assert [q for q in watched if not re.fullmatch(metadata["queueName"], q)] == []
+    assert [q for q in others if re.fullmatch(metadata["queueName"], q)] == []
+    assert metadata["protocol"] == "http"  # regex and sum need the management API
     # And every value is a string (KEDA refuses numbers), the target a positive number
     assert [k for k, v in metadata.items() if not isinstance(v, str)] == []
     assert float(metadata["value"]) > 0
@@ -142,7 +148,7 @@ def test_trigger_authentication_reads_one_broker_url_from_the_worker_secret(
     amqp_file = next(v["value"] for v in container["env"] if v["name"].endswith("AMQP_URL_FILE"))
     worker_key = amqp_file.rsplit("/", 1)[1]
     assert ref["key"] != worker_key
-    assert len(check_urls(secret["stringData"][ref["key"]])) == 1
+    assert urlsplit(secret["stringData"][ref["key"]]).scheme in ("http", "https")
     assert len(check_urls(secret["stringData"][worker_key])) == 3
 
 
@@ -161,6 +167,16 @@ def test_more_than_one_replica_only_with_the_shared_postgresql_store(overlay: Pa
         assert store_url == ""
     else:
         assert store_url.startswith("sqlite:////")
+
+
+def test_no_more_worker_processes_than_partitions() -> None:
+    # Given the prod overlay's replica bound and the worker's settings
+    objects = render(OVERLAYS["prod"])
+    settings = load_settings(find(objects, "ConfigMap")["data"])
+    # When the processes at the largest scale are counted
+    processes = scaled_object(objects)["spec"]["maxReplicaCount"] * settings.processes
+    # Then each can own a partition (more would idle)
+    assert processes <= settings.partitions
 
 
 def test_overlays_set_their_own_replica_bounds() -> None:
