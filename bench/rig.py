@@ -23,6 +23,7 @@ import psycopg
 from contracts.examples import create_customer_body
 from sandbox.rigs import AMQP_URL, EventTap, SandboxProcess, declare_tap, delete_topology
 from worker.broker.topology import Topology
+from worker.config import PARTITIONS
 
 PG_URL = os.environ.get(
     "PROVISIONER_TEST_PG_URL",
@@ -69,7 +70,7 @@ class BenchBroker:
 
     def __init__(self) -> None:
         self.prefix = f"bench{uuid.uuid4().hex[:8]}"
-        self.topology = Topology(self.prefix, RETRY_DELAYS_S, DELIVERY_LIMIT)
+        self.topology = Topology(self.prefix, RETRY_DELAYS_S, DELIVERY_LIMIT, PARTITIONS)
         self.tap_queue = f"{self.prefix}.tap"
         self.connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
         self.channel = self.connection.channel()

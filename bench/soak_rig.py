@@ -29,6 +29,7 @@ from sandbox.rigs import (
     wait_until,
 )
 from worker.broker.topology import Topology
+from worker.config import PARTITIONS
 
 WORKER_START_TIMEOUT_S = 60.0
 BROKER_BACK_TIMEOUT_S = 120.0
@@ -39,7 +40,7 @@ class Broker:
     """The run's topology under its own prefix, a confirmed publisher, queue depths."""
 
     def __init__(self, prefix: str, retry_delays_s: tuple[float, ...], delivery_limit: int):
-        self.topology = Topology(prefix, retry_delays_s, delivery_limit)
+        self.topology = Topology(prefix, retry_delays_s, delivery_limit, PARTITIONS)
         self.tap_queue = f"{prefix}.tap"
         self.connection: Any = None
         self.reconnect()
@@ -95,7 +96,11 @@ class Broker:
         return int(self._passive(self.topology.commands_queue).consumer_count)
 
     def work_queues(self) -> list[str]:
-        return [self.topology.commands_queue, *self.topology.retry_queues]
+        return [
+            self.topology.commands_queue,
+            *self.topology.partition_queues,
+            *self.topology.retry_queues,
+        ]
 
     def restart(self) -> None:
         """Stop and start the RabbitMQ application, then reconnect (every client drops)."""

@@ -21,6 +21,7 @@ from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
 from worker.observability.redact import register_secret
+from worker.order_setup import ordering_parts
 from worker.report import OutcomeReporter
 from worker.store import FingerprintKeys, IdempotencyStore, open_store
 from worker.store.schema import PURGE_MAX_ROWS_PER_RUN
@@ -116,10 +117,12 @@ def run_worker(
     metrics.watch_api_slots(client.requests_in_flight, settings.concurrency)
     config = executor_config(settings, store.fingerprint_keys())
     executor = ScopedExecutor(client, store, config, metrics)
-    consumer = Consumer(
+    topology = Topology.from_settings(settings)
+    order = ordering_parts(settings, store, liveness_store, topology, metrics.registry)
+    consumer = (Consumer if order is None else order.consumer_class())(
         settings,
         executor,
-        Topology.from_settings(settings),
+        topology,
         metrics=metrics,
         health=health,
         observer=OutcomeReporter(metrics),
@@ -135,12 +138,16 @@ def run_worker(
     liveness.start()
     purger = StorePurger(store, settings)
     purger.start()
+    if order is not None:
+        order.start()
     if install_signals:
         consumer.install_signal_handlers()
     log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})
     try:
         consumer.run()  # returns once no call runs on the pool any more
     finally:
+        if order is not None:
+            order.stop()
         purger.stopped.set()
         liveness.stopped.set()
         liveness.join()

@@ -58,6 +58,10 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
+# Partition queues behind the intake (docs/ordering.md); the same in every replica. 0 keeps
+# today's single consumed queue, with per-customer order only inside one process.
+PARTITIONS = 16
+MAX_PARTITIONS = 256
 # MAX_BODY_BYTES (from contracts, 1 MiB): larger commands are rejected unread.
 MIN_BODY_BYTES = 1024  # below this a real CreateCustomer would not fit
 # Well under RabbitMQ's max_message_size (16 MiB on 4.x; 128 MiB on 3.10): the rejection and
@@ -120,6 +124,7 @@ class Settings:
     log_format: str = LOG_FORMAT
     max_body_bytes: int = MAX_BODY_BYTES
     confirm_timeout_s: float = CONFIRM_TIMEOUT_S
+    partitions: int = PARTITIONS
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 
@@ -237,7 +242,11 @@ def _convert(name: str, raw: str) -> Any:
 
 
 POSITIVE_INTS = frozenset({"concurrency", "threads_per_slot", "processes", "store_pool_size"})
-MAX_INTS = {"processes": MAX_PROCESSES, "store_pool_size": MAX_STORE_POOL_SIZE}
+MAX_INTS = {
+    "processes": MAX_PROCESSES,
+    "store_pool_size": MAX_STORE_POOL_SIZE,
+    "partitions": MAX_PARTITIONS,
+}
 
 
 def _read_file(variable: str, path: str) -> str:

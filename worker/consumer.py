@@ -16,6 +16,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -117,21 +118,29 @@ class Consumer:
         self._open_channel()
 
     def _open_channel(self) -> None:
+        queue = self._consumed_queue()
         consuming = ConsumingChannel(
-            self._connection, self._topology, self._settings.prefetch, self.on_message
+            self._connection, self._topology, self._settings.prefetch, self.on_message, queue
         )
         self._consuming, self._channel = consuming, consuming.channel
         self._confirms = consuming.confirms
         self._set_health(connected=True, consuming=True)
         broker = redact_url(self._addresses.in_use or "")
-        queue = self._topology.commands_queue
         log.info("consuming", extra={"fields": {"queue": queue, "broker": broker}})
+
+    def _consumed_queue(self) -> str | None:
+        """The queue the channel consumes (``worker.partitioned``: its partitions instead)."""
+        return self._topology.commands_queue
+
+    def _on_pump(self) -> None:
+        """After each turn of the loop, on the connection's thread (a hook)."""
 
     def _consume_until_stopped(self) -> None:
         while not self._stopping.is_set():
             self._connection.process_data_events(time_limit=PUMP_S)
             if self._health is not None:
                 self._health.tick()
+            self._on_pump()
             assert self._consuming is not None
             problem = self._consuming.problem(
                 self._settings.confirm_timeout_s, blocked=self._blocked
@@ -208,7 +217,7 @@ class Consumer:
         consuming, connection = self._consuming, self._connection
         started = time.monotonic()
         try:
-            if consuming is not None and consuming.channel.is_open:
+            if consuming is not None and consuming.channel.is_open and consuming.consumer_tag:
                 consuming.channel.basic_cancel(consuming.consumer_tag)
             self._wait_for_calls(connection, started + bound_s)
         except AMQPError as exc:
@@ -308,14 +317,22 @@ class Consumer:
         self._count_in_flight(1)
         try:
             envelope = self._envelope(delivery)
-            key = command_customer(envelope.command) if envelope.command is not None else None
+            key = self._ordering_key(delivery, envelope)
         except Exception as exc:  # reading one delivery must never end the consumer
             envelope = Envelope(None, None, None, 0)
             self._settle(delivery, envelope, self._unexpected(envelope, exc))
             return
-        task = delivery.trace.wrap(functools.partial(self._executor.process, envelope), envelope)
+        task = delivery.trace.wrap(self._task(delivery, envelope), envelope)
         done = functools.partial(self._on_done_in_pool, delivery, envelope)
         self._pool.submit(key, task, done)
+
+    def _ordering_key(self, delivery: Delivery, envelope: Envelope) -> str | None:
+        """The pool runs the commands of one key one at a time, in delivery order."""
+        return command_customer(envelope.command) if envelope.command is not None else None
+
+    def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
+        """What the pool runs (``worker.partitioned`` puts its order gate in front)."""
+        return functools.partial(self._executor.process, envelope)
 
     def _envelope(self, delivery: Delivery) -> Envelope:
         reading = read_delivery(delivery, self._settings.max_body_bytes)

@@ -15,15 +15,18 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pika
 
 from contracts.examples import create_customer_body
 from sandbox.rigs import declare_tap, free_port, wait_until
 from worker.broker.topology import Topology
+from worker.store import open_store
+from worker.store.order import Backend, OrderStore
 
 FAST_RETRY_DELAYS = "300ms,600ms"
+TEST_PARTITIONS = 4  # few partition queues: each quorum queue costs the broker time to create
 
 
 class WorkerRig:
@@ -34,10 +37,11 @@ class WorkerRig:
         self.prefix = prefix
         self.sandbox = sandbox
         self.tmp_path = tmp_path
-        self.topology = Topology(prefix, (0.3, 0.6), 20)
+        self.topology = Topology(prefix, (0.3, 0.6), 20, TEST_PARTITIONS)
         self.env_overrides = env
         self.processes: list[subprocess.Popen[bytes]] = []
         self.tap = f"{prefix}.test-tap"
+        self._order_store: OrderStore | None = None
         self.events: list[dict[str, Any]] = []
         self.reconnect()
 
@@ -81,6 +85,7 @@ class WorkerRig:
             PROVISIONER_WORKER_DEAD_AFTER="2",
             PROVISIONER_DRAIN_TIMEOUT="10",
             PROVISIONER_LOG_FORMAT="json",
+            PROVISIONER_PARTITIONS=str(TEST_PARTITIONS),
         )
         env.update(self.env_overrides)
         env.update(extra)
@@ -109,6 +114,30 @@ class WorkerRig:
 
     def consumers(self) -> int:
         return int(self._declare_passive(self.topology.commands_queue).method.consumer_count)
+
+    def partition_owners(self) -> dict[str, str]:
+        """Lease name (``sequencer``, ``partition-<i>``) -> the worker process holding it."""
+        if self._order_store is None:
+            backend = open_store(self.env()["PROVISIONER_STORE_URL"])
+            self._order_store = OrderStore(cast(Backend, backend))
+        return self._order_store.leases()
+
+    def order_rows(self) -> tuple[int, int]:
+        """(holds, parked commands) in the store."""
+        self.partition_owners()
+        assert self._order_store is not None
+        return self._order_store.counts()
+
+    def owners_of_partitions(self) -> set[str]:
+        """The processes consuming partitions, once every partition has an owner."""
+        owners = self.partition_owners()
+        held = [owner for name, owner in owners.items() if name.startswith("partition-")]
+        return set(held) if len(held) == TEST_PARTITIONS else set()
+
+    def waiting(self) -> int:
+        """Commands not yet taken by a worker: in the intake or in a partition."""
+        queues = [self.topology.commands_queue, *self.topology.partition_queues]
+        return sum(self.depth(queue) for queue in queues)
 
     def depth(self, queue: str) -> int:
         return int(self._declare_passive(queue).method.message_count)
@@ -160,6 +189,8 @@ class WorkerRig:
             yield method, props, body
 
     def close(self) -> None:
+        if self._order_store is not None:
+            self._order_store._backend.close()  # type: ignore[attr-defined]
         for proc in self.processes:
             if proc.poll() is None:
                 proc.kill()

@@ -55,7 +55,7 @@ def start_supervised(rig: WorkerRig) -> tuple[Any, int, list[int]]:
         PROVISIONER_PROCESSES=str(PROCESSES),
         PROVISIONER_CONCURRENCY="4",
     )
-    wait_until(lambda: rig.consumers() == PROCESSES, 30, "every process consuming")
+    wait_until(lambda: len(rig.owners_of_partitions()) == PROCESSES, 30, "every process consuming")
     wait_until(lambda: probe(port, "/readyz")[0] == 200, 30, "the supervisor ready")
     pids = [int(p["pid"]) for p in probe(port, "/readyz")[1]["processes"]]
     return supervisor, port, pids
@@ -64,7 +64,7 @@ def start_supervised(rig: WorkerRig) -> tuple[Any, int, list[int]]:
 def test_processes_share_the_work_and_the_supervisor_serves_their_merged_view(
     rig: WorkerRig,
 ) -> None:
-    # Given a supervisor running two worker processes, each consuming the commands queue
+    # Given a supervisor running two worker processes, each consuming its share of partitions
     supervisor, port, children = start_supervised(rig)
     status, body = probe(port, "/readyz")
     assert status == 200

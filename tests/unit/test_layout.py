@@ -109,8 +109,17 @@ def test_the_cycle_finder_does_find_a_cycle() -> None:
 # the bottom.
 LAYERS = (
     ("cli", ("worker.__main__", "worker.cli")),
-    ("process wiring", ("worker.supervisor", "worker.process", "worker.app")),
-    ("consumer and executor", ("worker.consumer", "worker.execute", "worker.fallback")),
+    ("process wiring", ("worker.supervisor", "worker.process", "worker.app", "worker.order_setup")),
+    (
+        "consumer and executor",
+        (
+            "worker.consumer",
+            "worker.execute",
+            "worker.fallback",
+            "worker.partitioned",
+            "worker.parking",
+        ),
+    ),
     ("parts", ("worker",)),
     ("contracts and store", ("contracts", "worker.store")),
 )

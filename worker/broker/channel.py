@@ -35,7 +35,10 @@ class ConsumingChannel:
         topology: Topology,
         prefetch: int,
         on_message: Callable[[Any, Any, Any, bytes], None],
+        queue: str | None = None,
     ) -> None:
+        """Consumes ``queue`` (default: the commands queue), or nothing when it is ``""``
+        (``worker.partitioned`` subscribes to its partitions itself)."""
         self._lost: tuple[str, str] | None = None
         self._closing = False
         channel = connection.channel()
@@ -46,8 +49,9 @@ class ConsumingChannel:
         topology.declare(channel)
         self.confirms = ConfirmTracker(connection, channel)
         channel.basic_qos(prefetch_count=prefetch)
-        self.consumer_tag: str = channel.basic_consume(
-            topology.commands_queue, on_message, auto_ack=False
+        queue = topology.commands_queue if queue is None else queue
+        self.consumer_tag: str = (
+            channel.basic_consume(queue, on_message, auto_ack=False) if queue else ""
         )
 
     # -- broker notifications (inside process_data_events) -----------------------------

@@ -26,6 +26,10 @@ ERROR_CODE = "x-provisioner-error-code"
 LAST_ERROR = "x-provisioner-last-error"
 DEAD_LETTER_ATTEMPTS = ATTEMPTS  # one counter: the attempts made when it was parked
 FIRST_FAILURE = "x-provisioner-first-failure"
+# Set by the sequencer on a partition's copy (docs/ordering.md): the customer's ordering key,
+# and that the intake delivery was itself redelivered (the partition may hold it twice).
+ORDER_KEY = "x-provisioner-order-key"
+RESEQUENCED = "x-provisioner-resequenced"
 LAST_FAILURE = "x-provisioner-last-failure"
 
 # Set by the broker when it redelivers or dead-letters a message (RabbitMQ's own names).

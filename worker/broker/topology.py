@@ -5,6 +5,8 @@
 <p>.retry (direct) --<label>--> <p>.retry.<label> (quorum, queue TTL) --dead-letter--> <p>.commands
 <p>.events (topic)
 <p>.dead-letter (topic) --#--> <p>.dead-letter (quorum)
+<p>.partitions (direct) --<i>--> <p>.commands.p<i> (quorum, single active consumer, delivery
+    limit) for i < partitions, fed by the sequencer from <p>.commands (docs/ordering.md)
 ```
 
 One TTL queue per delay tier because a per-message TTL only expires at the head of a queue:
@@ -65,11 +67,14 @@ class Topology:
         prefix: str,
         retry_delays_s: Sequence[float],
         delivery_limit: int,
+        partitions: int = 0,
         *,
         quorum_group_size: int = 0,
     ) -> None:
         if not prefix:
             raise ValueError("the topology prefix must not be empty")
+        self.partitions = int(partitions)
+        self.partitions_exchange = f"{prefix}.partitions"
         self.prefix = prefix
         # 0: the broker's default (the queue's arguments then do not carry it, so queues
         # declared before the setting existed still match; RabbitMQ compares it on redeclare).
@@ -89,6 +94,7 @@ class Topology:
             settings.prefix,
             settings.retry_delays_s,
             settings.delivery_limit,
+            settings.partitions,
             quorum_group_size=settings.quorum_group_size,
         )
 
@@ -110,6 +116,13 @@ class Topology:
     def retry_queue(self, tier: int | float) -> str:
         return f"{self.retry_exchange}.{self.retry_routing_key(tier)}"
 
+    def partition_queue(self, partition: int) -> str:
+        return f"{self.commands_queue}.p{partition:02d}"
+
+    @property
+    def partition_queues(self) -> list[str]:
+        return [self.partition_queue(i) for i in range(self.partitions)]
+
     @property
     def retry_queues(self) -> list[str]:
         return [self.retry_queue(i) for i in range(len(self.retry_delays_s))]
@@ -122,26 +135,37 @@ class Topology:
             ExchangeSpec(self.retry_exchange, "direct"),
             ExchangeSpec(self.events_exchange, "topic"),
             ExchangeSpec(self.dead_letter_exchange, "topic"),
+            *([ExchangeSpec(self.partitions_exchange, "direct")] if self.partitions else []),
+        ]
+
+    def _commands_arguments(self) -> dict[str, Any]:
+        return {
+            "x-queue-type": QUORUM,
+            "x-delivery-limit": self.delivery_limit,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            "x-dead-letter-strategy": AT_LEAST_ONCE,
+            "x-overflow": REJECT_PUBLISH,
+        }
+
+    def _partition_specs(self) -> list[QueueSpec]:
+        # Single active consumer: even a momentary double owner cannot run two consumers.
+        arguments = {**self._commands_arguments(), "x-single-active-consumer": True}
+        return [
+            QueueSpec(self.partition_queue(i), arguments, ((self.partitions_exchange, str(i)),))
+            for i in range(self.partitions)
         ]
 
     def queues(self) -> list[QueueSpec]:
         commands = QueueSpec(
-            self.commands_queue,
-            {
-                "x-queue-type": QUORUM,
-                "x-delivery-limit": self.delivery_limit,
-                "x-dead-letter-exchange": self.dead_letter_exchange,
-                "x-dead-letter-strategy": AT_LEAST_ONCE,
-                "x-overflow": REJECT_PUBLISH,
-            },
-            ((self.commands_exchange, "#"),),
+            self.commands_queue, self._commands_arguments(), ((self.commands_exchange, "#"),)
         )
         dead_letter = QueueSpec(
             self.dead_letter_queue,
             {"x-queue-type": QUORUM},
             ((self.dead_letter_exchange, "#"),),
         )
-        return [self._replicated(q) for q in (commands, *self._retry_specs(), dead_letter)]
+        queues = (commands, *self._partition_specs(), *self._retry_specs(), dead_letter)
+        return [self._replicated(q) for q in queues]
 
     def _replicated(self, spec: QueueSpec) -> QueueSpec:
         if not self.quorum_group_size:

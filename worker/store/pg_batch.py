@@ -56,6 +56,7 @@ class _Write:
     done: threading.Lock = field(default_factory=_held_lock)
     result: Any = None
     error: BaseException | None = None
+    waited: bool = True  # False: nobody waits for the outcome; a failure is only logged
 
 
 class BatchWriter:
@@ -93,6 +94,14 @@ class BatchWriter:
         result: T = request.result
         return result
 
+    def submit(self, work: Work) -> None:
+        """Queue ``work`` for the next batch without waiting for it; a failure is logged."""
+        with self._cond:
+            if self._closed:
+                return
+            self._queue.append(_Write(work, waited=False))
+            self._cond.notify()
+
     def close(self) -> None:
         """Commit what is queued, then stop the writer threads."""
         with self._cond:
@@ -128,6 +137,7 @@ class BatchWriter:
             error = self._wrap_error(exc)
             for request in batch:
                 request.error = error
+                _log_unwaited(request)
             return True
         except Exception as exc:  # a failing write, a lock wait, a lost connection
             log.info("a store batch failed, writing one by one: %s", type(exc).__name__)
@@ -142,3 +152,10 @@ class BatchWriter:
                 request.result = self._run_alone(request.work)
             except Exception as exc:  # handed to the waiting caller
                 request.error = exc
+                _log_unwaited(request)
+
+
+def _log_unwaited(request: _Write) -> None:
+    # A waiting caller sees its error; nobody would see this one otherwise.
+    if not request.waited and request.error is not None:
+        log.warning("a store write nobody waited for failed: %s", request.error)

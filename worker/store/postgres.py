@@ -17,6 +17,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from worker.store import pg_batch, pg_pool, schema
+from worker.store.order import order_schema_sql
 from worker.store.records import (
     Claim,
     ClaimStatus,
@@ -74,6 +75,8 @@ def scrub(text: str, url: str) -> str:
 
 
 class PostgresStore:
+    dialect = "postgresql"
+
     def __init__(
         self,
         url: str,
@@ -136,7 +139,8 @@ class PostgresStore:
     def _create_schema(self, conn: Connection) -> FingerprintKeys:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_ID,), prepare=False)
-            for statement in schema.create_schema_sql(real="DOUBLE PRECISION", blob="BYTEA"):
+            statements = schema.create_schema_sql(real="DOUBLE PRECISION", blob="BYTEA")
+            for statement in statements + order_schema_sql("DOUBLE PRECISION", "BYTEA"):
                 conn.execute(statement, prepare=False)
             for table, column, definition in schema.ADDED_COLUMNS:
                 conn.execute(
@@ -219,7 +223,9 @@ class PostgresStore:
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
-        self._writer.write(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
+        # Not waited for (the protocol allows it): a lost unlock only delays the customer's
+        # next command until the lease ends, and the command's thread is free sooner.
+        self._writer.submit(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
@@ -249,6 +255,15 @@ class PostgresStore:
     def get(self, key: str) -> StoredRecord | None:
         row = self._run(lambda conn: conn.execute(_GET, {"key": key}).fetchone())
         return None if row is None else schema.stored_record(row)
+
+    def transact(self, work: Callable[[Connection], T]) -> T:
+        """``work`` in one transaction (``worker.store.order``)."""
+
+        def in_transaction(conn: Connection) -> T:
+            with conn.transaction():
+                return work(conn)
+
+        return self._run(in_transaction)
 
     def close(self) -> None:
         self._writer.close()

@@ -16,6 +16,7 @@ from typing import TypeVar
 from worker.store import schema
 from worker.store.connections import PerThreadConnections
 from worker.store.group_commit import GroupCommitter
+from worker.store.order import order_schema_sql
 from worker.store.records import (
     Claim,
     ClaimStatus,
@@ -46,6 +47,8 @@ def sqlite_path(url: str) -> str:
 
 
 class SqliteStore:
+    dialect = "sqlite"
+
     def __init__(self, url: str, *, clock: Clock) -> None:
         self.path = sqlite_path(url)
         self._clock = clock
@@ -120,7 +123,8 @@ class SqliteStore:
 
     def _create_schema(self, conn: sqlite3.Connection) -> FingerprintKeys:
         def create(conn: sqlite3.Connection) -> FingerprintKeys:
-            for statement in schema.create_schema_sql(real="REAL", blob="BLOB"):
+            statements = schema.create_schema_sql(real="REAL", blob="BLOB")
+            for statement in statements + order_schema_sql(real="REAL", blob="BLOB"):
                 conn.execute(statement)
             for table, column, definition in schema.ADDED_COLUMNS:
                 present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -235,6 +239,10 @@ class SqliteStore:
         with self._connection() as conn:
             row = conn.execute(schema.GET, {"key": key}).fetchone()
         return None if row is None else schema.stored_record(row)
+
+    def transact(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` in one committed write transaction (``worker.store.order``)."""
+        return self._write(work)
 
     def journal_mode(self) -> str:
         with self._connection() as conn:

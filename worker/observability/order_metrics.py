@@ -1,0 +1,54 @@
+"""Metrics of per-customer order (docs/ordering.md), on the worker's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from worker.observability.metrics import PREFIX
+
+
+class OrderMetrics:
+    """Partitions owned, hand-overs, sequenced commands, commands held behind an earlier one."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r, p = registry, PREFIX
+        self._owned = Gauge(
+            f"{p}_partitions_owned", "Partitions this process consumes.", registry=r
+        )
+        self._sequencer = Gauge(
+            f"{p}_sequencer_active", "1 while this process holds the sequencer lease.", registry=r
+        )
+        self._handed_over = Counter(
+            f"{p}_partition_handovers",
+            "Partitions drained and released to another process.",
+            registry=r,
+        )
+        self._sequenced = Counter(
+            f"{p}_commands_sequenced", "Commands moved from the intake to a partition.", registry=r
+        )
+        self._held = Counter(
+            f"{p}_commands_held",
+            "Commands parked behind an earlier command of their customer (a delayed retry).",
+            registry=r,
+        )
+        self._holds = Counter(
+            f"{p}_customer_holds",
+            "Customers held behind a command sent to a delay tier.",
+            registry=r,
+        )
+
+    def partitions_owned(self, count: int, sequencer: bool) -> None:
+        self._owned.set(count)
+        self._sequencer.set(1 if sequencer else 0)
+
+    def partitions_handed_over(self, count: int) -> None:
+        self._handed_over.inc(count)
+
+    def sequenced(self) -> None:
+        self._sequenced.inc()
+
+    def command_held(self) -> None:
+        self._held.inc()
+
+    def customer_held(self) -> None:
+        self._holds.inc()

@@ -1,0 +1,182 @@
+"""Order through delayed retries: holds and parked commands (docs/ordering.md, point 8).
+
+When a command of ordering key K goes to a delay tier, K is *held* (durably, in the store)
+by that command's idempotency key. While K is held, K's later commands arriving on the
+partition are *parked* in the store and acked: nothing stays unacked towards the broker's
+``consumer_timeout`` however long the delay. The held command comes back through the intake
+and is recognised as the holder; once it reaches a terminal outcome the hold is cleared
+(still present, with no holder, until its backlog is gone) and the parked commands run in
+order, each removed after its outcome is confirmed; one that needs a delay holds K again.
+
+Everything here runs on pool threads, inside the per-key serial executor: all of K's work
+in this process runs one at a time, in order. ``Holds`` is this process's view of the holds
+of the partitions it consumes, loaded from the store when it takes a partition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pika
+
+from worker.decision import Decision, Envelope
+from worker.execute import Executor
+from worker.store.order import OrderStore, Parked
+
+PARKED = "parked"  # the outcome of a command parked behind its customer's hold
+RETRY = "retry"
+
+
+@dataclass
+class Hold:
+    holder: str | None  # the idempotency key in a delay tier; None: running the backlog
+    partition: int
+    draining: bool = False  # a chain of parked commands runs in this process
+
+
+class Holds:
+    """This process's view of the holds of the partitions it consumes; any thread."""
+
+    def __init__(self, store: OrderStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._holds: dict[str, Hold] = {}
+
+    def load(self, partition: int) -> list[str]:
+        """Read the partition's holds from the store; the keys whose backlog must run."""
+        rows = self._store.holds_of(partition)
+        with self._lock:
+            for key, holder in rows.items():
+                self._holds[key] = Hold(holder, partition)
+        return [key for key, holder in rows.items() if holder is None]
+
+    def forget(self, partition: int | None = None) -> None:
+        with self._lock:
+            for key in [k for k, h in self._holds.items() if partition in (None, h.partition)]:
+                del self._holds[key]
+
+    def get(self, key: str) -> Hold | None:
+        with self._lock:
+            hold = self._holds.get(key)
+            return None if hold is None else dataclasses.replace(hold)
+
+    def set(self, key: str, partition: int, holder: str | None) -> None:
+        self._store.set_hold(key, partition, holder)
+        with self._lock:
+            hold = self._holds.setdefault(key, Hold(holder, partition))
+            hold.holder = holder
+
+    def begin_drain(self, key: str) -> int | None:
+        """Mark K's backlog as running; its partition, or None when nothing is to run."""
+        with self._lock:
+            hold = self._holds.get(key)
+            if hold is None or hold.holder is not None or hold.draining:
+                return None
+            hold.draining = True
+            return hold.partition
+
+    def end_drain(self, key: str) -> None:
+        with self._lock:
+            hold = self._holds.get(key)
+            if hold is not None:
+                hold.draining = False
+
+    def drop_if_empty(self, key: str) -> bool:
+        if not self._store.drop_hold_if_empty(key):
+            return False
+        with self._lock:
+            self._holds.pop(key, None)
+        return True
+
+
+def encode_properties(properties: Any) -> bytes:
+    return b"".join(properties.encode())
+
+
+def decode_properties(data: bytes) -> Any:
+    properties = pika.BasicProperties()
+    properties.decode(data)
+    return properties
+
+
+@dataclass(frozen=True)
+class ParkedRun:
+    """One parked command run from the store: what to publish for it."""
+
+    parked: Parked
+    properties: Any
+    envelope: Envelope
+    decision: Decision
+
+
+class OrderGate:
+    """Between a delivery and the executor: park, hold, release."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        store: OrderStore,
+        holds: Holds,
+        envelope_of: Callable[[Any, bytes], Envelope],
+        metrics: Any = None,
+    ) -> None:
+        self._executor, self._store, self._holds = executor, store, holds
+        self._envelope_of, self._metrics = envelope_of, metrics
+
+    def process(
+        self,
+        envelope: Envelope,
+        key: str,
+        partition: int,
+        routing_key: str,
+        properties: Any,
+        body: bytes,
+    ) -> Decision:
+        hold = self._holds.get(key)
+        own_key = envelope.command.idempotency_key if envelope.command is not None else None
+        if hold is not None and (hold.holder is None or hold.holder != own_key):
+            self._store.park(key, partition, routing_key, encode_properties(properties), body)
+            if self._metrics is not None:
+                self._metrics.command_held()
+            return Decision(_command_type(envelope), PARKED)
+        return self._run(envelope, key, partition, hold)
+
+    def _run(self, envelope: Envelope, key: str, partition: int, hold: Hold | None) -> Decision:
+        decision = self._executor.process(envelope)
+        own_key = envelope.command.idempotency_key if envelope.command is not None else None
+        if decision.outcome == RETRY and own_key is not None:
+            # Durable before the delay-tier copy is published: a crash redelivers the holder.
+            self._holds.set(key, partition, own_key)
+            if self._metrics is not None and hold is None:
+                self._metrics.customer_held()
+        elif hold is not None:
+            # The holder is done: its backlog runs once this outcome is confirmed.
+            self._holds.set(key, partition, None)
+        return decision
+
+    def run_parked(self, key: str, partition: int, done_seq: int | None) -> ParkedRun | None:
+        """Remove the parked command just carried out; run the next. None: stop here (the
+        backlog is gone, or a command of it holds the key again)."""
+        if done_seq is not None:
+            self._store.unpark(key, done_seq)
+        hold = self._holds.get(key)
+        if hold is None or hold.holder is not None:
+            return None
+        parked = self._store.first_parked(key)
+        if parked is None:
+            self._holds.drop_if_empty(key)
+            return None
+        properties = decode_properties(parked.properties)
+        envelope = self._envelope_of(properties, parked.body)
+        decision = self._run(envelope, key, partition, None)
+        return ParkedRun(parked, properties, envelope, decision)
+
+
+def _command_type(envelope: Envelope) -> str:
+    if envelope.command is not None:
+        return type(envelope.command).__name__
+    return (envelope.invalid.command_type if envelope.invalid else None) or "unknown"

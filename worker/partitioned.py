@@ -1,0 +1,289 @@
+"""The consumer of partitions: consumes the partitions this process owns (docs/ordering.md).
+
+Between two turns of its loop it compares what it consumes with what ``Ownership`` says it
+owns: it subscribes to partitions it gained and cancels those it must give up. A cancelled
+partition is reported drained once every delivery received from it has its outcome
+decided (the pool task ran): only then is its lease released, so the next owner starts
+behind every command this one took. Deliveries are keyed in the pool by the ordering key
+the sequencer put in their headers, so a renamed customer's commands queue together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from pika.exceptions import AMQPError
+
+from contracts import command_customer
+from worker.broker import headers as h
+from worker.broker.confirms import ConfirmGroup
+from worker.broker.publishing import carry_out
+from worker.consumer import Consumer
+from worker.decision import Decision, Envelope
+from worker.delivery import Delivery
+from worker.parking import PARKED, Holds, OrderGate, ParkedRun
+from worker.partitions import Ownership
+from worker.store.order import OrderStore
+
+log = logging.getLogger(__name__)
+
+MIN_PARTITION_PREFETCH = 8
+
+
+class PartitionedConsumer(Consumer):
+    def __init__(
+        self,
+        *args: Any,
+        ownership: Ownership,
+        order_store: OrderStore,
+        order_metrics: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._ownership = ownership
+        self._holds = Holds(order_store)
+        self._gate = OrderGate(
+            self._executor, order_store, self._holds, self._envelope_of, order_metrics
+        )
+        self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
+        self._epoch = 0  # a new connection: chains of the old one stop
+        self._observer = _NotParked(self._observer)
+        self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
+        self._partition_of_tag: dict[str, int] = {}
+        self._partition_of_delivery: dict[int, int | None] = {}  # delivery tag -> partition
+        self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
+        self._running_lock = threading.Lock()
+
+    # -- which partitions ---------------------------------------------------------------
+
+    def _consumed_queue(self) -> str | None:
+        return ""  # the partitions, subscribed by ``_on_pump``
+
+    def _open_channel(self) -> None:
+        self._tags.clear()
+        self._partition_of_tag.clear()
+        super()._open_channel()
+        self._on_pump()
+
+    def _on_pump(self) -> None:
+        channel = self._channel
+        if channel is None or not channel.is_open:
+            return
+        wanted = self._ownership.wanted()
+        for partition in sorted(wanted - self._tags.keys()):
+            self._consume(channel, partition, len(wanted))
+        for partition in sorted(self._tags.keys() - wanted):
+            tag = self._tags.pop(partition)
+            self._partition_of_tag.pop(tag, None)
+            channel.basic_cancel(tag)  # what was delivered and not yet dispatched goes back
+        for partition in self._ownership.to_give_up():
+            if partition not in self._tags and not self._running_in(partition):
+                self._holds.forget(partition)
+                self._ownership.drained(partition)
+
+    def _consume(self, channel: Any, partition: int, owned: int) -> None:
+        # The prefetch applies per consumer: share the process's among its partitions.
+        per_partition = max(MIN_PARTITION_PREFETCH, -(-self._settings.prefetch // owned))
+        channel.basic_qos(prefetch_count=per_partition)
+        backlogs = self._holds.load(partition)  # before its first delivery
+        queue = self._topology.partition_queue(partition)
+        tag = channel.basic_consume(queue, self.on_message, auto_ack=False)
+        self._tags[partition] = tag
+        self._partition_of_tag[tag] = partition
+        for key in backlogs:  # a previous owner's, interrupted
+            self._start_backlog(key)
+
+    def _abandon_channel(self) -> None:
+        self._tags.clear()
+        self._partition_of_tag.clear()
+        self._partition_of_delivery.clear()
+        with self._running_lock:  # their outcomes are dropped; the customer leases remain
+            self._running.clear()
+        # Backlogs stop; the holds are read again when the partitions are consumed again.
+        self._epoch += 1
+        self._chains.clear()
+        self._holds.forget()
+        super()._abandon_channel()
+
+    def _drain(self) -> None:
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            for tag in list(self._tags.values()):
+                try:
+                    channel.basic_cancel(tag)
+                except Exception:  # the base drain reports a lost broker
+                    break
+        self._tags.clear()
+        super()._drain()
+
+    def _running_in(self, partition: int) -> int:
+        with self._running_lock:
+            return self._running.get(partition, 0) + self._chains.get(partition, 0)
+
+    def _count_running(self, partition: int | None, delta: int) -> None:
+        if partition is None:
+            return
+        with self._running_lock:
+            self._running[partition] = self._running.get(partition, 0) + delta
+
+    # -- deliveries ---------------------------------------------------------------------
+
+    def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        self._partition_of_delivery[method.delivery_tag] = self._partition_of_tag.get(
+            method.consumer_tag
+        )
+        super().on_message(channel, method, properties, body)
+
+    def _ordering_key(self, delivery: Delivery, envelope: Envelope) -> str | None:
+        return _order_key(delivery.properties, envelope)
+
+    def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
+        partition = self._partition_of_delivery.get(delivery.delivery_tag)
+        self._count_running(partition, 1)
+        key = _order_key(delivery.properties, envelope)
+        if key is None or partition is None:
+            return super()._task(delivery, envelope)
+        return functools.partial(
+            self._gate.process,
+            envelope,
+            key,
+            partition,
+            delivery.routing_key,
+            delivery.properties,
+            delivery.body,
+        )
+
+    def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
+        try:
+            super()._on_done_in_pool(delivery, envelope, future)
+        finally:  # a pool thread: the map is only read and popped, never iterated
+            self._count_running(self._partition_of_delivery.pop(delivery.delivery_tag, None), -1)
+
+    def _envelope(self, delivery: Delivery) -> Envelope:
+        envelope = super()._envelope(delivery)
+        headers = delivery.properties.headers
+        if isinstance(headers, dict) and headers.get(h.RESEQUENCED) and not envelope.delivery_count:
+            # The intake delivered it twice: an earlier copy may have run already.
+            envelope = dataclasses.replace(envelope, delivery_count=1)
+        return envelope
+
+    def _envelope_of(self, properties: Any, body: bytes) -> Envelope:
+        """A parked command's envelope (read from the store, not delivered)."""
+        return self._envelope(Delivery(None, 0, "", properties, body, time.monotonic()))
+
+    def on_confirmed(
+        self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
+    ) -> None:
+        super().on_confirmed(delivery, envelope, decision, group)
+        key = _order_key(delivery.properties, envelope)
+        if key is not None:  # a holder's outcome is out: its backlog may run
+            self._start_backlog(key)
+
+    def _start_backlog(self, key: str) -> None:
+        partition = self._holds.begin_drain(key)
+        if partition is None:
+            return
+        self._chains[partition] = self._chains.get(partition, 0) + 1
+        self._next_parked(key, partition, self._epoch, None)
+
+    def _end_backlog(self, key: str, partition: int) -> None:
+        self._holds.end_drain(key)
+        self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
+
+    def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
+        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        done = functools.partial(self._on_parked_run, key, partition, epoch)
+        self._pool.submit(key, task, done)
+
+    def _on_parked_run(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
+        # A pool thread: back to the connection's thread to publish.
+        callback = functools.partial(self._carry_out_parked, key, partition, epoch, future)
+        connection = self._connection
+        try:
+            connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog interrupted: connection gone")
+
+    def _carry_out_parked(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
+        confirms = self._confirms
+        if epoch != self._epoch or confirms is None:
+            return
+        exc = future.exception()
+        run: ParkedRun | None = None if exc is not None else future.result()
+        if run is None:
+            if exc is not None:
+                log.error("running a parked command failed", exc_info=exc)
+            self._end_backlog(key, partition)
+            return
+        delivery = Delivery(
+            None, 0, run.parked.routing_key, run.properties, run.parked.body, time.monotonic()
+        )
+        settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
+        group = confirms.group(settled)
+        try:
+            carry_out(
+                confirms.publisher(group),
+                self._topology,
+                delivery.body,
+                delivery.properties,
+                delivery.routing_key,
+                run.decision,
+            )
+        except AMQPError:
+            raise
+        except Exception as exc:  # kept in the store; the partition's next consumption retries
+            confirms.discard(group)
+            log.error("a parked command's outcome is not publishable", exc_info=exc)
+            self._end_backlog(key, partition)
+            return
+        confirms.seal(group)
+
+    def _on_parked_confirmed(
+        self,
+        key: str,
+        partition: int,
+        epoch: int,
+        run: ParkedRun,
+        delivery: Delivery,
+        group: ConfirmGroup,
+    ) -> None:
+        if epoch != self._epoch:
+            return
+        if group.nacked or group.returned_exchanges() - {self._topology.events_exchange}:
+            # Kept in the store: the partition's next owner (or consumption) runs it again.
+            log.error("publish refused for a parked command; its backlog waits")
+            self._end_backlog(key, partition)
+            return
+        if self._observer is not None:
+            elapsed = time.monotonic() - delivery.started_at
+            self._observer.command_done(run.envelope, run.decision, elapsed)
+        self._next_parked(key, partition, epoch, run.parked.seq)
+
+
+def _order_key(properties: Any, envelope: Envelope) -> str | None:
+    key = (properties.headers or {}).get(h.ORDER_KEY)
+    if isinstance(key, str):
+        return key
+    return command_customer(envelope.command) if envelope.command is not None else None
+
+
+class _NotParked:
+    """The outcome reporter, told nothing of a command parked: its outcome comes later."""
+
+    def __init__(self, observer: Any) -> None:
+        self._observer = observer
+
+    def command_done(self, envelope: Envelope, decision: Decision, duration_s: float) -> None:
+        if self._observer is not None and decision.outcome != PARKED:
+            self._observer.command_done(envelope, decision, duration_s)
+
+    def command_crashed(self, envelope: Envelope, exc: BaseException) -> None:
+        if self._observer is not None:
+            self._observer.command_crashed(envelope, exc)

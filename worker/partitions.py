@@ -1,0 +1,155 @@
+"""Who consumes which partition, and who is the sequencer: leases in the shared store.
+
+Every worker process is a member (``order_members``, seen every heartbeat). All members
+compute the same assignment from the live members sorted by id (``assigned``), each takes
+the leases of its own partitions when free, expired or already its own, and renews them
+every heartbeat. A partition it holds but is no longer assigned (a member joined) is
+drained by the consumer (cancel, finish what was received) and only then released, so its
+next owner starts behind every command the previous one took. The sequencer lease goes to
+whichever member takes it first.
+
+A lease lasts ``ttl_s`` (``PROVISIONER_WORKER_DEAD_AFTER``) in the store; its holder counts
+it as held only for half of that after its last successful renewal (self-fencing): a
+process cut off from the store stops consuming before anyone else may take over.
+See docs/ordering.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from worker.store import StoreError
+from worker.store.order import SEQUENCER_LEASE, OrderStore, partition_lease
+
+log = logging.getLogger(__name__)
+
+FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder lets go
+
+
+def assigned(partitions: int, members: Sequence[str], me: str) -> frozenset[int]:
+    """The partitions of ``me``: partition ``i`` belongs to member ``i mod n`` (sorted)."""
+    ordered = sorted(members)
+    if me not in ordered:
+        return frozenset()
+    index, count = ordered.index(me), len(ordered)
+    return frozenset(p for p in range(partitions) if p % count == index)
+
+
+class Ownership(threading.Thread):
+    """Keeps this process's leases; the consumer and the sequencer ask it what they own."""
+
+    def __init__(
+        self,
+        store: OrderStore,
+        owner: str,
+        partitions: int,
+        *,
+        heartbeat_s: float,
+        ttl_s: float,
+        metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="partition-ownership", daemon=True)
+        self._store, self._owner, self._partitions = store, owner, partitions
+        self._heartbeat_s, self._ttl_s = heartbeat_s, ttl_s
+        self._metrics, self._clock = metrics, clock
+        self._lock = threading.Lock()
+        self._renewed: dict[str, float] = {}  # lease name -> when last renewed (our clock)
+        self._members: tuple[str, ...] = ()
+        self._draining: set[int] = set()  # held, no longer ours: the consumer gives them up
+        self._drained: set[int] = set()  # given up by the consumer: released next tick
+        self.stopped = threading.Event()
+
+    # -- what the consumer and the sequencer ask ----------------------------------------
+
+    def _fresh(self, name: str) -> bool:
+        renewed = self._renewed.get(name)
+        return renewed is not None and self._clock() - renewed < self._ttl_s * FENCE_FRACTION
+
+    def is_sequencer(self) -> bool:
+        with self._lock:
+            return self._fresh(SEQUENCER_LEASE)
+
+    def wanted(self) -> frozenset[int]:
+        """Partitions to consume now: held (and fresh), assigned, not being given up."""
+        with self._lock:
+            mine = assigned(self._partitions, self._members, self._owner)
+            return frozenset(p for p in mine - self._draining if self._fresh(partition_lease(p)))
+
+    def to_give_up(self) -> frozenset[int]:
+        """Held partitions the consumer must drain and then report with ``drained``."""
+        with self._lock:
+            return frozenset(self._draining - self._drained)
+
+    def drained(self, partition: int) -> None:
+        with self._lock:
+            if partition in self._draining:
+                self._drained.add(partition)
+
+    def members(self) -> tuple[str, ...]:
+        with self._lock:
+            return self._members
+
+    # -- the heartbeat -----------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            first = not self._members
+            try:
+                self.tick()
+            except StoreError:  # leases age; the holder lets go by itself (fencing)
+                log.warning("could not renew partition leases", exc_info=True)
+            if not (first and self._members):  # the first tick only learned the members
+                self.stopped.wait(self._heartbeat_s)
+
+    def tick(self) -> None:
+        with self._lock:
+            mine = assigned(self._partitions, self._members, self._owner)
+            release = set(self._drained)
+            keep = {p for p in self._draining if p not in release}
+            take = [SEQUENCER_LEASE] + [
+                partition_lease(p) for p in sorted((mine - self._draining) | keep)
+            ]
+        started = self._clock()
+        result = self._store.tick(
+            self._owner,
+            take,
+            [partition_lease(p) for p in sorted(release)],
+            self._ttl_s,
+            self._ttl_s,
+        )
+        with self._lock:
+            self._apply(result.held, result.members, release, started)
+
+    def _apply(
+        self, held: frozenset[str], members: tuple[str, ...], released: set[int], at: float
+    ) -> None:
+        for name in list(self._renewed):
+            if name not in held:
+                del self._renewed[name]
+        for name in held:
+            self._renewed[name] = at
+        self._draining -= released
+        self._drained -= released
+        if released and self._metrics is not None:
+            self._metrics.partitions_handed_over(len(released))
+        self._members = members
+        mine = assigned(self._partitions, members, self._owner)
+        for p in range(self._partitions):
+            if p not in mine and partition_lease(p) in held:
+                self._draining.add(p)
+        if self._metrics is not None:
+            owned = sum(1 for name in held if name != SEQUENCER_LEASE)
+            self._metrics.partitions_owned(owned, SEQUENCER_LEASE in held)
+
+    def leave(self) -> None:
+        """Stop; membership and leases go at once, so the others take over next heartbeat."""
+        self.stopped.set()
+        try:
+            self._store.leave(self._owner)
+        except StoreError:  # the leases expire instead
+            log.warning("could not leave the partition group", exc_info=True)

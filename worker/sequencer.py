@@ -1,0 +1,214 @@
+"""The sequencer: the one consumer of the intake queue, republishing each command to its
+customer's partition (docs/ordering.md).
+
+It runs on its own thread and connection in every worker process, and consumes only while
+this process holds the sequencer lease (``Ownership.is_sequencer``): one consumer of one
+queue sees the broker's order, and one channel publishing keeps it on each partition. Each
+command is acked on the intake once its republish is confirmed (``ConfirmTracker``, no
+round trip per message), so a crash returns it to the intake rather than losing it.
+
+The ordering key is the customer, or what ``ChangeUsername`` made it an alias of: the map
+lives in the store (written before the rename is republished) and in memory here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+import zlib
+from typing import Any
+
+import msgspec
+import pika
+from pika.exceptions import AMQPError
+
+from worker.broker import headers as h
+from worker.broker.addresses import BrokerAddresses
+from worker.broker.confirms import ConfirmGroup, ConfirmTracker
+from worker.broker.connection import connect
+from worker.broker.topology import Topology
+from worker.config import Settings
+from worker.partitions import Ownership
+from worker.store import StoreError
+from worker.store.order import OrderStore
+
+log = logging.getLogger(__name__)
+
+PUMP_S = 0.1
+IDLE_S = 0.2  # how often a process without the lease looks again
+SEQUENCER_PREFETCH = 512  # intake deliveries in flight: republishes awaiting their confirm
+RECONNECT_S = 1.0
+# Not carried to the partition: the intake's own bookkeeping, and what the sequencer sets.
+DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED}
+
+
+class Routed(msgspec.Struct):
+    """The fields of any command that name its customer (the rest is ignored here)."""
+
+    type: str | None = None
+    customer: str | None = None
+    username: str | None = None  # CreateCustomer, and ListCustomers' filter
+    new_username: str | None = None  # ChangeUsername
+    idempotency_key: str | None = None
+
+
+_DECODER = msgspec.json.Decoder(Routed)
+
+
+def customer_of(body: bytes) -> Routed | None:
+    try:
+        routed = _DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return routed
+
+
+def partition_of(key: str | bytes, partitions: int) -> int:
+    data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
+    return zlib.crc32(data) % partitions
+
+
+class Router:
+    """Ordering keys and partitions; the alias map of renames."""
+
+    def __init__(self, store: OrderStore, partitions: int) -> None:
+        self._store, self._partitions = store, partitions
+        self._aliases: dict[str, str] = {}
+
+    def load(self) -> None:
+        self._aliases = self._store.aliases()
+
+    def order_key(self, customer: str) -> str:
+        return self._aliases.get(customer, customer)
+
+    def route(self, body: bytes, message_id: str | None) -> tuple[str | None, int]:
+        """(ordering key or None, partition). Records a rename's alias before returning."""
+        routed = customer_of(body)
+        customer = None
+        if routed is not None:
+            customer = (
+                routed.username
+                if routed.type in ("CreateCustomer", "ListCustomers")
+                else routed.customer
+            )
+        if routed is None or not customer:
+            return None, partition_of(message_id or body, self._partitions)
+        key = self.order_key(customer)
+        if routed.type == "ChangeUsername" and routed.new_username:
+            new = routed.new_username
+            if self._aliases.get(new) != key:
+                self._store.add_alias(new, key)  # before the republish: durable first
+                self._aliases[new] = key
+        return key, partition_of(key, self._partitions)
+
+
+class Sequencer(threading.Thread):
+    def __init__(
+        self,
+        settings: Settings,
+        topology: Topology,
+        ownership: Ownership,
+        store: OrderStore,
+        metrics: Any = None,
+    ) -> None:
+        super().__init__(name="sequencer", daemon=True)
+        self._settings, self._topology, self._ownership = settings, topology, ownership
+        self._router = Router(store, topology.partitions)
+        self._metrics = metrics
+        self._addresses = BrokerAddresses.parse(settings.amqp_url)
+        self._connection: Any = None
+        self._channel: Any = None
+        self._confirms: ConfirmTracker | None = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                if not self._ownership.is_sequencer():
+                    self._close()
+                    self.stopped.wait(IDLE_S)
+                    continue
+                if self._connection is None:
+                    self._open()
+                self._connection.process_data_events(time_limit=PUMP_S)
+            except (AMQPError, StoreError, OSError) as exc:
+                log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
+                self._close()
+                self.stopped.wait(RECONNECT_S)
+        self._close()
+
+    def _open(self) -> None:
+        self._router.load()
+        self._connection = connect(
+            self._addresses,
+            connection_name=f"provisioner sequencer {self._settings.worker_id}",
+        )
+        channel = self._connection.channel()
+        self._topology.declare(channel)
+        self._confirms = ConfirmTracker(self._connection, channel)
+        channel.basic_qos(prefetch_count=SEQUENCER_PREFETCH)
+        channel.basic_consume(self._topology.commands_queue, self.on_message)
+        self._channel = channel
+        log.info("sequencing", extra={"fields": {"queue": self._topology.commands_queue}})
+
+    def _close(self) -> None:
+        """Unacked intake deliveries return to the intake, in order, for the next holder."""
+        connection, self._connection, self._channel, self._confirms = (
+            self._connection,
+            None,
+            None,
+            None,
+        )
+        if connection is not None and connection.is_open:
+            with contextlib.suppress(Exception):
+                connection.close()
+            log.info("sequencer stopped")
+
+    def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        confirms = self._confirms
+        assert confirms is not None
+        order_key, partition = self._router.route(body, properties.message_id)
+        headers = {k: v for k, v in (properties.headers or {}).items() if k not in DROPPED}
+        if order_key is not None:
+            headers[h.ORDER_KEY] = order_key
+        # The partition's routing key is its number: keep the publisher's for dead letters.
+        headers.setdefault(h.ORIGINAL_ROUTING_KEY, method.routing_key)
+        redelivered = method.redelivered or (properties.headers or {}).get("x-delivery-count")
+        if redelivered:
+            headers[h.RESEQUENCED] = 1  # may already be on the partition: treat as redelivery
+        props = pika.BasicProperties(
+            content_type=properties.content_type,
+            content_encoding=properties.content_encoding,
+            headers=headers,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            priority=properties.priority,
+            correlation_id=properties.correlation_id,
+            reply_to=properties.reply_to,
+            expiration=properties.expiration,
+            message_id=properties.message_id,
+            timestamp=properties.timestamp,
+            type=properties.type,
+            user_id=None,  # the broker checks user_id against the publishing connection
+            app_id=properties.app_id,
+        )
+        group = confirms.group(functools.partial(self.on_confirmed, channel, method.delivery_tag))
+        confirms.publisher(group).basic_publish(
+            self._topology.partitions_exchange, str(partition), body, props, mandatory=True
+        )
+        confirms.seal(group)
+
+    def on_confirmed(self, channel: Any, delivery_tag: int, group: ConfirmGroup) -> None:
+        if channel is not self._channel or not channel.is_open:
+            return  # the intake redelivers it
+        if group.nacked or group.returned_exchanges():
+            log.error("partition refused a command; returned to the intake")
+            channel._impl.basic_nack(delivery_tag, requeue=True)
+            return
+        channel._impl.basic_ack(delivery_tag)
+        if self._metrics is not None:
+            self._metrics.sequenced()
+
+    def stop(self) -> None:
+        self.stopped.set()
