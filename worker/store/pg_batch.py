@@ -22,11 +22,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+from worker.store.handoff import Write
 
 T = TypeVar("T")
 
@@ -43,21 +44,7 @@ Work = Callable[[Connection], Any]
 # Runs one write alone, in its own transaction, with the store's retry and error wrapping.
 RunAlone = Callable[[Work], Any]
 WrapError = Callable[[BaseException], Exception]
-
-
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
-@dataclass
-class _Write:
-    work: Work
-    # Released once the write is committed or failed; a bare lock is the cheapest wake-up.
-    done: threading.Lock = field(default_factory=_held_lock)
-    result: Any = None
-    error: BaseException | None = None
+_Write = Write[Connection]
 
 
 class BatchWriter:
