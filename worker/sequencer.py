@@ -18,14 +18,16 @@ import functools
 import logging
 import threading
 import zlib
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 import pika
 from pika.exceptions import AMQPError
 
+from contracts.rules import USERNAME_MAX_LENGTH, has_control
 from worker.broker import headers as h
 from worker.broker.addresses import BrokerAddresses
+from worker.broker.channel import ConsumingChannel
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
 from worker.broker.topology import Topology
@@ -65,6 +67,13 @@ def customer_of(body: bytes) -> Routed | None:
     return routed
 
 
+def usable_name(name: str | None) -> TypeGuard[str]:
+    """A customer or username fit to be an ordering key, in a header and in the store: what
+    the contract allows (``contracts.rules``); anything else routes like a command without
+    a customer, and the worker rejects it."""
+    return isinstance(name, str) and 0 < len(name) <= USERNAME_MAX_LENGTH and not has_control(name)
+
+
 def partition_of(key: str | bytes, partitions: int) -> int:
     data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
     return zlib.crc32(data) % partitions
@@ -93,10 +102,10 @@ class Router:
                 if routed.type in ("CreateCustomer", "ListCustomers")
                 else routed.customer
             )
-        if routed is None or not customer:
+        if routed is None or not usable_name(customer):
             return None, partition_of(message_id or body, self._partitions)
         key = self.order_key(customer)
-        if routed.type == "ChangeUsername" and routed.new_username:
+        if routed.type == "ChangeUsername" and usable_name(routed.new_username):
             new = routed.new_username
             if self._aliases.get(new) != key:
                 self._store.add_alias(new, key)  # before the republish: durable first
@@ -121,6 +130,7 @@ class Sequencer(threading.Thread):
         self._connection: Any = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None
+        self._consuming: ConsumingChannel | None = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -133,6 +143,7 @@ class Sequencer(threading.Thread):
                 if self._connection is None:
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
+                self._check_channel()
             except (AMQPError, StoreError, OSError) as exc:
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
                 self._close()
@@ -145,13 +156,27 @@ class Sequencer(threading.Thread):
             self._addresses,
             connection_name=f"provisioner sequencer {self._settings.worker_id}",
         )
-        channel = self._connection.channel()
-        self._topology.declare(channel)
-        self._confirms = ConfirmTracker(self._connection, channel)
-        channel.basic_qos(prefetch_count=SEQUENCER_PREFETCH)
-        channel.basic_consume(self._topology.commands_queue, self.on_message)
-        self._channel = channel
+        consuming = ConsumingChannel(
+            self._connection,
+            self._topology,
+            SEQUENCER_PREFETCH,
+            self.on_message,
+            self._topology.commands_queue,
+        )
+        self._consuming, self._channel = consuming, consuming.channel
+        self._confirms = consuming.confirms
         log.info("sequencing", extra={"fields": {"queue": self._topology.commands_queue}})
+
+    def _check_channel(self) -> None:
+        """The broker closed the intake channel or cancelled its consumer (the intake
+        deleted, its leader moved): start again on a new connection, as after a loss."""
+        assert self._consuming is not None
+        problem = self._consuming.problem(self._settings.confirm_timeout_s, blocked=False)
+        if problem is not None:
+            kind, reason = problem
+            fields = {"kind": kind, "reason": reason}
+            log.warning("sequencer channel lost; reopening", extra={"fields": fields})
+            self._close()
 
     def _close(self) -> None:
         """Unacked intake deliveries return to the intake, in order, for the next holder."""
@@ -161,6 +186,7 @@ class Sequencer(threading.Thread):
             None,
             None,
         )
+        self._consuming = None
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 connection.close()
@@ -174,7 +200,7 @@ class Sequencer(threading.Thread):
         if order_key is not None:
             headers[h.ORDER_KEY] = order_key
         # The partition's routing key is its number: keep the publisher's for dead letters.
-        headers.setdefault(h.ORIGINAL_ROUTING_KEY, method.routing_key)
+        headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, method.routing_key)
         redelivered = method.redelivered or (properties.headers or {}).get("x-delivery-count")
         if redelivered:
             headers[h.RESEQUENCED] = 1  # may already be on the partition: treat as redelivery
@@ -200,13 +226,14 @@ class Sequencer(threading.Thread):
         confirms.seal(group)
 
     def on_confirmed(self, channel: Any, delivery_tag: int, group: ConfirmGroup) -> None:
-        if channel is not self._channel or not channel.is_open:
+        consuming = self._consuming
+        if consuming is None or channel is not self._channel or not channel.is_open:
             return  # the intake redelivers it
         if group.nacked or group.returned_exchanges():
             log.error("partition refused a command; returned to the intake")
-            channel._impl.basic_nack(delivery_tag, requeue=True)
+            consuming.frames.nack(delivery_tag, requeue=True)
             return
-        channel._impl.basic_ack(delivery_tag)
+        consuming.frames.ack(delivery_tag)
         if self._metrics is not None:
             self._metrics.sequenced()
 
