@@ -148,6 +148,10 @@ class Sequencer(threading.Thread):
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
                 self._close()
                 self.stopped.wait(RECONNECT_S)
+            except Exception:  # a bug must not end the thread: the intake would stall
+                log.exception("sequencer failed; starting again")
+                self._close()
+                self.stopped.wait(RECONNECT_S)
         self._close()
 
     def _open(self) -> None:
@@ -193,6 +197,17 @@ class Sequencer(threading.Thread):
             log.info("sequencer stopped")
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            self._sequence(channel, method, properties, body)
+        except (AMQPError, StoreError):
+            raise  # the connection or the store: the loop starts again, the intake redelivers
+        except Exception as exc:  # never stall the intake on one message
+            fields = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            log.error("command not sequenced; the broker dead-letters it", extra={"fields": fields})
+            assert self._consuming is not None
+            self._consuming.frames.nack(method.delivery_tag, requeue=False)
+
+    def _sequence(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         confirms = self._confirms
         assert confirms is not None
         order_key, partition = self._router.route(body, properties.message_id)
@@ -201,7 +216,9 @@ class Sequencer(threading.Thread):
             headers[h.ORDER_KEY] = order_key
         # The partition's routing key is its number: keep the publisher's for dead letters.
         headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, method.routing_key)
-        redelivered = method.redelivered or (properties.headers or {}).get("x-delivery-count")
+        redelivered = (
+            method.redelivered or h.read_delivery_headers(properties, True).delivery_count > 0
+        )
         if redelivered:
             headers[h.RESEQUENCED] = 1  # may already be on the partition: treat as redelivery
         props = pika.BasicProperties(
