@@ -73,9 +73,14 @@ def _check_email(value: object, today: date) -> str | None:
     return None
 
 
+def has_control(text: str) -> bool:
+    """True when ``text`` holds a C0 or C1 control character or DEL."""
+    return _CONTROL_RE.search(text) is not None
+
+
 def _check_no_control(value: object, today: date) -> str | None:
     # Beside the schema's pattern, whose "$" (search semantics) lets a final "\n" through.
-    if isinstance(value, str) and _CONTROL_RE.search(value):
+    if isinstance(value, str) and has_control(value):
         return NO_CONTROL_RULE
     return None
 

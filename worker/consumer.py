@@ -35,6 +35,7 @@ from worker.delivery import Delivery, read_delivery
 from worker.execute import Executor
 from worker.fallback import describe, infrastructure_retry, unexpected_decision
 from worker.observability import tracing
+from worker.observability.broker_report import BrokerReport
 from worker.ordering import KeyedSerialExecutor
 from worker.store import StoreError
 
@@ -60,6 +61,7 @@ class Consumer:
         self._topology = topology
         self._metrics = metrics
         self._health = health
+        self._report = BrokerReport(health, metrics)
         self._observer = observer  # called with (envelope, decision, duration_s) per outcome
         self._pool = KeyedSerialExecutor(settings.pool_threads)
         # The nodes of the cluster: a reconnection starts at the node after the lost one.
@@ -114,7 +116,7 @@ class Consumer:
         )
         self._connection.add_on_connection_blocked_callback(self.on_blocked)
         self._connection.add_on_connection_unblocked_callback(self.on_unblocked)
-        self._set_health(connected=True, consuming=False)
+        self._report.state(connected=True, consuming=False)
         self._open_channel()
 
     def _open_channel(self) -> None:
@@ -124,7 +126,7 @@ class Consumer:
         )
         self._consuming, self._channel = consuming, consuming.channel
         self._confirms = consuming.confirms
-        self._set_health(connected=True, consuming=True)
+        self._report.state(connected=True, consuming=True)
         broker = redact_url(self._addresses.in_use or "")
         log.info("consuming", extra={"fields": {"queue": queue, "broker": broker}})
 
@@ -138,8 +140,7 @@ class Consumer:
     def _consume_until_stopped(self) -> None:
         while not self._stopping.is_set():
             self._connection.process_data_events(time_limit=PUMP_S)
-            if self._health is not None:
-                self._health.tick()
+            self._report.tick()
             self._on_pump()
             assert self._consuming is not None
             problem = self._consuming.problem(
@@ -152,13 +153,7 @@ class Consumer:
         """The broker closed the channel or cancelled the consumer: a new channel, the
         topology declared again, consuming again. Results of the old channel's deliveries
         are dropped (those messages come back; the store answers them without the API)."""
-        log.warning(
-            "broker channel lost; reopening", extra={"fields": {"kind": kind, "reason": reason}}
-        )
-        if self._health is not None:
-            self._health.set_consuming(False, reason)
-        if self._metrics is not None:
-            self._metrics.channel_lost(kind)
+        self._report.channel_lost(kind, reason)
         old = self._consuming
         self._abandon_channel()
         if old is not None:
@@ -180,16 +175,14 @@ class Consumer:
         self._count_in_flight(-self._pool.drop_waiting())
 
     def _on_connection_lost(self, exc: BaseException) -> None:
-        log.warning("broker connection lost", extra={"fields": {"error": describe(exc)}})
-        self._set_health(connected=False, consuming=False)
+        self._report.connection_lost(describe(exc))
         self._abandon_channel()
         if self._blocked:
             self.on_unblocked(None, None)  # a new connection starts unblocked
         if self._connection is not None:
             with contextlib.suppress(Exception):  # the connection is already gone
                 self._connection.close()
-            if self._metrics is not None:
-                self._metrics.broker_reconnected()
+            self._report.reconnecting()
         self._connection = None
 
     def _back_off(self, failures: int) -> None:
@@ -197,8 +190,7 @@ class Consumer:
         delay = random.uniform(0, min(cap, RECONNECT_BASE_S * 2**failures))
         deadline = time.monotonic() + delay
         while not self._stopping.is_set() and time.monotonic() < deadline:
-            if self._health is not None:
-                self._health.tick()  # alive, just not connected
+            self._report.tick()  # alive, just not connected
             self._stopping.wait(min(PUMP_S, max(0.0, deadline - time.monotonic())))
 
     def _drain(self) -> None:
@@ -224,7 +216,7 @@ class Consumer:
             log.warning("broker lost while draining", extra={"fields": {"error": str(exc)}})
             self._wait_for_calls(None, started + bound_s)
         finally:
-            self._set_health(connected=False, consuming=False)
+            self._report.state(connected=False, consuming=False)
             self._pool.shutdown(wait=False)
             if connection is not None and connection.is_open:
                 connection.close()  # unstarted deliveries go back to the queue
@@ -254,35 +246,16 @@ class Consumer:
             else:
                 time.sleep(PUMP_S)  # outcomes are dropped now; only the pool's threads matter
 
-    def _set_health(self, *, connected: bool, consuming: bool) -> None:
-        if self._health is not None:
-            self._health.set_connected(connected)
-            self._health.set_consuming(consuming)
-        if self._metrics is not None:
-            self._metrics.broker_connected_changed(connected)
-
     # -- the connection's state -------------------------------------------------------
 
     def on_blocked(self, _connection: Any, frame: Any) -> None:
-        """A memory or disk alarm: take no new work until unblocked (publishes would wait)."""
         reason = str(getattr(getattr(frame, "method", None), "reason", "") or "resource alarm")
         self._blocked = True
-        log.warning(
-            "broker blocked the connection; taking no new work",
-            extra={"fields": {"reason": reason}},
-        )
-        if self._health is not None:
-            self._health.set_blocked(True, reason)
-        if self._metrics is not None:
-            self._metrics.broker_blocked_changed(True)
+        self._report.blocked(reason)
 
     def on_unblocked(self, _connection: Any, _frame: Any) -> None:
         self._blocked = False
-        log.info("broker unblocked the connection", extra={"fields": {"held": len(self._held)}})
-        if self._health is not None:
-            self._health.set_blocked(False)
-        if self._metrics is not None:
-            self._metrics.broker_blocked_changed(False)
+        self._report.unblocked(len(self._held))
         held, self._held = self._held, []
         for delivery in held:
             self._start(delivery)
@@ -337,15 +310,9 @@ class Consumer:
     def _envelope(self, delivery: Delivery) -> Envelope:
         reading = read_delivery(delivery, self._settings.max_body_bytes)
         if reading.ignored_headers:
-            self._headers_ignored(reading.ignored_headers, delivery.properties)
+            message_id = delivery.properties.message_id
+            self._report.headers_ignored(reading.ignored_headers, message_id)
         return reading.envelope
-
-    def _headers_ignored(self, names: tuple[str, ...], props: Any) -> None:
-        fields = {"headers": list(names), "message_id": props.message_id}
-        log.warning("headers of a wrong type or size ignored", extra={"fields": fields})
-        if self._metrics is not None:
-            for name in names:
-                self._metrics.header_ignored(name)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         # Runs on a pool thread: only add_callback_threadsafe may touch the connection.

@@ -14,19 +14,13 @@ up to the delivery limit:
 
 from __future__ import annotations
 
-from contracts import (
-    CommandFailed,
-    ErrorCode,
-    ErrorInfo,
-    command_customer,
-    encode_event,
-    make_event,
-)
+from contracts import CommandFailed, ErrorCode, ErrorInfo, encode_event, make_event
 from worker.decision import DeadLetter, Decision, Envelope
+from worker.outcomes import REASON_UNEXPECTED, Disposition, Verdict
 from worker.store import StoreError
-from worker.terminal import routing_key_for
+from worker.terminal import common_fields, failed
 
-UNEXPECTED_REASON = "unexpected_error"
+PARKED = Verdict(Disposition.FAILED, ErrorCode.RETRIES_EXHAUSTED, REASON_UNEXPECTED)
 ERROR_TEXT_MAX_LENGTH = 300
 
 
@@ -67,29 +61,14 @@ def unexpected_decision(
 
 def _parked(envelope: Envelope, exc: BaseException) -> Decision:
     message = f"unexpected error after {envelope.delayed_attempts + 1} attempts: {describe(exc)}"
-    command_type = _command_type(envelope)
-    dead_letter = DeadLetter(UNEXPECTED_REASON, ErrorCode.RETRIES_EXHAUSTED.value, message)
     command = envelope.command
-    if command is None:
-        return Decision(command_type, "failed", dead_letter=dead_letter)
+    if command is None:  # nothing decoded: no event can name it, the copy is parked alone
+        code = ErrorCode.RETRIES_EXHAUSTED.value
+        parked = DeadLetter(REASON_UNEXPECTED, code, message)
+        return Decision(_command_type(envelope), "failed", dead_letter=parked)
     error = ErrorInfo(code=ErrorCode.RETRIES_EXHAUSTED, message=message, retryable=True)
-    event = make_event(
-        CommandFailed,
-        command_type=command_type,
-        idempotency_key=command.idempotency_key,
-        customer=command_customer(command),
-        correlation_id=envelope.correlation_id,
-        attempts=envelope.delayed_attempts + 1,
-        error=error,
-    )
-    return Decision(
-        command_type,
-        "failed",
-        encode_event(event),
-        routing_key_for(command_type, "failed"),
-        dead_letter=dead_letter,
-        error_code=ErrorCode.RETRIES_EXHAUSTED.value,
-    )
+    event = make_event(CommandFailed, **common_fields(envelope, command), error=error)
+    return failed(command, encode_event(event), PARKED, message)
 
 
 def _command_type(envelope: Envelope) -> str:

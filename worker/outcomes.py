@@ -15,8 +15,13 @@ One table decides, and ``calling``, ``readback``, ``retry`` and ``execute`` cons
 |                                                  |                     | tier), or failed     |
 |                                                  |                     | ``retries_exhausted``|
 |                                                  |                     | when none is left    |
-| anything else (a bug, the store unreachable)     | any                 | retry later (the     |
-|                                                  |                     | broker redelivers)   |
+| anything else (a bug, the store unreachable)     | any                 | retry later (a delay |
+|                                                  |                     | tier, not counted    |
+|                                                  |                     | for the store; a bug |
+|                                                  |                     | is parked as         |
+|                                                  |                     | ``unexpected_error`` |
+|                                                  |                     | once none is left:   |
+|                                                  |                     | ``worker.fallback``) |
 | claim: succeeded before / conflict / busy        | any                 | succeeded (stored    |
 |                                                  |                     | event) / rejected /  |
 |                                                  |                     | retry later          |
@@ -61,6 +66,7 @@ REASON_RETRIES_EXHAUSTED = "retries_exhausted"
 REASON_DELIVERY_LIMIT = "delivery_limit"
 REASON_REJECTED = "rejected"
 REASON_CONFLICT = "idempotency_conflict"
+REASON_UNEXPECTED = "unexpected_error"  # a bug, every delay tier used (worker.fallback)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,17 +18,18 @@ import functools
 import logging
 import threading
 import zlib
-from typing import Any
+from typing import Any, TypeGuard
 
 import msgspec
 import pika
 from pika.exceptions import AMQPError
 
+from contracts.rules import USERNAME_MAX_LENGTH, has_control
 from worker.broker import headers as h
 from worker.broker.addresses import BrokerAddresses
+from worker.broker.channel import ConsumingChannel
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
-from worker.broker.frames import ChannelFrames
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.partitions import Ownership
@@ -66,6 +67,13 @@ def customer_of(body: bytes) -> Routed | None:
     return routed
 
 
+def usable_name(name: str | None) -> TypeGuard[str]:
+    """A customer or username fit to be an ordering key, in a header and in the store: what
+    the contract allows (``contracts.rules``); anything else routes like a command without
+    a customer, and the worker rejects it."""
+    return isinstance(name, str) and 0 < len(name) <= USERNAME_MAX_LENGTH and not has_control(name)
+
+
 def partition_of(key: str | bytes, partitions: int) -> int:
     data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
     return zlib.crc32(data) % partitions
@@ -94,10 +102,10 @@ class Router:
                 if routed.type in ("CreateCustomer", "ListCustomers")
                 else routed.customer
             )
-        if routed is None or not customer:
+        if routed is None or not usable_name(customer):
             return None, partition_of(message_id or body, self._partitions)
         key = self.order_key(customer)
-        if routed.type == "ChangeUsername" and routed.new_username:
+        if routed.type == "ChangeUsername" and usable_name(routed.new_username):
             new = routed.new_username
             if self._aliases.get(new) != key:
                 self._store.add_alias(new, key)  # before the republish: durable first
@@ -122,10 +130,10 @@ class Sequencer(threading.Thread):
         self._connection: Any = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None
-        self._frames: ChannelFrames | None = None
+        self._consuming: ConsumingChannel | None = None
         # Intake deliveries in delivery order -> republish confirmed (acked in batches).
         self._unsettled: dict[int, bool] = {}
-        self._reset = False
+        self._reset = False  # a message failed half-way: its confirm count may be off
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -138,10 +146,15 @@ class Sequencer(threading.Thread):
                 if self._connection is None:
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
+                self._check_channel()
                 if self._reset:
-                    self._close()
-            except Exception as exc:  # the thread must outlive any failure: it retries
+                    self._close()  # start over on a new channel
+            except (AMQPError, StoreError, OSError) as exc:
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
+                self._close()
+                self.stopped.wait(RECONNECT_S)
+            except Exception:  # a bug must not end the thread: the intake would stall
+                log.exception("sequencer failed; starting again")
                 self._close()
                 self.stopped.wait(RECONNECT_S)
         self._close()
@@ -152,22 +165,38 @@ class Sequencer(threading.Thread):
             self._addresses,
             connection_name=f"provisioner sequencer {self._settings.worker_id}",
         )
-        channel = self._connection.channel()
-        self._topology.declare(channel)
-        self._confirms = ConfirmTracker(self._connection, channel)
-        self._frames = ChannelFrames(channel)
-        self._unsettled = {}
-        channel.basic_qos(prefetch_count=SEQUENCER_PREFETCH)
-        channel.basic_consume(self._topology.commands_queue, self.on_message)
-        self._channel = channel
+        consuming = ConsumingChannel(
+            self._connection,
+            self._topology,
+            SEQUENCER_PREFETCH,
+            self.on_message,
+            self._topology.commands_queue,
+        )
+        self._consuming, self._channel = consuming, consuming.channel
+        self._confirms = consuming.confirms
         log.info("sequencing", extra={"fields": {"queue": self._topology.commands_queue}})
+
+    def _check_channel(self) -> None:
+        """The broker closed the intake channel or cancelled its consumer (the intake
+        deleted, its leader moved): start again on a new connection, as after a loss."""
+        assert self._consuming is not None
+        problem = self._consuming.problem(self._settings.confirm_timeout_s, blocked=False)
+        if problem is not None:
+            kind, reason = problem
+            fields = {"kind": kind, "reason": reason}
+            log.warning("sequencer channel lost; reopening", extra={"fields": fields})
+            self._close()
 
     def _close(self) -> None:
         """Unacked intake deliveries return to the intake, in order, for the next holder."""
-        connection, self._connection, self._channel = self._connection, None, None
-        self._confirms, self._frames = None, None
-        self._unsettled = {}
-        self._reset = False
+        connection, self._connection, self._channel, self._confirms = (
+            self._connection,
+            None,
+            None,
+            None,
+        )
+        self._consuming = None
+        self._unsettled, self._reset = {}, False
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
                 connection.close()
@@ -175,57 +204,59 @@ class Sequencer(threading.Thread):
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         try:
-            self._republish(channel, method, properties, body)
+            self._sequence(channel, method, properties, body)
         except (AMQPError, StoreError):
-            raise
-        except Exception as exc:  # e.g. a header pika cannot encode: never stop the intake
-            log.error(
-                "command not republishable; the broker dead-letters it",
-                extra={"fields": {"error": type(exc).__name__}},
-            )
+            raise  # the connection or the store: the loop starts again, the intake redelivers
+        except Exception as exc:  # never stall the intake on one message
+            fields = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+            log.error("command not sequenced; the broker dead-letters it", extra={"fields": fields})
+            assert self._consuming is not None
             self._unsettled.pop(method.delivery_tag, None)
-            assert self._frames is not None
-            self._frames.nack(method.delivery_tag, requeue=False)
-            self._reset = True  # its confirm count may be off: start over on a new channel
+            self._consuming.frames.nack(method.delivery_tag, requeue=False)
+            self._reset = True
 
-    def _republish(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+    def _sequence(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         confirms = self._confirms
         assert confirms is not None
         order_key, partition = self._router.route(body, properties.message_id)
-        received = properties.headers if isinstance(properties.headers, dict) else {}
-        headers = {k: v for k, v in received.items() if k not in DROPPED}
+        headers = {k: v for k, v in (properties.headers or {}).items() if k not in DROPPED}
         if order_key is not None:
             headers[h.ORDER_KEY] = order_key
         # The partition's routing key is its number: keep the publisher's for dead letters.
-        headers.setdefault(h.ORIGINAL_ROUTING_KEY, method.routing_key)
-        if method.redelivered:
+        headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, method.routing_key)
+        redelivered = (
+            method.redelivered or h.read_delivery_headers(properties, True).delivery_count > 0
+        )
+        if redelivered:
             headers[h.RESEQUENCED] = 1  # may already be on the partition: treat as redelivery
         # The same properties go on (no copy per message), persistent, and without user_id,
         # which the broker checks against the publishing connection's user.
         properties.headers = headers
         properties.delivery_mode = pika.DeliveryMode.Persistent.value
         properties.user_id = None
+        props = properties
         self._unsettled[method.delivery_tag] = False
         group = confirms.group(functools.partial(self.on_confirmed, channel, method.delivery_tag))
         confirms.publisher(group).basic_publish(
-            self._topology.partitions_exchange, str(partition), body, properties, mandatory=True
+            self._topology.partitions_exchange, str(partition), body, props, mandatory=True
         )
         confirms.seal(group)
 
     def on_confirmed(self, channel: Any, delivery_tag: int, group: ConfirmGroup) -> None:
-        if channel is not self._channel or not channel.is_open or self._frames is None:
+        consuming = self._consuming
+        if consuming is None or channel is not self._channel or not channel.is_open:
             return  # the intake redelivers it
         if group.nacked or group.returned_exchanges():
             log.error("partition refused a command; returned to the intake")
             self._unsettled.pop(delivery_tag, None)
-            self._frames.nack(delivery_tag, requeue=True)
+            consuming.frames.nack(delivery_tag, requeue=True)
         else:
             self._unsettled[delivery_tag] = True
             if self._metrics is not None:
                 self._metrics.sequenced()
-        self._ack_settled()
+        self._ack_settled(consuming)
 
-    def _ack_settled(self) -> None:
+    def _ack_settled(self, consuming: ConsumingChannel) -> None:
         """One ack (``multiple``) for the oldest deliveries whose republish is confirmed."""
         last = None
         for tag, confirmed in self._unsettled.items():
@@ -236,8 +267,7 @@ class Sequencer(threading.Thread):
             return
         while self._unsettled and next(iter(self._unsettled)) <= last:
             del self._unsettled[next(iter(self._unsettled))]
-        assert self._frames is not None
-        self._frames.ack(last, multiple=True)
+        consuming.frames.ack(last, multiple=True)
 
     def stop(self) -> None:
         self.stopped.set()

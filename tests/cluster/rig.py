@@ -19,7 +19,7 @@ import urllib3
 
 from contracts.examples import create_customer_body
 from sandbox.rigs import declare_tap, free_port, wait_until
-from tests.fixtures.rabbit_cluster import Node, RabbitCluster
+from tests.fixtures.rabbit_cluster import ClusterNode, RabbitCluster
 from worker.broker.topology import Topology
 
 READY_POLL_S = 0.05
@@ -97,7 +97,7 @@ class ReadinessWatch(threading.Thread):
 class Traffic:
     """Publishes commands and reads the events, connected to one node of the cluster."""
 
-    def __init__(self, node: Node, topology: Topology) -> None:
+    def __init__(self, node: ClusterNode, topology: Topology) -> None:
         self.topology = topology
         self.connection = pika.BlockingConnection(pika.URLParameters(node.url))
         self.channel = self.connection.channel()

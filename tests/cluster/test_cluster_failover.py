@@ -19,7 +19,7 @@ import pytest
 from sandbox.rigs import SandboxProcess, wait_until
 from tests.cluster.rig import ClusterWorker, ReadinessWatch, Traffic, effects
 from tests.fixtures.private_postgres import PrivatePostgres
-from tests.fixtures.rabbit_cluster import Node, RabbitCluster, available
+from tests.fixtures.rabbit_cluster import ClusterNode, RabbitCluster, available
 from worker.broker.topology import Topology
 from worker.cli import main
 
@@ -86,7 +86,9 @@ def settings(prefix: str, group_size: str = "0") -> list[str]:
     ]  # fmt: skip
 
 
-def check_topology(cluster: RabbitCluster, prefix: str, via: Node, group_size: str = "0") -> int:
+def check_topology(
+    cluster: RabbitCluster, prefix: str, via: ClusterNode, group_size: str = "0"
+) -> int:
     """``provisioner topology --check``, asking ``via``'s management API."""
     flags = ["--amqp-url", urls(cluster), "--management-url", via.management_url]
     return main(["topology", "--check", *flags, *settings(prefix, group_size)])
@@ -127,7 +129,7 @@ def test_killing_the_node_that_leads_the_commands_queue_loses_nothing(
         keys = traffic.publish_customers(prefix, COMMANDS)
         traffic.wait_for_events(keys, KILL_AFTER, EVENTS_TIMEOUT_S)
         # When the node leading the commands queue (the worker's node) is killed
-        cluster.kill(leader_node)
+        leader_node.kill()
         # Then every command still ends in its event, through another node
         traffic.wait_for_events(keys, COMMANDS, EVENTS_TIMEOUT_S)
         assert_each_key_once(traffic, keys)
@@ -139,7 +141,7 @@ def test_killing_the_node_that_leads_the_commands_queue_loses_nothing(
         wait_until(lambda: readiness.states[-1], 30, "ready again")
         assert went_down_and_up(readiness.states), readiness.states
         # And the killed node, started again, rejoins with its queue member
-        cluster.start(leader_node)
+        leader_node.start()
         wait_until(lambda: cluster.running_nodes(other) == 3, REJOIN_TIMEOUT_S, "rejoined")
         wait_until(
             lambda: len(cluster.queue_info(other, topology.commands_queue)["online"]) == 3,

@@ -21,7 +21,7 @@ def refusing_node() -> str:
 
 
 def test_a_refused_node_is_skipped_and_a_reconnection_starts_after_the_node_used(
-    amqp_url: str,
+    amqp_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a down node listed first, then the live one
     down = refusing_node()
@@ -35,6 +35,10 @@ def test_a_refused_node_is_skipped_and_a_reconnection_starts_after_the_node_used
     # Then both times it ended on the live node, having tried the down one on the way back
     assert in_use_first == amqp_url
     assert addresses.in_use == amqp_url
+    # And the node it skipped was logged, its password masked
+    skipped = [str(r.__dict__.get("fields")) for r in caplog.records if "next" in r.message]
+    assert skipped and all("guest:***@127.0.0.1" in fields for fields in skipped)
+    assert SECRET not in caplog.text + "".join(skipped)
 
 
 def test_every_node_refusing_is_one_error_naming_them_without_passwords() -> None:

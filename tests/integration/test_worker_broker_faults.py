@@ -79,12 +79,16 @@ def test_a_consumer_cancelled_by_deleting_its_queue_consumes_again(rig: WorkerRi
     proc = rig.start_worker(PROVISIONER_HTTP_PORT=port)
     rig.publish(customer_command("before-cancel", key="before-cancel"))
     rig.wait_events(1, idempotency_key="before-cancel")
-    # When the commands queue is deleted under it (the broker cancels the consumer)
+    wait_until(rig.owners_of_partitions, 20, "the worker consuming every partition")
+    # When the commands queue (its consumer: the sequencer) and a partition queue (this
+    # worker's) are deleted under their consumers
     rig.channel.queue_delete(rig.topology.commands_queue)
-    # Then it declares the queue again and consumes from it, ready again
+    rig.channel.queue_delete(rig.topology.partition_queues[0])
+    # Then both are declared again and consumed, and the worker is ready again
     body = recovered(port, 1)
     assert "cancelled the consumer" in body["last_unready_reason"]
-    wait_until(lambda: rig.consumers() == 1, 10, "consuming the new queue")
+    wait_until(lambda: rig.consumers() == 1, 20, "the sequencer consuming the new intake")
+    assert "sequencer channel lost; reopening" in rig.worker_log(proc)
     # And later commands succeed, each calling the API once
     for n in range(3):
         rig.publish(customer_command(f"after-cancel-{n}", key=f"after-cancel-{n}"))

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.integration
 
 ALARM = "0.0000001"  # of the machine's memory: always exceeded
 NORMAL = "0.4"
+SLOW_CALL_MS = 6000
 
 
 @pytest.fixture
@@ -56,8 +57,9 @@ def api_adds(rig: WorkerRig) -> int:
 def start_busy_worker(rig: WorkerRig, **env: str) -> tuple[Any, str]:
     """A worker in the middle of a slow API call for the command ``blocked-1``."""
     port = rig.env()["PROVISIONER_HTTP_PORT"]
-    proc = rig.start_worker(PROVISIONER_HTTP_PORT=port, **env)
-    rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 800})
+    proc = rig.start_worker(PROVISIONER_HTTP_PORT=port, PROVISIONER_API_TIMEOUT="15", **env)
+    # Long enough for rabbitmqctl (seconds on a busy machine) to raise the alarm meanwhile.
+    rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": SLOW_CALL_MS})
     rig.publish(customer_command("blocked-1", key="blocked-1"))
     wait_until(lambda: api_adds(rig) == 1, 10, "the command in the API")
     return proc, port

@@ -30,7 +30,7 @@ def test_postgres_stopped_mid_stream_loses_repeats_and_parks_nothing(
     proc = rig.start_worker(
         PROVISIONER_STORE_URL=private_postgres.url, PROVISIONER_STORE_POOL_WAIT="1s"
     )
-    rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 300})
+    rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 600})
     keys = [f"pg-outage-{n}" for n in range(COMMANDS)]
     for key in keys:
         rig.publish(customer_command(key, key=key))

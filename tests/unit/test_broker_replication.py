@@ -6,6 +6,8 @@ import pytest
 
 from sandbox.rigs import free_port
 from worker.broker.replication import ManagementApi, ReplicationUnknownError, under_replicated
+from worker.broker.topology import Topology
+from worker.config import load_settings
 
 NODES = "amqp://ops:s3cret-pw@rabbit-0:5672/prod,amqp://ops:s3cret-pw@rabbit-1:5672/prod"
 
@@ -40,3 +42,14 @@ def test_an_unreachable_api_is_reported_without_the_password() -> None:
         under_replicated(api, ["q"])
     assert "127.0.0.1" in str(caught.value)
     assert "s3cret" not in str(caught.value)
+
+
+def test_a_group_size_is_declared_on_every_quorum_queue_only_when_set() -> None:
+    # Given the same topology with the broker's default and with three members asked for
+    default = Topology("p", (1.0, 2.0), 20)
+    three = Topology.from_settings(load_settings({"PROVISIONER_QUORUM_GROUP_SIZE": "3"}))
+    # When their queues are specified
+    # Then only the second carries the argument, on every queue (queues declared before it
+    # existed still match the first: RabbitMQ compares the argument on redeclare)
+    assert all("x-quorum-initial-group-size" not in q.arguments for q in default.queues())
+    assert {q.arguments["x-quorum-initial-group-size"] for q in three.queues()} == {3}

@@ -6,7 +6,8 @@ import json
 
 from contracts.examples import example_commands
 from worker.decision import Envelope
-from worker.fallback import UNEXPECTED_REASON, infrastructure_retry, unexpected_decision
+from worker.fallback import infrastructure_retry, unexpected_decision
+from worker.outcomes import REASON_UNEXPECTED
 from worker.store import StoreError
 
 TIERS = (1.0, 5.0)
@@ -30,7 +31,7 @@ def test_a_bug_is_retried_through_the_tiers_then_parked_with_an_event() -> None:
     assert (first.retry_in_s, second.retry_in_s) == (1.0, 5.0)
     assert first.count_attempt and second.count_attempt
     assert parked.outcome == "failed" and parked.dead_letter is not None
-    assert parked.dead_letter.reason == UNEXPECTED_REASON
+    assert parked.dead_letter.reason == REASON_UNEXPECTED
     assert parked.event is not None
     event = json.loads(parked.event)
     assert (event["type"], event["error"]["code"]) == ("CommandFailed", "retries_exhausted")

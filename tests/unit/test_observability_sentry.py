@@ -183,3 +183,21 @@ def test_client_options_keep_pii_and_locals_out(transport: CapturingTransport) -
     assert client.should_send_default_pii() is False
     assert client.options["include_local_variables"] is False
     assert client.options["release"] == "provisioner@test"
+
+
+def test_with_sentry_off_a_message_runs_in_no_scope_of_its_own() -> None:
+    # Given no Sentry client (no DSN configured)
+    global_scope = sentry_sdk.get_global_scope()
+    previous = global_scope.client
+    global_scope.set_client(None)
+    try:
+        outer = sentry_sdk.get_isolation_scope()
+        # When a message runs in its message scope and ends
+        with message_scope("CreateCustomer", "key-4", None, 1) as scope:
+            inner = sentry_sdk.get_isolation_scope()
+            scope.set_outcome("succeeded")
+    finally:
+        global_scope.set_client(previous)
+    # Then no scope was forked for it (nothing would be captured) and nothing was tagged
+    assert inner is outer
+    assert "outcome" not in outer._tags

@@ -28,12 +28,16 @@ import certifi
 import urllib3
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.retry import Retry
 
 __all__ = ["HttpTransport", "ca_bundle", "proxy_for"]
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 SWITCHING_PROTOCOLS = 101
+# retries=False as one shared object: urllib3 would build it anew on every call. The worker
+# owns retries, and must see every failure; a redirect is returned as it came.
+NO_RETRIES = Retry(total=False, redirect=False)
 
 
 class HttpTransport:
@@ -53,8 +57,7 @@ class HttpTransport:
         self._pool_timeout_s = connect_timeout_s
         self._timeout = timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
         form_headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
-        # block: never more connections than slots, a burst waits for one; retries: the
-        # worker owns them, and must see every failure.
+        # block: never more connections than slots, a burst waits for one.
         proxy = proxy_for(base_url)
         self._opener: urllib3.PoolManager | HTTPConnectionPool
         if proxy is None:
@@ -70,7 +73,7 @@ class HttpTransport:
                 maxsize=pool_size,
                 block=True,
                 headers=form_headers,
-                retries=False,
+                retries=NO_RETRIES,
                 **tls,
             )
             self._prefix = origin.path or ""
@@ -82,7 +85,7 @@ class HttpTransport:
                 timeout=timeout,
                 maxsize=pool_size,
                 block=True,
-                retries=False,
+                retries=NO_RETRIES,
                 ca_certs=ca_bundle(),
             )
             self._opener.pool_classes_by_scheme = POOLS
@@ -96,7 +99,7 @@ class HttpTransport:
             f"{self._prefix}/{path}",
             body=urlencode(form).encode("ascii"),
             timeout=self._timeout,
-            retries=False,
+            retries=NO_RETRIES,
             redirect=False,
             preload_content=True,
             pool_timeout=self._pool_timeout_s,  # type: ignore[arg-type]  # seconds, a float

@@ -98,13 +98,15 @@ def init_sentry(
 
 
 class MessageScope:
-    """The Sentry scope of one message; ``set_outcome`` tags how it ended."""
+    """The Sentry scope of one message; ``set_outcome`` tags how it ended (no scope: Sentry
+    is off, nothing to tag)."""
 
     def __init__(self, scope: Any) -> None:
         self.scope = scope
 
     def set_outcome(self, outcome: str) -> None:
-        self.scope.set_tag("outcome", outcome)
+        if self.scope is not None:
+            self.scope.set_tag("outcome", outcome)
 
 
 @contextmanager
@@ -115,6 +117,9 @@ def message_scope(
     attempt: int,
 ) -> Iterator[MessageScope]:
     """Everything captured inside belongs to this message and to no other thread's."""
+    if not sentry_sdk.is_initialized():  # nothing is captured: no scope to fork per message
+        yield MessageScope(None)
+        return
     with sentry_sdk.isolation_scope() as scope:
         scope.set_tag("command_type", command_type or "unknown")
         scope.set_context(

@@ -23,8 +23,9 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from worker.store.handoff import Write
 
 T = TypeVar("T")
 
@@ -35,24 +36,7 @@ SAVEPOINT = "write_request"
 
 Connect = Callable[[], sqlite3.Connection]
 WrapError = Callable[[sqlite3.Error], Exception]
-
-
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
-@dataclass
-class _Write:
-    work: Callable[[sqlite3.Connection], Any]
-    # Released once the write is committed or failed. A bare lock rather than an Event: the
-    # writer thread wakes every waiter of every batch, and an Event's Condition costs several
-    # times the lock's own release on that thread.
-    done: threading.Lock = field(default_factory=_held_lock)
-    result: Any = None
-    error: BaseException | None = None
-    waited: bool = True  # False: submitted without a caller waiting for the outcome
+_Write = Write[sqlite3.Connection]
 
 
 class GroupCommitter:

@@ -18,14 +18,16 @@ transaction with the store's usual retry, so that a failing write fails alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
+
+from worker.store.handoff import Write
 
 T = TypeVar("T")
 
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 # A batch waiting this long for another's row lock gives up and runs its writes one by one.
 BATCH_LOCK_TIMEOUT_MS = 200
+BEGIN_BATCH = f"BEGIN; SET LOCAL lock_timeout = {BATCH_LOCK_TIMEOUT_MS}"
 CLOSE_TIMEOUT_S = 10.0
 
 Connection = psycopg.Connection[Any]
@@ -41,22 +44,7 @@ Work = Callable[[Connection], Any]
 # Runs one write alone, in its own transaction, with the store's retry and error wrapping.
 RunAlone = Callable[[Work], Any]
 WrapError = Callable[[BaseException], Exception]
-
-
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
-@dataclass
-class _Write:
-    work: Work
-    # Released once the write is committed or failed; a bare lock is the cheapest wake-up.
-    done: threading.Lock = field(default_factory=_held_lock)
-    result: Any = None
-    error: BaseException | None = None
-    waited: bool = True  # False: nobody waits for the outcome; a failure is only logged
+_Write = Write[Connection]
 
 
 class BatchWriter:
@@ -94,14 +82,6 @@ class BatchWriter:
         result: T = request.result
         return result
 
-    def submit(self, work: Work) -> None:
-        """Queue ``work`` for the next batch without waiting for it; a failure is logged."""
-        with self._cond:
-            if self._closed:
-                return
-            self._queue.append(_Write(work, waited=False))
-            self._cond.notify()
-
     def close(self) -> None:
         """Commit what is queued, then stop the writer threads."""
         with self._cond:
@@ -130,14 +110,12 @@ class BatchWriter:
         No connection within the pool's wait fails the whole batch: one by one, each
         write would wait as long again."""
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                conn.execute(f"SET LOCAL lock_timeout = {BATCH_LOCK_TIMEOUT_MS}", prepare=False)
-                results = [request.work(conn) for request in batch]
+            with self._pool.connection() as conn:
+                results = self._in_one_transaction(conn, batch)
         except PoolTimeout as exc:
             error = self._wrap_error(exc)
             for request in batch:
                 request.error = error
-                _log_unwaited(request)
             return True
         except Exception as exc:  # a failing write, a lock wait, a lost connection
             log.info("a store batch failed, writing one by one: %s", type(exc).__name__)
@@ -146,16 +124,23 @@ class BatchWriter:
             request.result = result
         return True
 
+    @staticmethod
+    def _in_one_transaction(conn: Connection, batch: list[_Write]) -> list[Any]:
+        # BEGIN and the lock timeout in one round trip (simple protocol, no parameters).
+        conn.execute(BEGIN_BATCH, prepare=False)
+        try:
+            results = [request.work(conn) for request in batch]
+            conn.execute("COMMIT", prepare=False)
+        except BaseException:
+            if not conn.closed:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("ROLLBACK", prepare=False)
+            raise
+        return results
+
     def _one_by_one(self, batch: list[_Write]) -> None:
         for request in batch:
             try:
                 request.result = self._run_alone(request.work)
             except Exception as exc:  # handed to the waiting caller
                 request.error = exc
-                _log_unwaited(request)
-
-
-def _log_unwaited(request: _Write) -> None:
-    # A waiting caller sees its error; nobody would see this one otherwise.
-    if not request.waited and request.error is not None:
-        log.warning("a store write nobody waited for failed: %s", request.error)

@@ -223,9 +223,9 @@ class PostgresStore:
 
     def unlock_customer(self, customer: str, owner: str) -> None:
         params = {"customer": customer, "owner": owner}
-        # Not waited for (the protocol allows it): a lost unlock only delays the customer's
-        # next command until the lease ends, and the command's thread is free sooner.
-        self._writer.submit(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
+        # Waited for, unlike SQLite's single writer: with several writers an unwaited unlock
+        # could commit after the caller's next write, which would then find it still held.
+        self._writer.write(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
