@@ -7,7 +7,8 @@ A mixed workload runs through a real ``provisioner run`` against a ``provisioner
 injecting 5xx, 429 and apply-then-hang faults, while the worker is killed with SIGKILL and
 the broker restarted. Then it checks (PASS/FAIL, exit 1 on any FAIL): one terminal event
 per key, every effect at most once, nothing stuck, every failure dead-lettered with its
-reason, and that replaying the dead-letter queue without faults brings every key to success.
+reason, each customer's commands ending in publish order, and that replaying the
+dead-letter queue without faults brings every key to success.
 ``run_soak`` is the library entry point the reduced test in ``make test`` uses.
 """
 
@@ -105,6 +106,7 @@ class Soak:
         self.result.checks.append(checks.nothing_stuck(depths, worker_exit if settled else -1))
         self.dead = self._read_dead_letters()
         self.result.checks.append(checks.failures_dead_lettered(events, self.dead))
+        self.result.checks.append(checks.order_per_customer(self.workload, events))
         self.faults_injected = self.sandbox.control_get("faults").get("injected", {})
         self.events_before_replay = len(events)
         self.failures = checks.failure_codes(events)

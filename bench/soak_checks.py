@@ -140,6 +140,29 @@ def replay_succeeds(keys: list[str], events: list[dict[str, Any]], dlq_left: int
     return Check("replay brings every key to success", not not_ok and dlq_left == 0, detail)
 
 
+def customer_of(command: dict[str, Any]) -> str:
+    return str(command.get("customer") or command.get("username") or "")
+
+
+def order_per_customer(workload: list[dict[str, Any]], events: list[dict[str, Any]]) -> Check:
+    """6. Each customer's commands ended in the order they were published: the first
+    terminal event of each key, as received, follows the customer's publish order."""
+    position = {str(c["idempotency_key"]): i for i, c in enumerate(workload)}
+    customers = {str(c["idempotency_key"]): customer_of(c) for c in workload}
+    seen: dict[str, list[int]] = defaultdict(list)
+    first: set[str] = set()
+    for event in events:
+        key = str(event.get("idempotency_key", ""))
+        if key in position and key not in first:
+            first.add(key)
+            seen[customers[key]].append(position[key])
+    out_of_order = [name for name, order in seen.items() if order != sorted(order)]
+    detail = f"{len(seen) - len(out_of_order)}/{len(seen)} customers in publish order"
+    if out_of_order:
+        detail += f"; out of order: {examples(out_of_order)}"
+    return Check("each customer's commands in publish order", not out_of_order, detail)
+
+
 def failure_codes(events: list[dict[str, Any]]) -> dict[str, int]:
     """``<command type>/<error code>`` of every distinct failure event, for the table."""
     distinct = {e["event_id"]: e for e in events if e.get("type") in FAILURE_EVENTS}

@@ -35,6 +35,7 @@ from worker.store.order import OrderStore
 log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
+RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
 
 
 class PartitionedConsumer(Consumer):
@@ -52,6 +53,7 @@ class PartitionedConsumer(Consumer):
         self._gate = OrderGate(
             self._executor, order_store, self._holds, self._envelope_of, order_metrics
         )
+        self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
         self._observer = _NotParked(self._observer)
@@ -70,12 +72,15 @@ class PartitionedConsumer(Consumer):
         self._tags.clear()
         self._partition_of_tag.clear()
         super()._open_channel()
+        self._next_reconcile = 0.0
         self._on_pump()
 
     def _on_pump(self) -> None:
         channel = self._channel
-        if channel is None or not channel.is_open:
+        now = time.monotonic()
+        if channel is None or not channel.is_open or now < self._next_reconcile:
             return
+        self._next_reconcile = now + RECONCILE_S
         wanted = self._ownership.wanted()
         for partition in sorted(wanted - self._tags.keys()):
             self._consume(channel, partition, len(wanted))

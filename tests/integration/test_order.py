@@ -7,12 +7,14 @@ order they were applied, which must be the publish order.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 from collections import defaultdict
 from typing import Any
 
+import pika
 import pytest
 
 from tests.fixtures.wait import wait_until
@@ -96,8 +98,14 @@ def applied_by_customer(rig: WorkerRig) -> dict[str, list[Any]]:
 
 
 def assert_every_flow_in_order(rig: WorkerRig, expected: dict[str, list[Any]]) -> None:
+    """Every flow's commands succeeded, and each customer's calls ran in publish order."""
     total = sum(len(steps) for steps in expected.values())
-    events = rig.wait_events(total, 120)
+
+    def flow_events() -> list[dict[str, Any]]:
+        found = [e for e in rig.drain_tap() if e.get("customer") in expected]
+        return found if len(found) >= total else []
+
+    events = wait_until(flow_events, 120, f"{total} events of the flows")
     assert len({e["idempotency_key"] for e in events}) == total
     assert [e for e in events if e["_routing_key"].split(".")[-1] != "succeeded"] == []
     applied = applied_by_customer(rig)
@@ -214,3 +222,35 @@ def test_a_customers_later_commands_wait_behind_one_in_a_delay_tier(rig: WorkerR
     assert applied_by_customer(rig)[name] == [("add", None)] + [step for _, step in steps]
     # And nothing is left parked or held
     assert rig.order_rows() == (0, 0)
+
+
+def test_a_rolling_update_from_one_consumed_queue_loses_and_doubles_nothing(
+    rig: WorkerRig,
+) -> None:
+    # Given today's topology holding commands: a backlog in the commands queue and one in a
+    # delay tier, as the previous version left them
+    creates = [customer_command(f"upg-{i:02d}") for i in range(20)]
+    for command in creates:
+        rig.publish(command)
+    delayed = customer_command("upg-delayed")
+    rig.channel.basic_publish(
+        rig.topology.retry_exchange,
+        rig.topology.retry_routing_key(0),
+        json.dumps(delayed).encode(),
+        pika.BasicProperties(delivery_mode=2, headers={"x-provisioner-attempts": 1}),
+    )
+    # When a worker of the previous kind (consuming that queue itself) and a new one run side
+    # by side, and then the old one stops (a rolling update)
+    old = rig.start_worker(PROVISIONER_PARTITIONS="0")
+    rig.start_worker()
+    wait_until(lambda: len(rig.drain_tap()) >= 5, 30, "work under way")
+    assert rig.stop_worker(old) == 0
+    # Then every command ended exactly once, successfully
+    keys = [c["idempotency_key"] for c in [*creates, delayed]]
+    events = rig.wait_events(len(keys), 60)
+    assert sorted({e["idempotency_key"] for e in events}) == sorted(keys)
+    assert len({e["event_id"] for e in events}) == len(keys)
+    assert {e["type"] for e in events} == {"CustomerCreated"}
+    # And with the new worker alone, a customer's flow runs in publish order
+    expected = publish_interleaved(rig, ["upg-flow-1", "upg-flow-2"])
+    assert_every_flow_in_order(rig, expected)
