@@ -11,14 +11,16 @@ import json
 import os
 import random
 import signal
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import pika
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.wait import wait_until
-from tests.integration.harness import WorkerRig, customer_command
+from tests.integration.harness import TEST_PARTITIONS, WorkerRig, customer_command, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -205,7 +207,10 @@ def test_a_customers_later_commands_wait_behind_one_in_a_delay_tier(rig: WorkerR
     # Given a customer, two worker processes, and an API refusing the next credential adds
     # with a 429 (for longer than the immediate retries: the add goes to a delay tier)
     name = "held-1"
-    start_workers(rig, 2)
+    ports = [free_port(), free_port()]
+    for port in ports:
+        rig.start_worker(PROVISIONER_HTTP_PORT=str(port))
+    wait_until(lambda: len(rig.owners_of_partitions()) == 2, 30, "2 owners")
     rig.publish(customer_command(name))
     rig.wait_events(1, 30, idempotency_key=f"create-{name}")
     rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
@@ -222,6 +227,22 @@ def test_a_customers_later_commands_wait_behind_one_in_a_delay_tier(rig: WorkerR
     assert applied_by_customer(rig)[name] == [("add", None)] + [step for _, step in steps]
     # And nothing is left parked or held
     assert rig.order_rows() == (0, 0)
+    # And the metrics say so: commands held behind the add, the partitions split, one sequencer
+    totals = metric_totals(ports)
+    assert totals["provisioner_customer_holds_total"] >= 1
+    assert totals["provisioner_commands_held_total"] >= 2
+    assert totals["provisioner_partitions_owned"] == TEST_PARTITIONS
+    assert totals["provisioner_sequencer_active"] == 1
+
+
+def metric_totals(ports: list[int]) -> Counter[str]:
+    totals: Counter[str] = Counter()
+    for port in ports:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                totals[sample.name] += int(sample.value)
+    return totals
 
 
 def test_a_rolling_update_from_one_consumed_queue_loses_and_doubles_nothing(

@@ -64,6 +64,26 @@ def test_check_reports_a_missing_queue_and_different_arguments(
 
 
 @pytest.mark.integration
+def test_check_knows_the_partitions_of_the_commands_queue(
+    amqp_url: str, prefix: str, broker_channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a topology declared with four partitions, one of which was deleted since
+    assert cli(amqp_url, prefix, "--partitions", "4") == 0
+    declared = capsys.readouterr().out
+    broker_channel.queue_delete(f"{prefix}.commands.p02")
+    # When it is checked
+    code = cli(amqp_url, prefix, "--check", "--partitions", "4")
+    # Then the partition exchange and queues were declared, and the missing one is reported
+    out = capsys.readouterr().out
+    assert f"declared exchange {prefix}.partitions (direct)" in declared
+    assert f"binding {prefix}.partitions --3--> {prefix}.commands.p03" in declared
+    assert "x-single-active-consumer=True" in declared
+    assert code == 1
+    assert f"queue {prefix}.commands.p02 is missing" in out
+    assert f"{prefix}.commands.p01" not in out
+
+
+@pytest.mark.integration
 def test_a_retry_tier_dead_letters_back_to_the_commands_queue(
     prefix: str, broker_channel: Any
 ) -> None:

@@ -27,6 +27,7 @@ SETTINGS = (
     "delivery_limit",
     "management_url",
     "quorum_group_size",
+    "partitions",
 )
 
 
