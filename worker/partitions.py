@@ -31,18 +31,34 @@ FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder le
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
 OWNERSHIP_TICK_S = 0.5
+# The sequencer's process takes this share of a partition owner's load (measured: moving a
+# command costs it ~0.2 ms of the ~2.2 ms a command costs its worker; 16 partitions over 2
+# processes split 7/9).
+SEQUENCER_CAPACITY = 0.85
 # While this process waits for partitions it is assigned (or gives some up): the hand-over
 # is a few rounds of both processes, and every round of it leaves work on one of them.
 UNSETTLED_TICK_S = 0.1
 
 
-def assigned(partitions: int, members: Sequence[str], me: str) -> frozenset[int]:
-    """The partitions of ``me``: partition ``i`` belongs to member ``i mod n`` (sorted)."""
+def assigned(
+    partitions: int, members: Sequence[str], me: str, sequencer: str | None = None
+) -> frozenset[int]:
+    """The partitions of ``me``. Each partition in turn goes to the member with the least
+    load for its capacity (ties: the first in sorted order), so every member has its even
+    share; the sequencer's process counts as ``SEQUENCER_CAPACITY`` of one, since it also
+    moves every command of the intake (one process is a GIL's worth of CPU)."""
     ordered = sorted(members)
     if me not in ordered:
         return frozenset()
-    index, count = ordered.index(me), len(ordered)
-    return frozenset(p for p in range(partitions) if p % count == index)
+    capacity = {m: SEQUENCER_CAPACITY if m == sequencer else 1.0 for m in ordered}
+    load = dict.fromkeys(ordered, 0)
+    mine = set()
+    for partition in range(partitions):
+        owner = min(ordered, key=lambda m: ((load[m] + 1) / capacity[m], ordered.index(m)))
+        load[owner] += 1
+        if owner == me:
+            mine.add(partition)
+    return frozenset(mine)
 
 
 class Ownership(threading.Thread):
@@ -66,6 +82,7 @@ class Ownership(threading.Thread):
         self._lock = threading.Lock()
         self._renewed: dict[str, float] = {}  # lease name -> when last renewed (our clock)
         self._members: tuple[str, ...] = ()
+        self._sequencer: str | None = None  # the holder of the sequencer lease, last seen
         self._draining: set[int] = set()  # held, no longer ours: the consumer gives them up
         self._drained: set[int] = set()  # given up by the consumer: released next tick
         self.stopped = threading.Event()
@@ -84,7 +101,7 @@ class Ownership(threading.Thread):
     def wanted(self) -> frozenset[int]:
         """Partitions to consume now: held (and fresh), assigned, not being given up."""
         with self._lock:
-            mine = assigned(self._partitions, self._members, self._owner)
+            mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
             return frozenset(p for p in mine - self._draining if self._fresh(partition_lease(p)))
 
     def to_give_up(self) -> frozenset[int]:
@@ -117,13 +134,13 @@ class Ownership(threading.Thread):
 
     def _unsettled(self) -> bool:
         with self._lock:
-            mine = assigned(self._partitions, self._members, self._owner)
+            mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
             held = {p for p in mine if partition_lease(p) in self._renewed}
             return bool(self._draining) or held != mine
 
     def tick(self) -> None:
         with self._lock:
-            mine = assigned(self._partitions, self._members, self._owner)
+            mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
             release = set(self._drained)
             keep = {p for p in self._draining if p not in release}
             take = [SEQUENCER_LEASE] + [
@@ -138,6 +155,7 @@ class Ownership(threading.Thread):
             self._ttl_s,
         )
         with self._lock:
+            self._sequencer = result.sequencer
             self._apply(result.held, result.members, release, started)
 
     def _apply(
@@ -153,7 +171,7 @@ class Ownership(threading.Thread):
         if released and self._metrics is not None:
             self._metrics.partitions_handed_over(len(released))
         self._members = members
-        mine = assigned(self._partitions, members, self._owner)
+        mine = assigned(self._partitions, members, self._owner, self._sequencer)
         for p in range(self._partitions):
             if p not in mine and partition_lease(p) in held:
                 self._draining.add(p)

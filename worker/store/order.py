@@ -65,6 +65,7 @@ WHERE order_leases.owner = excluded.owner OR order_leases.expires_at <= :now
 RETURNING owner"""
 RELEASE = "DELETE FROM order_leases WHERE name = :name AND owner = :owner"
 RELEASE_ALL = "DELETE FROM order_leases WHERE owner = :owner"
+SEQUENCER_OWNER = "SELECT owner FROM order_leases WHERE name = 'sequencer' AND expires_at > :now"
 LIVE_LEASES = "SELECT name, owner FROM order_leases WHERE expires_at > :now"
 ALL_ALIASES = "SELECT name, order_key FROM order_aliases"
 ADD_ALIAS = """INSERT INTO order_aliases (name, order_key, created_at) VALUES (:name, :key, :now)
@@ -104,6 +105,7 @@ class Parked:
 class Tick:
     held: frozenset[str]  # lease names this owner holds after the tick
     members: tuple[str, ...]  # live members, sorted
+    sequencer: str | None = None  # who holds the sequencer lease
 
 
 class OrderStore:
@@ -145,7 +147,12 @@ class OrderStore:
                 if execute(TAKE, params).fetchone() is not None:
                     held.add(name)
             rows = execute(LIVE_MEMBERS, {"cutoff": now - dead_after_s}).fetchall()
-            return Tick(frozenset(held), tuple(str(r[0]) for r in rows))
+            sequencer = execute(SEQUENCER_OWNER, {"now": now}).fetchone()
+            return Tick(
+                frozenset(held),
+                tuple(str(r[0]) for r in rows),
+                None if sequencer is None else str(sequencer[0]),
+            )
 
         return self._run(work)
 

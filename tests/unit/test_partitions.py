@@ -1,0 +1,99 @@
+"""Partition assignment and the lease rounds of ``Ownership``, on a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from worker.partitions import Ownership, assigned
+from worker.store import open_store
+from worker.store.order import Backend, OrderStore
+
+PARTITIONS = 16
+TTL_S = 20.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 16, 20])
+def test_every_partition_has_one_owner_and_shares_are_even(count: int) -> None:
+    # Given live members / When each computes its own partitions
+    members = [f"w{i}" for i in range(count)]
+    shares = [assigned(PARTITIONS, members, m) for m in members]
+    # Then together they cover every partition exactly once, each share within one of another
+    assert sorted(p for share in shares for p in share) == list(range(PARTITIONS))
+    sizes = [len(share) for share in shares]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_the_sequencers_process_takes_a_smaller_share_and_a_stranger_none() -> None:
+    # Given two members, one of them holding the sequencer lease
+    members = ["a", "b"]
+    # When they compute their shares in any order of listing
+    with_sequencer = [len(assigned(PARTITIONS, members[::-1], m, "a")) for m in members]
+    # Then the sequencer's process has fewer partitions; a process not listed has none
+    assert with_sequencer == [7, 9]
+    assert assigned(PARTITIONS, members, "c") == frozenset()
+
+
+def ownership(store: OrderStore, owner: str, clock: Clock) -> Ownership:
+    return Ownership(store, owner, PARTITIONS, heartbeat_s=1.0, ttl_s=TTL_S, clock=clock)
+
+
+def test_a_joining_member_gets_its_share_only_after_the_owner_drained_it(tmp_path: Path) -> None:
+    # Given one member owning every partition
+    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    store_clock = Clock()
+    store = OrderStore(cast(Backend, backend), clock=store_clock)
+    clock = Clock()
+    first, second = ownership(store, "a", clock), ownership(store, "b", clock)
+    first.tick()
+    first.tick()
+    assert first.wanted() == frozenset(range(PARTITIONS)) and first.is_sequencer()
+    # When a second member joins
+    second.tick()
+    second.tick()
+    # Then it gets nothing while the first still holds its share
+    assert second.wanted() == frozenset()
+    first.tick()
+    given_up = first.to_give_up()
+    assert len(given_up) == 9 and first.wanted() == frozenset(range(PARTITIONS)) - given_up
+    # And once the first reports them drained and releases them, the second takes them
+    for partition in given_up:
+        first.drained(partition)
+    first.tick()
+    second.tick()
+    assert second.wanted() == given_up
+    assert first.to_give_up() == frozenset()
+    backend.close()
+
+
+def test_a_holder_cut_off_from_the_store_lets_go_before_its_lease_ends(tmp_path: Path) -> None:
+    # Given a member owning everything
+    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    clock = Clock()
+    store = OrderStore(cast(Backend, backend), clock=clock)
+    member = ownership(store, "a", clock)
+    member.tick()
+    member.tick()
+    assert member.is_sequencer() and len(member.wanted()) == PARTITIONS
+    # When half the lease time passes without a successful round
+    clock.now += TTL_S / 2
+    # Then it consumes nothing and is no sequencer, though the store still names it
+    assert member.wanted() == frozenset() and not member.is_sequencer()
+    assert store.leases()["sequencer"] == "a"
+    # And once its lease and its membership ran out, another member takes everything
+    clock.now += TTL_S / 2 + 1
+    other = ownership(store, "b", clock)
+    other.tick()
+    other.tick()
+    assert other.is_sequencer() and len(other.wanted()) == PARTITIONS
+    backend.close()
