@@ -35,6 +35,10 @@ OWNERSHIP_TICK_S = 0.5
 # command costs it ~0.2 ms of the ~2.2 ms a command costs its worker; 16 partitions over 2
 # processes split 7/9).
 SEQUENCER_CAPACITY = 0.85
+# A process takes no partition in its first second: the processes of one supervisor (or
+# replicas rolled out together) start within it and split the partitions at once, instead
+# of the first taking all and handing most over while the others wait.
+STARTUP_GRACE_S = 1.0
 # While this process waits for partitions it is assigned (or gives some up): the hand-over
 # is a few rounds of both processes, and every round of it leaves work on one of them.
 UNSETTLED_TICK_S = 0.1
@@ -85,6 +89,7 @@ class Ownership(threading.Thread):
         self._sequencer: str | None = None  # the holder of the sequencer lease, last seen
         self._draining: set[int] = set()  # held, no longer ours: the consumer gives them up
         self._drained: set[int] = set()  # given up by the consumer: released next tick
+        self._started = clock()
         self.stopped = threading.Event()
         self._wake = threading.Event()  # a drained partition is released at once
 
@@ -141,6 +146,8 @@ class Ownership(threading.Thread):
     def tick(self) -> None:
         with self._lock:
             mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
+            if self._clock() - self._started < STARTUP_GRACE_S:
+                mine = frozenset()
             release = set(self._drained)
             keep = {p for p in self._draining if p not in release}
             take = [SEQUENCER_LEASE] + [
