@@ -89,7 +89,7 @@ class Ownership(threading.Thread):
         self._sequencer: str | None = None  # the holder of the sequencer lease, last seen
         self._draining: set[int] = set()  # held, no longer ours: the consumer gives them up
         self._drained: set[int] = set()  # given up by the consumer: released next tick
-        self._started = clock()
+        self._born = clock()  # (Thread has its own _started)
         self.stopped = threading.Event()
         self._wake = threading.Event()  # a drained partition is released at once
 
@@ -146,7 +146,7 @@ class Ownership(threading.Thread):
     def tick(self) -> None:
         with self._lock:
             mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
-            if self._clock() - self._started < STARTUP_GRACE_S:
+            if self._clock() - self._born < STARTUP_GRACE_S:
                 mine = frozenset()
             release = set(self._drained)
             keep = {p for p in self._draining if p not in release}
