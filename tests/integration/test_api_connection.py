@@ -183,6 +183,77 @@ def test_tls_with_a_trusted_certificate_posts_and_keeps_the_connection(
     assert peer.connections == 1
 
 
+class ConnectProxy:
+    """A forward proxy for CONNECT only: records each tunnel's target, then relays bytes."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self.client_closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(PEER_TIMEOUT_S)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve_one, daemon=True)
+        self._thread.start()
+
+    def _serve_one(self) -> None:
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return
+        client.settimeout(PEER_TIMEOUT_S)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(65536)
+        target = head.split(b" ")[1].decode()
+        self.tunnels.append(target)
+        host, _, port = target.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=PEER_TIMEOUT_S)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        relay = threading.Thread(target=_relay, args=(upstream, client), daemon=True)
+        relay.start()
+        _relay(client, upstream)
+        self.client_closed.set()
+        relay.join(PEER_TIMEOUT_S)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(PEER_TIMEOUT_S)
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_https_through_the_environments_proxy_is_a_verified_tunnel(
+    peers: Callable[..., Peer], ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an HTTPS peer the CA bundle trusts, reached only through a CONNECT proxy that
+    # https_proxy names
+    peer = peers([keep_alive(), keep_alive()], tls=server_context(ca))
+    proxy = ConnectProxy()
+    monkeypatch.setenv("https_proxy", proxy.url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    # When two POSTs are made
+    api = transport(peer.url)
+    answers = [api.post_form("reseller.manage.json", FORM) for _ in range(2)]
+    # And the transport is closed
+    api.close()
+    # Then both went through one tunnel to the peer, over one verified TLS connection,
+    # which the close ended
+    assert [a.data for a in answers] == [SUCCESS, SUCCESS]
+    assert proxy.tunnels == [peer.url.split("/")[2]]
+    assert peer.connections == 1
+    assert proxy.client_closed.wait(PEER_TIMEOUT_S)
+    proxy.close()
+
+
 @pytest.mark.timeout(30)
 def test_a_tls_peer_that_never_answers_is_a_read_timeout(
     peers: Callable[..., Peer], ca: trustme.CA
