@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
-from urllib3.exceptions import ReadTimeoutError, SSLError
+from urllib3.exceptions import EmptyPoolError, ReadTimeoutError, SSLError
 
 from tests.fixtures.wait import wait_until
 from worker.api.classify import classify_exception
@@ -40,7 +40,7 @@ class Peer:
         self, answers: list[Answer], *, tls: ssl.SSLContext | None = None, close_idle: bool = False
     ) -> None:
         self.answers, self.tls, self.close_idle = answers, tls, close_idle
-        self.connections = self.requests = self.closed_by_client = 0
+        self.connections = self.requests = self.closed_by_client = self.closed_by_peer = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(PEER_TIMEOUT_S)
         scheme = "https" if tls else "http"
@@ -59,6 +59,7 @@ class Peer:
             self.connections += 1
             with conn:
                 self._answer_on(conn)
+            self.closed_by_peer += 1
 
     def _answer_on(self, conn: socket.socket) -> None:
         conn.settimeout(PEER_TIMEOUT_S)
@@ -142,7 +143,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_not_failed(
     peer = peers([keep_alive(), keep_alive()], close_idle=True)
     api = transport(peer.url)
     api.post_form("reseller.manage.json", FORM)
-    wait_until(lambda: peer.requests == 1, message="the first answer")
+    wait_until(lambda: peer.closed_by_peer == 1, message="the peer to close the connection")
     # When the next POST is made after the server closed the idle connection
     answer = api.post_form("reseller.manage.json", FORM)
     api.close()
@@ -181,6 +182,77 @@ def test_tls_with_a_trusted_certificate_posts_and_keeps_the_connection(
     # Then both are answered over one TLS connection
     assert [a.data for a in answers] == [SUCCESS, SUCCESS]
     assert peer.connections == 1
+
+
+class ConnectProxy:
+    """A forward proxy for CONNECT only: records each tunnel's target, then relays bytes."""
+
+    def __init__(self) -> None:
+        self.tunnels: list[str] = []
+        self.client_closed = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(PEER_TIMEOUT_S)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve_one, daemon=True)
+        self._thread.start()
+
+    def _serve_one(self) -> None:
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return
+        client.settimeout(PEER_TIMEOUT_S)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += client.recv(65536)
+        target = head.split(b" ")[1].decode()
+        self.tunnels.append(target)
+        host, _, port = target.rpartition(":")
+        upstream = socket.create_connection((host, int(port)), timeout=PEER_TIMEOUT_S)
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        relay = threading.Thread(target=_relay, args=(upstream, client), daemon=True)
+        relay.start()
+        _relay(client, upstream)
+        self.client_closed.set()
+        relay.join(PEER_TIMEOUT_S)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        self._thread.join(PEER_TIMEOUT_S)
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while chunk := source.recv(65536):
+            sink.sendall(chunk)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def test_https_through_the_environments_proxy_is_a_verified_tunnel(
+    peers: Callable[..., Peer], ca: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an HTTPS peer the CA bundle trusts, reached only through a CONNECT proxy that
+    # https_proxy names
+    peer = peers([keep_alive(), keep_alive()], tls=server_context(ca))
+    proxy = ConnectProxy()
+    monkeypatch.setenv("https_proxy", proxy.url)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    # When two POSTs are made
+    api = transport(peer.url)
+    answers = [api.post_form("reseller.manage.json", FORM) for _ in range(2)]
+    # And the transport is closed
+    api.close()
+    # Then both went through one tunnel to the peer, over one verified TLS connection,
+    # which the close ended
+    assert [a.data for a in answers] == [SUCCESS, SUCCESS]
+    assert proxy.tunnels == [peer.url.split("/")[2]]
+    assert peer.connections == 1
+    assert proxy.client_closed.wait(PEER_TIMEOUT_S)
+    proxy.close()
 
 
 @pytest.mark.timeout(30)
@@ -266,3 +338,29 @@ def test_a_call_in_flight_when_the_pool_closes_gets_its_answer_and_its_connectio
     # Then the call still gets its answer, and the peer sees its connection closed
     assert answers == [200]
     wait_until(lambda: peer.closed_by_client == 1, message="the connection to be closed")
+
+
+def test_a_call_beyond_the_pool_waits_no_longer_than_the_connect_timeout(
+    peers: Callable[..., Peer],
+) -> None:
+    # Given a pool of one connection, held by a call whose answer the peer keeps back
+    release = threading.Event()
+    answer_when_released = keep_alive()
+    held: Answer = lambda conn: (release.wait(PEER_TIMEOUT_S), answer_when_released(conn))  # noqa: E731
+    peer = peers([held, keep_alive()])
+    api = HttpTransport(
+        peer.url, connect_timeout_s=SHORT_READ_TIMEOUT_S, timeout_s=PEER_TIMEOUT_S,
+        pool_size=1, headers={},
+    )  # fmt: skip
+    first = threading.Thread(target=api.post_form, args=("reseller.manage.json", FORM))
+    first.start()
+    wait_until(lambda: peer.requests == 1, message="the first request to arrive")
+    # When a second call finds no free connection within the connect timeout
+    with pytest.raises(EmptyPoolError) as raised:
+        api.post_form("reseller.manage.json", FORM)
+    release.set()
+    first.join(PEER_TIMEOUT_S)
+    api.close()
+    # Then it is transient (nothing was sent), and the peer saw only the first request
+    assert isinstance(classify_exception("manage.get", raised.value), TransientError)
+    assert peer.requests == 1

@@ -17,6 +17,7 @@ certifi's bundle otherwise. Failures are urllib3's exception classes, which
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import urllib.request
@@ -108,6 +109,12 @@ class HttpTransport:
     def close(self) -> None:
         """Close the idle connections; those in use close when their answer is read."""
         if isinstance(self._opener, urllib3.PoolManager):
+            # clear() only forgets the pools: their connections would stay open until the
+            # pools are collected, so each is closed here first.
+            pools = self._opener.pools
+            for key in pools.keys():  # noqa: SIM118  (iterating the container itself raises)
+                with contextlib.suppress(KeyError):  # dropped meanwhile: nothing to close
+                    pools[key].close()
             self._opener.clear()
         else:
             self._opener.close()
