@@ -77,7 +77,8 @@ def test_sigterm_to_tini_drains_the_worker_and_exits_0(rig: WorkerRig, tmp_path:
         # And one slow command in flight
         rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": SLOW_API_LATENCY_MS})
         rig.publish(customer_command(USERNAME, key=KEY))
-        wait_until(lambda: rig.waiting() == 0, 10, "command taken")
+        # (the API call has arrived: the command is in flight, not only out of the queues)
+        wait_until(lambda: rig.sandbox.calls.get("add", 0) >= 1, 10, "command taken")
         # When the container runtime's SIGTERM hits PID 1 (tini)
         init.send_signal(signal.SIGTERM)
         code = init.wait(timeout=EXIT_WAIT_S)
