@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.wait import wait_until
 from tests.integration.harness import TEST_PARTITIONS, WorkerRig, customer_command, free_port
+from worker.sequencer import partition_of
 
 pytestmark = pytest.mark.integration
 
@@ -275,3 +276,32 @@ def test_a_rolling_update_from_one_consumed_queue_loses_and_doubles_nothing(
     # And with the new worker alone, a customer's flow runs in publish order
     expected = publish_interleaved(rig, ["upg-flow-1", "upg-flow-2"])
     assert_every_flow_in_order(rig, expected)
+
+
+def test_a_new_owner_resumes_a_held_customer_whose_owner_was_killed(rig: WorkerRig) -> None:
+    # Given two processes, and a customer held behind a credential add in a delay tier with
+    # its later commands parked in the store
+    name = "resume-1"
+    workers = {
+        worker_id: rig.start_worker(PROVISIONER_WORKER_ID=worker_id)
+        for worker_id in ("order-a", "order-b")
+    }
+    wait_until(lambda: len(rig.owners_of_partitions()) == 2, 30, "2 owners")
+    rig.publish(customer_command(name))
+    rig.wait_events(1, 30, idempotency_key=f"create-{name}")
+    rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
+    rig.sandbox.control_post("/_sandbox/faults", {"next": [rule]})
+    steps = flow(name)[1:]
+    for command, _ in steps:
+        rig.publish(command)
+    wait_until(lambda: rig.order_rows() == (1, len(steps) - 1), 30, "the later ones parked")
+    # When the process owning the customer's partition is killed with SIGKILL
+    owner = rig.partition_owners()[f"partition-{partition_of(name, TEST_PARTITIONS)}"]
+    os.kill(workers[owner].pid, signal.SIGKILL)
+    workers[owner].wait(timeout=10)
+    # Then the other takes the partition over, runs the held add and then the parked ones
+    events = {e["idempotency_key"]: e for e in rig.wait_events(len(steps) + 1, 60, customer=name)}
+    keys = [command["idempotency_key"] for command, _ in steps]
+    assert [events[k]["_routing_key"].split(".")[-1] for k in keys] == ["succeeded"] * len(keys)
+    assert applied_by_customer(rig)[name] == [("add", None)] + [step for _, step in steps]
+    wait_until(lambda: rig.order_rows() == (0, 0), 10, "nothing left held or parked")
