@@ -30,6 +30,7 @@ from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
 from worker.parking import PARKED, Holds, OrderGate, ParkedRun
 from worker.partitions import Ownership
+from worker.store import StoreError
 from worker.store.order import OrderStore
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,10 @@ class PartitionedConsumer(Consumer):
         self._next_reconcile = now + RECONCILE_S
         wanted = self._ownership.wanted()
         for partition in sorted(wanted - self._tags.keys()):
-            self._consume(channel, partition, len(wanted))
+            try:
+                self._consume(channel, partition, len(wanted))
+            except StoreError:  # its holds unreadable: not consumed yet, tried again next turn
+                log.warning("partition not consumed: the store did not answer", exc_info=True)
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)
             self._partition_of_tag.pop(tag, None)

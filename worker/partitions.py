@@ -133,6 +133,8 @@ class Ownership(threading.Thread):
                 self.tick()
             except StoreError:  # leases age; the holder lets go by itself (fencing)
                 log.warning("could not renew partition leases", exc_info=True)
+            except Exception:  # a bug must not end the rounds: the next one tries again
+                log.exception("partition lease round failed")
             if not (first and self._members):  # the first tick only learned the members
                 self._wake.wait(UNSETTLED_TICK_S if self._unsettled() else self._tick_s)
                 self._wake.clear()
