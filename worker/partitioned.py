@@ -28,8 +28,9 @@ from worker.broker.publishing import carry_out
 from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
+from worker.outage import ride_out_store_outage
 from worker.parking import PARKED, Holds, OrderGate, ParkedRun
-from worker.partitions import Ownership
+from worker.partitions import FENCE_FRACTION, Ownership
 from worker.store import StoreError
 from worker.store.order import OrderStore
 
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
 RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
+
+
+OUTAGE_SHARE = 0.8  # of the fencing time: a store outage's wait ends before the leases fence
 
 
 class PartitionedConsumer(Consumer):
@@ -63,6 +67,9 @@ class PartitionedConsumer(Consumer):
         self._partition_of_delivery: dict[int, int | None] = {}  # delivery tag -> partition
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
         self._running_lock = threading.Lock()
+        # Past the fencing time another process may own the partition: then a delay tier.
+        fence_s = self._settings.worker_dead_after_s * FENCE_FRACTION
+        self._outage_budget_s = fence_s * OUTAGE_SHARE
 
     # -- which partitions ---------------------------------------------------------------
 
@@ -159,7 +166,7 @@ class PartitionedConsumer(Consumer):
         key = _order_key(delivery.properties, envelope)
         if key is None or partition is None:
             return super()._task(delivery, envelope)
-        return functools.partial(
+        gate = functools.partial(
             self._gate.process,
             envelope,
             key,
@@ -168,6 +175,7 @@ class PartitionedConsumer(Consumer):
             delivery.properties,
             delivery.body,
         )
+        return functools.partial(ride_out_store_outage, gate, self._outage_budget_s)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         try:

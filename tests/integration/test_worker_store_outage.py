@@ -11,6 +11,7 @@ import pytest
 from tests.fixtures.private_postgres import PrivatePostgres
 from tests.fixtures.wait import wait_until
 from tests.integration.harness import WorkerRig, customer_command
+from tests.integration.test_order import assert_every_flow_in_order, publish_interleaved
 
 pytestmark = pytest.mark.integration
 
@@ -46,5 +47,28 @@ def test_postgres_stopped_mid_stream_loses_repeats_and_parks_nothing(
     assert api_adds(rig) == COMMANDS
     # And nothing failed or was parked (no delivery limit, no dead letter)
     assert not [e for e in rig.events if e["type"] != "CustomerCreated"]
+    assert rig.depth(rig.topology.dead_letter_queue) == 0
+    assert proc.poll() is None
+
+
+def test_postgres_stopped_mid_flows_keeps_each_customers_order(
+    rig: WorkerRig, private_postgres: PrivatePostgres
+) -> None:
+    # Given one worker on a PostgreSQL store (its partition leases fencing after 10 s without
+    # the store), working through interleaved signup flows
+    proc = rig.start_worker(
+        PROVISIONER_STORE_URL=private_postgres.url,
+        PROVISIONER_STORE_POOL_WAIT="1s",
+        PROVISIONER_WORKER_DEAD_AFTER="20",
+    )
+    rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 300})
+    expected = publish_interleaved(rig, [f"outage-flow-{n}" for n in range(6)])
+    wait_until(lambda: rig.sandbox.log, 30, "the first API call")
+    # When PostgreSQL stops until the worker has met the outage, then comes back
+    private_postgres.stop()
+    wait_until(lambda: "store unavailable" in rig.worker_log(proc), 30, "the outage met")
+    private_postgres.start()
+    # Then every flow succeeded, each customer's calls in publish order, nothing parked
+    assert_every_flow_in_order(rig, expected)
     assert rig.depth(rig.topology.dead_letter_queue) == 0
     assert proc.poll() is None
