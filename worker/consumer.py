@@ -74,6 +74,10 @@ class Consumer:
         self._held: list[Delivery] = []  # delivered while blocked: started once unblocked
         self._stopping = threading.Event()
         self._in_flight = 0
+        # Outcomes on their way to the connection's thread (add_callback_threadsafe): a
+        # callback queued on a connection that is then lost never runs, so they are counted
+        # out with the connection (``_sweep_transit``), each exactly once.
+        self._in_transit: dict[int, Delivery] = {}
         self._in_flight_lock = threading.Lock()
 
     # -- life cycle -------------------------------------------------------------------
@@ -177,6 +181,7 @@ class Consumer:
     def _on_connection_lost(self, exc: BaseException) -> None:
         self._report.connection_lost(describe(exc))
         self._abandon_channel()
+        self._sweep_transit()
         if self._blocked:
             self.on_unblocked(None, None)  # a new connection starts unblocked
         if self._connection is not None:
@@ -214,6 +219,7 @@ class Consumer:
             self._wait_for_calls(connection, started + bound_s)
         except AMQPError as exc:
             log.warning("broker lost while draining", extra={"fields": {"error": str(exc)}})
+            self._sweep_transit()
             self._wait_for_calls(None, started + bound_s)
         finally:
             self._report.state(connected=False, consuming=False)
@@ -318,6 +324,8 @@ class Consumer:
         # Runs on a pool thread: only add_callback_threadsafe may touch the connection.
         connection = self._connection
         callback = functools.partial(self.on_processed, delivery, envelope, future)
+        with self._in_flight_lock:
+            self._in_transit[id(delivery)] = delivery
         if connection is None or not connection.is_open:
             self._forget(delivery)
             return
@@ -327,8 +335,23 @@ class Consumer:
             self._forget(delivery)
 
     def _forget(self, delivery: Delivery) -> None:
-        self._count_in_flight(-1)
-        log.info("outcome dropped: channel gone, the broker will redeliver")
+        if self._take_from_transit(delivery):
+            self._count_in_flight(-1)
+            log.info("outcome dropped: channel gone, the broker will redeliver")
+
+    def _take_from_transit(self, delivery: Delivery) -> bool:
+        """True for whoever takes ``delivery`` out of transit first: it counts it out."""
+        with self._in_flight_lock:
+            return self._in_transit.pop(id(delivery), None) is not None
+
+    def _sweep_transit(self) -> None:
+        """The connection is gone with the callbacks queued on it: their deliveries come
+        back from the broker, and are counted out of ``in_flight`` here."""
+        with self._in_flight_lock:
+            lost = len(self._in_transit)
+            self._in_transit.clear()
+        if lost:
+            self._count_in_flight(-lost)
 
     def _count_in_flight(self, delta: int) -> None:
         with self._in_flight_lock:  # pool threads decrement for outcomes they drop
@@ -342,6 +365,8 @@ class Consumer:
         return channel is self._channel and channel.is_open and self._confirms is not None
 
     def on_processed(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
+        if not self._take_from_transit(delivery):
+            return  # counted out with its lost connection; the broker redelivers it
         if not self._owns(delivery):
             self._count_in_flight(-1)
             return

@@ -24,6 +24,7 @@ from worker.broker.topology import Topology
 
 READY_POLL_S = 0.05
 PUBLISH_BATCH = 100
+STOP_TIMEOUT_S = 60
 
 
 class ClusterWorker:
@@ -68,9 +69,18 @@ class ClusterWorker:
         return ports
 
     def stop(self) -> int:
+        """SIGTERM and the exit code; a worker still running after ``STOP_TIMEOUT_S`` is
+        killed (never left behind for the next test) and the failure shows its log."""
         if self.process.poll() is None:
             self.process.terminate()
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+            raise AssertionError(
+                f"worker still running after SIGTERM:\n{self.log()[-4000:]}"
+            ) from None
 
 
 class ReadinessWatch(threading.Thread):
