@@ -13,6 +13,7 @@ pytest_plugins = [
         "tests.fixtures.private_postgres",
         "tests.fixtures.private_rabbitmq",
         "tests.fixtures.stores",
+        "tests.fixtures.tracing",
     )
     if importlib.util.find_spec(name) is not None
 ]

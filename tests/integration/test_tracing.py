@@ -16,8 +16,7 @@ from typing import Any
 
 import pika
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 
@@ -30,7 +29,7 @@ from worker.broker.topology import Topology
 from worker.cli import main
 from worker.config import Settings
 from worker.consumer import Consumer
-from worker.observability import traced, tracing
+from worker.observability import traced
 from worker.observability.logs import JsonFormatter
 from worker.report import OutcomeReporter
 from worker.store import open_store
@@ -42,19 +41,6 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PRODUCER_SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PRODUCER_SPAN_ID}-01"
 STOP_TIMEOUT_S = 15.0
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.shutdown()
-        provider.shutdown()
 
 
 class InProcessWorker:

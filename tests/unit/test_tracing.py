@@ -6,17 +6,14 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import threading
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_span_id, format_trace_id
 
+from sandbox.rigs import free_port
 from worker.observability import sentry, tracing
 from worker.observability.logs import configure_logging
 from worker.observability.traced import url_without_credentials
@@ -27,24 +24,6 @@ TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 def exporter_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(EXPORTER_THREAD_PREFIX)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def tracer_on() -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.shutdown()
 
 
 def test_with_no_sdk_configured_nothing_starts_and_hooks_do_nothing() -> None:
@@ -100,7 +79,7 @@ def test_sdk_disabled_or_exporter_none_keeps_tracing_off() -> None:
     ],
 )
 def test_a_hostile_or_odd_traceparent_never_raises(
-    tracer_on: InMemorySpanExporter, value: object
+    spans: InMemorySpanExporter, value: object
 ) -> None:
     # Given a traceparent header of any shape
     headers = {"traceparent": value, tracing.PREVIOUS_TRACEPARENT: value}
@@ -119,7 +98,7 @@ def test_a_url_loses_its_credentials_and_query() -> None:
     assert url_without_credentials(url) == "https://api.example.com:8443/apiv2/reseller.add.json"
 
 
-def test_log_lines_carry_the_trace_and_span_ids(tracer_on: InMemorySpanExporter) -> None:
+def test_log_lines_carry_the_trace_and_span_ids(spans: InMemorySpanExporter) -> None:
     # Given JSON logging and a current span
     stream = io.StringIO()
     configure_logging("json", "INFO", stream)
@@ -138,7 +117,7 @@ def test_log_lines_carry_the_trace_and_span_ids(tracer_on: InMemorySpanExporter)
     assert "trace_id" not in outside
 
 
-def test_sentry_events_carry_the_trace_id(tracer_on: InMemorySpanExporter) -> None:
+def test_sentry_events_carry_the_trace_id(spans: InMemorySpanExporter) -> None:
     # Given a current span; When an unexpected error's event is prepared
     tracer = tracing.tracer()
     assert tracer is not None
@@ -150,7 +129,7 @@ def test_sentry_events_carry_the_trace_id(tracer_on: InMemorySpanExporter) -> No
     assert event["contexts"]["otel"]["span_id"] == format_span_id(span.get_span_context().span_id)
 
 
-def test_a_failing_command_records_a_scrubbed_exception(tracer_on: InMemorySpanExporter) -> None:
+def test_a_failing_command_records_a_scrubbed_exception(spans: InMemorySpanExporter) -> None:
     # Given a traced delivery whose task raises with a password in its message
     method = SimpleNamespace(exchange="x", routing_key="CreateCustomer", delivery_tag=1)
     properties = SimpleNamespace(
@@ -165,7 +144,7 @@ def test_a_failing_command_records_a_scrubbed_exception(tracer_on: InMemorySpanE
     # When it runs; Then the error propagates and the span has it, scrubbed
     with pytest.raises(RuntimeError):
         command_trace.wrap(task, envelope)()
-    [span] = tracer_on.get_finished_spans()
+    [span] = spans.get_finished_spans()
     assert span.status.status_code.name == "ERROR"
     assert "hunter22" not in span.to_json()
     assert span.events[0].attributes is not None
