@@ -47,6 +47,9 @@ class Executor:
         self.leases = leases if leases is not None else HeldLeases()
         self._left_behind: set[str] = set()  # see _release_left_behind
         self._left_behind_lock = threading.Lock()
+        # The customer whose lease this pool thread's last completion let go with the
+        # result (one write instead of two): the command's own unlock is then done.
+        self._unlocked = threading.local()
 
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
@@ -98,10 +101,11 @@ class Executor:
         # could make a read-back wrong (an AddCredential repeated after a DeleteCredential
         # that ran beside it adds the credential twice). The claim takes the customer's lease.
         customer = command_customer(command)
+        self._unlocked.customer = None
         try:
             return self._run_claimed(env, command, customer)
         finally:
-            if customer is not None:
+            if customer is not None and self._unlocked.customer != customer:
                 self._unlock_customer(customer)
 
     def _run_claimed(self, env: Envelope, command: Command, customer: str | None) -> Decision:
@@ -260,8 +264,10 @@ class Executor:
         return terminal.succeeded(command, stored, replayed=True)
 
     def _complete(self, command: Command, succeeded: bool, body: bytes, uncertain: bool) -> bool:
-        key, owner = command.idempotency_key, self._config.owner
-        return self._store.complete(key, owner, succeeded, body, uncertain)
+        key, customer = command.idempotency_key, command_customer(command)
+        stored = self._store.complete(key, self._config.owner, succeeded, body, uncertain, customer)
+        self._unlocked.customer = customer
+        return stored
 
     def _failed(
         self,

@@ -236,3 +236,69 @@ def test_postgres_purge_leaves_a_row_a_claim_is_taking(pg_url: str) -> None:
         assert record is not None and record.lease_owner == "w1"
     finally:
         store.close()
+
+
+# --- the customer's lease let go with the result ----------------------------------------------
+
+
+def test_a_completion_with_the_customer_lets_its_lease_go_in_the_same_write(
+    store: IdempotencyStore,
+) -> None:
+    # Given two live workers, w1 running a key of ada's and holding bob through another
+    store.heartbeat("w1")
+    store.heartbeat("w2")
+    assert store.claim("k1", "fp", "w1", LEASE_S, DEAD_S, customer="ada").status.value == (
+        "acquired"
+    )
+    assert store.claim("k2", "fp", "w1", LEASE_S, DEAD_S, customer="bob").status.value == (
+        "acquired"
+    )
+    # When w1 stores k1's result with ada, and a result for a key it does not hold with bob
+    stored = store.complete("k1", "w1", True, b"done", customer="ada")
+    not_stored = store.complete("k-other", "w1", True, b"done", customer="bob")
+    # Then k1 is done, and both customers are free for w2 at once (no unlock of their own)
+    assert stored and not not_stored
+    record = store.get("k1")
+    assert record is not None and record.state.value == "succeeded"
+    for customer in ("ada", "bob"):
+        claimed = store.claim(f"{customer}-2", "fp", "w2", LEASE_S, DEAD_S, customer=customer)
+        assert claimed.status is ClaimStatus.ACQUIRED
+
+
+@pytest.mark.postgres
+def test_postgres_a_claim_that_waited_for_the_holder_sees_its_result(pg_url: str) -> None:
+    # Given a key running in w0, whose completion is written but not yet committed
+    store = open_store(pg_url)
+    try:
+        store.heartbeat("w0")
+        store.heartbeat("w1")
+        store.claim("k", "fp", "w0", LEASE_S, DEAD_S)
+        with psycopg.connect(pg_url) as holder:
+            holder.execute(
+                "UPDATE idempotency_records SET state = 'succeeded', event = 'ev',"
+                " lease_expires_at = NULL WHERE key = 'k'"
+            )
+            # When w1 claims the key meanwhile (its statement waits for that row)
+            claims: list[Any] = []
+            claimer = threading.Thread(
+                target=lambda: claims.append(store.claim("k", "fp", "w1", LEASE_S, DEAD_S))
+            )
+            claimer.start()
+            holder_pid = holder.info.backend_pid
+            wait_until(lambda: blocked_by(pg_url, holder_pid), 10, "the claim waiting for the row")
+            holder.commit()
+        claimer.join(timeout=10)
+        # Then it reports the stored result, not a key busy in w0 (its statement's snapshot)
+        [claim] = claims
+        assert claim.status is ClaimStatus.SUCCEEDED and claim.event == b"ev"
+    finally:
+        store.close()
+
+
+def blocked_by(pg_url: str, pid: int) -> bool:
+    """Whether another backend waits for a lock ``pid`` holds."""
+    with psycopg.connect(pg_url, autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)
+        ).fetchone()
+    return bool(row and row[0])

@@ -9,6 +9,12 @@ its batch is committed; a writer takes everything queued (up to ``MAX_BATCH``), 
 one transaction on a connection it borrows from the pool, and only then wakes the writers:
 nothing is reported done before it is committed, and a batch costs one flush.
 
+A batch goes out in pipeline mode (libpq's, through psycopg): ``BEGIN``, the lock timeout,
+every write's statement and ``COMMIT`` are sent together and answered together, one round
+trip per batch instead of one per statement. A write's ``work`` therefore only sends its
+statement and returns the cursor; its ``read`` turns the cursor into the result once the
+batch committed (a ``work`` that fetches inside still works, at the cost of a round trip).
+
 A batch holds the rows its writes touched until it commits, so another batch needing one
 of them waits; two such batches could wait for each other. ``lock_timeout`` ends such a
 wait early (PostgreSQL's deadlock check only runs after a second), and a batch that fails
@@ -18,10 +24,10 @@ transaction with the store's usual retry, so that a failing write fails alone.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -36,15 +42,28 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 # A batch waiting this long for another's row lock gives up and runs its writes one by one.
 BATCH_LOCK_TIMEOUT_MS = 200
-BEGIN_BATCH = f"BEGIN; SET LOCAL lock_timeout = {BATCH_LOCK_TIMEOUT_MS}"
+SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = {BATCH_LOCK_TIMEOUT_MS}"
 CLOSE_TIMEOUT_S = 10.0
 
 Connection = psycopg.Connection[Any]
 Work = Callable[[Connection], Any]
+Read = Callable[[Any], Any]
 # Runs one write alone, in its own transaction, with the store's retry and error wrapping.
 RunAlone = Callable[[Work], Any]
 WrapError = Callable[[BaseException], Exception]
-_Write = Write[Connection]
+
+
+def _as_is(sent: Any) -> Any:
+    return sent
+
+
+@dataclass
+class _Write(Write[Connection]):
+    read: Read = _as_is  # what ``work`` returned (its cursor) -> the write's result
+
+    def alone(self, conn: Connection) -> Any:
+        """The write outside a batch: sent and read at once."""
+        return self.read(self.work(conn))
 
 
 class BatchWriter:
@@ -68,12 +87,13 @@ class BatchWriter:
         for thread in self._threads:
             thread.start()
 
-    def write(self, work: Callable[[Connection], T]) -> T:
-        """Run ``work`` in the next committed batch; its result once the batch committed."""
-        request = _Write(work)
+    def write(self, work: Work, read: Callable[[Any], T] = _as_is) -> T:
+        """Run ``work`` in the next committed batch; ``read`` of what it returned (its
+        cursor) once the batch committed."""
+        request = _Write(work, read=read)
         with self._cond:
             if self._closed:
-                return self._run_alone(work)  # type: ignore[no-any-return]
+                return self._run_alone(request.alone)  # type: ignore[no-any-return]
             self._queue.append(request)
             self._cond.notify()
         request.done.acquire()
@@ -111,7 +131,9 @@ class BatchWriter:
         write would wait as long again."""
         try:
             with self._pool.connection() as conn:
-                results = self._in_one_transaction(conn, batch)
+                sent = self._in_one_transaction(conn, batch)
+                for request, cursor in zip(batch, sent, strict=True):
+                    self._read(request, cursor)  # on the connection the cursor came from
         except PoolTimeout as exc:
             error = self._wrap_error(exc)
             for request in batch:
@@ -120,27 +142,28 @@ class BatchWriter:
         except Exception as exc:  # a failing write, a lock wait, a lost connection
             log.info("a store batch failed, writing one by one: %s", type(exc).__name__)
             return False
-        for request, result in zip(batch, results, strict=True):
-            request.result = result
         return True
 
     @staticmethod
     def _in_one_transaction(conn: Connection, batch: list[_Write]) -> list[Any]:
-        # BEGIN and the lock timeout in one round trip (simple protocol, no parameters).
-        conn.execute(BEGIN_BATCH, prepare=False)
+        # Sent together, answered together: the transaction's exit syncs the pipeline and
+        # raises the first error, after which the server has rolled everything back.
+        with conn.pipeline(), conn.transaction():
+            conn.execute(SET_LOCK_TIMEOUT)
+            return [request.work(conn) for request in batch]
+
+    @staticmethod
+    def _read(request: _Write, cursor: Any) -> None:
+        # Committed already: a read that fails is that write's error, never a reason to
+        # write the batch again.
         try:
-            results = [request.work(conn) for request in batch]
-            conn.execute("COMMIT", prepare=False)
-        except BaseException:
-            if not conn.closed:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK", prepare=False)
-            raise
-        return results
+            request.result = request.read(cursor)
+        except Exception as exc:
+            request.error = exc
 
     def _one_by_one(self, batch: list[_Write]) -> None:
         for request in batch:
             try:
-                request.result = self._run_alone(request.work)
+                request.result = self._run_alone(request.alone)
             except Exception as exc:  # handed to the waiting caller
                 request.error = exc

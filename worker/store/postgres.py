@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from worker.store import pg_batch, pg_pool, schema
+from worker.store import pg_batch, pg_pool, pg_statements, schema
 from worker.store.order import order_schema_sql
 from worker.store.records import (
     Claim,
@@ -32,7 +32,6 @@ T = TypeVar("T")
 # Serialises schema creation between processes opening the store at the same moment.
 SCHEMA_LOCK_ID = 0x70726F76  # "prov"
 
-_CLAIM = schema.to_pyformat(schema.CLAIM)
 _READ_CLAIM = schema.to_pyformat(schema.READ_CLAIM)
 _COMPLETE = schema.to_pyformat(schema.COMPLETE)
 _RELEASE = schema.to_pyformat(schema.RELEASE)
@@ -178,32 +177,47 @@ class PostgresStore:
             customer,
             legacy_fingerprint,
         )
-
-        def decide(conn: Connection) -> Claim:
-            if customer is not None and conn.execute(_LOCK_CUSTOMER, params).fetchone() is None:
+        statement = pg_statements.CLAIM_KEY if customer is None else pg_statements.CLAIM_CUSTOMER
+        for _ in range(schema.CLAIM_ROUNDS):
+            row = self._writer.write(lambda conn: conn.execute(statement, params), _one_row)
+            record, (locked, *claimed) = row[:7], row[7:]
+            if not locked:
                 return Claim(ClaimStatus.CUSTOMER_BUSY, 0)
-            # The read-back is a separate snapshot: when the record became claimable in
-            # between (its holder finished), claim again rather than report stale news.
-            for _ in range(schema.CLAIM_ROUNDS):
-                row = conn.execute(_CLAIM, params).fetchone()
-                if row is not None:
-                    return schema.acquired(row)
-                refusal = schema.refused(conn.execute(_READ_CLAIM, params).fetchone(), params)
-                if refusal is not None:
-                    return refusal
-            return Claim(ClaimStatus.BUSY, 0)
+            if claimed[0] is not None:
+                return schema.acquired(tuple(claimed))
+            refusal = schema.refused(None if record[1] is None else record, params)
+            if refusal is not None and refusal.status is ClaimStatus.BUSY:
+                # The statement's snapshot may predate a commit its claim waited for (the
+                # holder finishing): ask again before calling the key busy.
+                refusal = schema.refused(self._read_claim(params), params)
+            if refusal is not None:
+                return refusal
+            # The key became claimable in between (its holder finished): claim again.
+        return Claim(ClaimStatus.BUSY, 0)
 
-        return self._writer.write(decide)
+    def _read_claim(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        return self._run(lambda conn: conn.execute(_READ_CLAIM, params).fetchone())
 
     def complete(
-        self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
+        self,
+        key: str,
+        owner: str,
+        succeeded: bool,
+        event: bytes,
+        uncertain: bool = False,
+        customer: str | None = None,
     ) -> bool:
         params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
-        return self._writer.write(lambda conn: conn.execute(_COMPLETE, params).rowcount == 1)
+        if customer is None:
+            return self._writer.write(lambda conn: conn.execute(_COMPLETE, params), _one_changed)
+        params["customer"] = customer
+        statement = pg_statements.COMPLETE_UNLOCK
+        row = self._writer.write(lambda conn: conn.execute(statement, params), _one_row)
+        return bool(row[0] == 1)
 
     def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
         params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
-        return self._writer.write(lambda conn: conn.execute(_RELEASE, params).rowcount == 1)
+        return self._writer.write(lambda conn: conn.execute(_RELEASE, params), _one_changed)
 
     def renew_leases(
         self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
@@ -272,3 +286,13 @@ class PostgresStore:
     def open_connections(self) -> int:
         """Connections the pool holds now, in use or idle (at most its size)."""
         return int(self._pool.get_stats().get("pool_size", 0))
+
+
+def _one_row(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    row = cursor.fetchone()
+    assert row is not None, "the statement returns one row"
+    return tuple(row)
+
+
+def _one_changed(cursor: psycopg.Cursor[Any]) -> bool:
+    return cursor.rowcount == 1

@@ -89,10 +89,18 @@ class IdempotencyStore(Protocol):
         ...
 
     def complete(
-        self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
+        self,
+        key: str,
+        owner: str,
+        succeeded: bool,
+        event: bytes,
+        uncertain: bool = False,
+        customer: str | None = None,
     ) -> bool:
         """Store the result; False when ``owner`` no longer holds the lease (another worker
-        took the key over). ``uncertain`` is recorded for every later execution."""
+        took the key over). ``uncertain`` is recorded for every later execution. With
+        ``customer``, its lease is let go in the same write (as ``unlock_customer``, and
+        whether or not the result was stored), once that write is committed."""
         ...
 
     def release(self, key: str, owner: str, uncertain: bool = False) -> bool: ...

@@ -179,10 +179,23 @@ class SqliteStore:
         return self._write(decide)
 
     def complete(
-        self, key: str, owner: str, succeeded: bool, event: bytes, uncertain: bool = False
+        self,
+        key: str,
+        owner: str,
+        succeeded: bool,
+        event: bytes,
+        uncertain: bool = False,
+        customer: str | None = None,
     ) -> bool:
         params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
-        return self._write(lambda conn: conn.execute(schema.COMPLETE, params).rowcount == 1)
+
+        def store_result(conn: sqlite3.Connection) -> bool:
+            stored = conn.execute(schema.COMPLETE, params).rowcount == 1
+            if customer is not None:
+                conn.execute(schema.UNLOCK_CUSTOMER, {"customer": customer, "owner": owner})
+            return stored
+
+        return self._write(store_result)
 
     def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
         params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
