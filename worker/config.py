@@ -62,6 +62,9 @@ LOG_FORMAT = "json"
 # today's single consumed queue, with per-customer order only inside one process.
 PARTITIONS = 16
 MAX_PARTITIONS = 256
+# Members of each new quorum queue: a majority survives one node lost; RabbitMQ places them
+# on fewer nodes when the cluster has fewer (one on a single node).
+QUORUM_GROUP_SIZE = 3
 # MAX_BODY_BYTES (from contracts, 1 MiB): larger commands are rejected unread.
 MIN_BODY_BYTES = 1024  # below this a real CreateCustomer would not fit
 # Well under RabbitMQ's max_message_size (16 MiB on 4.x; 128 MiB on 3.10): the rejection and
@@ -91,8 +94,9 @@ class Settings:
     # first broker node, with the broker's credentials.
     management_url: str = field(default="", repr=False)
     # Members of each new quorum queue; 0 leaves it to the broker (every running node up to
-    # its quorum_cluster_size). Takes effect only for queues declared after it is set.
-    quorum_group_size: int = 0
+    # its quorum_cluster_size). Takes effect only for queues created after it is set: an
+    # existing queue keeps its own (worker.broker.group_size).
+    quorum_group_size: int = QUORUM_GROUP_SIZE
     api_url: str = API_URL
     api_user: str = ""
     api_key: str = field(default="", repr=False)

@@ -44,12 +44,14 @@ def test_an_unreachable_api_is_reported_without_the_password() -> None:
     assert "s3cret" not in str(caught.value)
 
 
-def test_a_group_size_is_declared_on_every_quorum_queue_only_when_set() -> None:
-    # Given the same topology with the broker's default and with three members asked for
-    default = Topology("p", (1.0, 2.0), 20)
-    three = Topology.from_settings(load_settings({"PROVISIONER_QUORUM_GROUP_SIZE": "3"}))
+def test_every_quorum_queue_asks_for_three_members_unless_set_otherwise() -> None:
+    # Given the topology with the default settings, with five members asked for and with
+    # the broker's default (0)
+    default = Topology.from_settings(load_settings({}))
+    five = Topology.from_settings(load_settings({"PROVISIONER_QUORUM_GROUP_SIZE": "5"}))
+    broker = Topology.from_settings(load_settings({"PROVISIONER_QUORUM_GROUP_SIZE": "0"}))
     # When their queues are specified
-    # Then only the second carries the argument, on every queue (queues declared before it
-    # existed still match the first: RabbitMQ compares the argument on redeclare)
-    assert all("x-quorum-initial-group-size" not in q.arguments for q in default.queues())
-    assert {q.arguments["x-quorum-initial-group-size"] for q in three.queues()} == {3}
+    # Then every queue carries the size, and none does with 0
+    assert {q.arguments["x-quorum-initial-group-size"] for q in default.queues()} == {3}
+    assert {q.arguments["x-quorum-initial-group-size"] for q in five.queues()} == {5}
+    assert all("x-quorum-initial-group-size" not in q.arguments for q in broker.queues())

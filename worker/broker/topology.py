@@ -25,7 +25,8 @@ from typing import Any
 
 from pika.exceptions import ChannelClosedByBroker
 
-from worker.config import Settings
+from worker.broker.group_size import GROUP_SIZE_ARG, declare_queue
+from worker.config import QUORUM_GROUP_SIZE, Settings
 
 QUORUM = "quorum"
 AT_LEAST_ONCE = "at-least-once"
@@ -69,15 +70,15 @@ class Topology:
         delivery_limit: int,
         partitions: int = 0,
         *,
-        quorum_group_size: int = 0,
+        quorum_group_size: int = QUORUM_GROUP_SIZE,
     ) -> None:
         if not prefix:
             raise ValueError("the topology prefix must not be empty")
         self.partitions = int(partitions)
         self.partitions_exchange = f"{prefix}.partitions"
         self.prefix = prefix
-        # 0: the broker's default (the queue's arguments then do not carry it, so queues
-        # declared before the setting existed still match; RabbitMQ compares it on redeclare).
+        # 0: the broker's default (the queue's arguments then do not carry it). An existing
+        # queue keeps the size it was created with (``worker.broker.group_size``).
         self.quorum_group_size = quorum_group_size
         self.retry_delays_s = tuple(float(d) for d in retry_delays_s)
         self.delivery_limit = int(delivery_limit)
@@ -170,7 +171,7 @@ class Topology:
     def _replicated(self, spec: QueueSpec) -> QueueSpec:
         if not self.quorum_group_size:
             return spec
-        arguments = {**spec.arguments, "x-quorum-initial-group-size": self.quorum_group_size}
+        arguments = {**spec.arguments, GROUP_SIZE_ARG: self.quorum_group_size}
         return QueueSpec(spec.name, arguments, spec.bindings)
 
     def _retry_specs(self) -> list[QueueSpec]:
@@ -193,17 +194,26 @@ class Topology:
     # -- declaring and checking -------------------------------------------------------
 
     def declare(self, channel: Any) -> list[str]:
-        """Declare everything (a no-op when it exists as specified); returns what it did."""
+        """Declare everything (a no-op when it exists as specified); returns what it did.
+
+        The queues are declared on a channel of their own: a queue created with another
+        quorum group size is refused first (which closes the channel) and declared again
+        with its own (``worker.broker.group_size``), while ``channel`` stays usable."""
         done: list[str] = []
         for exchange in self.exchanges():
             _declare_exchange(channel, spec=exchange)
             done.append(f"exchange {exchange.name} ({exchange.kind})")
-        for queue in self.queues():
-            _declare_queue(channel, spec=queue)
-            done.append(f"queue {queue.name} {_describe(queue.arguments)}")
-            for exchange_name, key in queue.bindings:
-                channel.queue_bind(queue.name, exchange_name, routing_key=key)
-                done.append(f"binding {exchange_name} --{key}--> {queue.name}")
+        queue_channel = channel.connection.channel()
+        try:
+            for queue in self.queues():
+                queue_channel, arguments = declare_queue(queue_channel, queue.name, queue.arguments)
+                done.append(f"queue {queue.name} {_describe(arguments)}")
+                for exchange_name, key in queue.bindings:
+                    channel.queue_bind(queue.name, exchange_name, routing_key=key)
+                    done.append(f"binding {exchange_name} --{key}--> {queue.name}")
+        finally:
+            if queue_channel.is_open:
+                queue_channel.close()
         return done
 
     def check(self, channel: Any) -> list[str]:
@@ -212,7 +222,9 @@ class Topology:
         A failed declare closes its channel, so every probe runs on a fresh channel of the
         given channel's connection. A queue's arguments are compared by re-declaring it
         with the expected ones, which the broker refuses (406) when they differ and
-        otherwise leaves untouched. Bindings cannot be inspected over AMQP.
+        otherwise leaves untouched; its quorum group size may differ (it only applied at
+        creation: ``under_replicated`` reports missing members). Bindings cannot be
+        inspected over AMQP.
         """
         connection = channel.connection
         problems: list[str] = []
@@ -229,7 +241,7 @@ class Topology:
                 connection,
                 f"queue {queue.name}",
                 partial(_queue_exists, name=queue.name),
-                partial(_declare_queue, spec=queue),
+                partial(_matches_queue, spec=queue),
                 "differs from the expected durable queue",
             )
         return problems
@@ -247,8 +259,10 @@ def _queue_exists(channel: Any, *, name: str) -> None:
     channel.queue_declare(name, passive=True)
 
 
-def _declare_queue(channel: Any, *, spec: QueueSpec) -> None:
-    channel.queue_declare(spec.name, durable=True, arguments=spec.arguments)
+def _matches_queue(channel: Any, *, spec: QueueSpec) -> None:
+    used, _ = declare_queue(channel, spec.name, spec.arguments)
+    if used is not channel:
+        used.close()
 
 
 def _describe(arguments: dict[str, Any]) -> str:
@@ -270,5 +284,6 @@ def _probe(
             if exc.reply_code in (NOT_FOUND, PRECONDITION_FAILED):
                 return [f"{what} {problem}: {exc.reply_text}"]
             raise
-        channel.close()
+        if channel.is_open:
+            channel.close()
     return []
