@@ -18,6 +18,7 @@ from worker.partitions import Ownership
 from worker.sequencer import Sequencer
 from worker.store import IdempotencyStore
 from worker.store.order import Backend, OrderStore
+from worker.store.order_upkeep import OrderUpkeep
 
 SEQUENCER_JOIN_S = 10.0
 
@@ -26,7 +27,7 @@ SEQUENCER_JOIN_S = 10.0
 class OrderingParts:
     ownership: Ownership
     sequencer: Sequencer
-    store: OrderStore
+    store: OrderUpkeep
     metrics: OrderMetrics
 
     def consumer_class(self) -> Callable[..., Consumer]:
@@ -61,7 +62,7 @@ def ordering_parts(
     if not settings.partitions:
         return None
     metrics = OrderMetrics(registry)
-    order_store = OrderStore(cast(Backend, store))
+    order_store = OrderUpkeep(cast(Backend, store))
     ownership = Ownership(
         OrderStore(cast(Backend, heartbeat_store)),
         settings.worker_id,

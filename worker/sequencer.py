@@ -17,7 +17,9 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from typing import Any, TypeGuard
 
 import msgspec
@@ -34,7 +36,7 @@ from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.partitions import Ownership
 from worker.store import StoreError
-from worker.store.order import OrderStore
+from worker.store.order_upkeep import OrderUpkeep
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ SEQUENCER_PREFETCH = 512  # intake deliveries in flight: republishes awaiting th
 RECONNECT_S = 1.0
 # Not carried to the partition: the intake's own bookkeeping, and what the sequencer sets.
 DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED}
+# How often an alias in use is marked used in the store (``used_at``): the retention purge
+# deletes only aliases no command was routed through for far longer (docs/ordering.md).
+ALIAS_TOUCH_EVERY_S = 3600.0
 
 
 class Routed(msgspec.Struct):
@@ -82,15 +87,30 @@ def partition_of(key: str | bytes, partitions: int) -> int:
 class Router:
     """Ordering keys and partitions; the alias map of renames."""
 
-    def __init__(self, store: OrderStore, partitions: int) -> None:
-        self._store, self._partitions = store, partitions
+    def __init__(
+        self,
+        store: OrderUpkeep,
+        partitions: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store, self._partitions, self._clock = store, partitions, clock
         self._aliases: dict[str, str] = {}
+        self._touched: dict[str, float] = {}  # alias -> when last marked used (our clock)
 
     def load(self) -> None:
         self._aliases = self._store.aliases()
+        self._touched = {}
 
     def order_key(self, customer: str) -> str:
-        return self._aliases.get(customer, customer)
+        key = self._aliases.get(customer)
+        if key is None:
+            return customer
+        now = self._clock()
+        touched = self._touched.get(customer)
+        if touched is None or now - touched >= ALIAS_TOUCH_EVERY_S:
+            self._store.touch_alias(customer, key)  # kept from the purge while in use
+            self._touched[customer] = now
+        return key
 
     def route(self, body: bytes, message_id: str | None) -> tuple[str | None, int]:
         """(ordering key or None, partition). Records a rename's alias before returning."""
@@ -110,6 +130,7 @@ class Router:
             if self._aliases.get(new) != key:
                 self._store.add_alias(new, key)  # before the republish: durable first
                 self._aliases[new] = key
+                self._touched[new] = self._clock()
         return key, partition_of(key, self._partitions)
 
 
@@ -119,7 +140,7 @@ class Sequencer(threading.Thread):
         settings: Settings,
         topology: Topology,
         ownership: Ownership,
-        store: OrderStore,
+        store: OrderUpkeep,
         metrics: Any = None,
     ) -> None:
         super().__init__(name="sequencer", daemon=True)

@@ -33,7 +33,11 @@ FINGERPRINT_KEY = "fingerprint_key"
 LEGACY_FINGERPRINTS = "legacy_fingerprints"
 
 # Columns added after the first release: (table, column, definition), added when missing.
-ADDED_COLUMNS = ((RECORDS, "uncertain", "INTEGER NOT NULL DEFAULT 0"),)
+# DOUBLE PRECISION is a double in both dialects (SQLite: REAL affinity).
+ADDED_COLUMNS = (
+    (RECORDS, "uncertain", "INTEGER NOT NULL DEFAULT 0"),
+    ("order_aliases", "used_at", "DOUBLE PRECISION"),
+)
 
 
 def create_schema_sql(real: str, blob: str) -> list[str]:
