@@ -129,3 +129,22 @@ def test_results_of_a_lost_channel_are_dropped_and_nothing_runs_twice(rig: Worke
     # And the in-flight gauge is exact again
     wait_until(lambda: in_flight(port) == 0, 10, "nothing left in flight")
     assert proc.poll() is None
+
+
+def test_a_rejection_whose_ack_was_lost_is_published_again_with_the_same_event_id(
+    rig: WorkerRig,
+) -> None:
+    # Given a ready worker, and a dead-letter exchange deleted so that parking an invalid
+    # command makes the broker close the channel after its CommandRejected went out
+    port = rig.env()["PROVISIONER_HTTP_PORT"]
+    rig.start_worker(PROVISIONER_HTTP_PORT=port)
+    wait_until(lambda: readyz(port)[0] == 200, 10, "ready")
+    rig.channel.exchange_delete(rig.topology.dead_letter_exchange)
+    # When an invalid command arrives (its channel dies before the ack; the broker redelivers)
+    rig.publish(customer_command("x" * 70, key="rejected-twice"))
+    # Then the redelivery publishes the rejection again: the same event, not a second one
+    first, second = rig.wait_events(2, idempotency_key="rejected-twice", type="CommandRejected")
+    assert second["event_id"] == first["event_id"]
+    assert second["occurred_at"] == first["occurred_at"]
+    # And the command is parked once the topology is declared again
+    wait_until(lambda: rig.depth(rig.topology.dead_letter_queue) >= 1, 10, "dead letter")
