@@ -61,6 +61,9 @@ LOG_FORMAT = "json"
 # Partition queues behind the intake (docs/ordering.md); the same in every replica. 0 keeps
 # today's single consumed queue, with per-customer order only inside one process.
 PARTITIONS = 16
+# A hold older than the longest delay tier plus this is overdue: its holder may never come
+# back (docs/ordering.md, "Stuck holds"); reported, never released on that ground alone.
+HOLD_OVERDUE_MARGIN_S = 600.0
 MAX_PARTITIONS = 256
 # MAX_BODY_BYTES (from contracts, 1 MiB): larger commands are rejected unread.
 MIN_BODY_BYTES = 1024  # below this a real CreateCustomer would not fit
@@ -125,6 +128,7 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     confirm_timeout_s: float = CONFIRM_TIMEOUT_S
     partitions: int = PARTITIONS
+    hold_overdue_margin_s: float = HOLD_OVERDUE_MARGIN_S
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 

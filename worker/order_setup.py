@@ -29,12 +29,14 @@ class OrderingParts:
     sequencer: Sequencer
     store: OrderUpkeep
     metrics: OrderMetrics
+    records: IdempotencyStore
 
     def consumer_class(self) -> Callable[..., Consumer]:
         return functools.partial(
             PartitionedConsumer,
             ownership=self.ownership,
             order_store=self.store,
+            records=self.records,
             order_metrics=self.metrics,
         )
 
@@ -72,4 +74,4 @@ def ordering_parts(
         metrics=metrics,
     )
     sequencer = Sequencer(settings, topology, ownership, order_store, metrics)
-    return OrderingParts(ownership, sequencer, order_store, metrics)
+    return OrderingParts(ownership, sequencer, order_store, metrics, store)

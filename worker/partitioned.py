@@ -28,11 +28,12 @@ from worker.broker.publishing import carry_out
 from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
+from worker.hold_watch import HoldWatch, check_every_s, overdue_after_s
 from worker.outage import ride_out_store_outage
-from worker.parking import PARKED, Holds, OrderGate, ParkedRun
+from worker.parking import Holds, NotParked, OrderGate, ParkedRun
 from worker.partitions import FENCE_FRACTION, Ownership
-from worker.store import StoreError
-from worker.store.order import OrderStore
+from worker.store import IdempotencyStore, StoreError
+from worker.store.order_upkeep import OrderUpkeep
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class PartitionedConsumer(Consumer):
         self,
         *args: Any,
         ownership: Ownership,
-        order_store: OrderStore,
+        order_store: OrderUpkeep,
+        records: IdempotencyStore,
         order_metrics: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -58,10 +60,14 @@ class PartitionedConsumer(Consumer):
         self._gate = OrderGate(
             self._executor, order_store, self._holds, self._envelope_of, order_metrics
         )
+        margin_s = self._settings.hold_overdue_margin_s
+        overdue_s = overdue_after_s(self._settings.retry_delays_s, margin_s)
+        self._watch = HoldWatch(order_store, self._holds, records.get, overdue_s, order_metrics)
+        self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
-        self._observer = _NotParked(self._observer)
+        self._observer = NotParked(self._observer)
         self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
         self._partition_of_tag: dict[str, int] = {}
         self._partition_of_delivery: dict[int, int | None] = {}  # delivery tag -> partition
@@ -103,6 +109,31 @@ class PartitionedConsumer(Consumer):
             if partition not in self._tags and not self._running_in(partition):
                 self._holds.forget(partition)
                 self._ownership.drained(partition)
+        if not self._watching and now >= self._next_watch:
+            self._watch_holds(now)
+
+    def _watch_holds(self, now: float) -> None:
+        self._watching, self._next_watch = True, now + self._watch_every_s
+        released = functools.partial(self._on_hold_released, self._epoch)
+        try:
+            self._watch.run_on(self._pool, frozenset(self._tags), released, self._watched)
+        except RuntimeError:  # the pool is shut down: the process is stopping
+            log.debug("holds not looked at: stopping")
+
+    def _watched(self) -> None:
+        self._watching = False  # a pool thread; the loop reads it on its next turn
+
+    def _on_hold_released(self, epoch: int, key: str) -> None:
+        """A pool thread: the backlog starts on the connection's thread."""
+        callback = functools.partial(self._resume_backlog, key, epoch)
+        try:
+            self._connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog not started: connection gone")
+
+    def _resume_backlog(self, key: str, epoch: int) -> None:
+        if epoch == self._epoch:
+            self._start_backlog(key)
 
     def _consume(self, channel: Any, partition: int, owned: int) -> None:
         # The prefetch applies per consumer: share the process's among its partitions.
@@ -289,18 +320,3 @@ def _order_key(properties: Any, envelope: Envelope) -> str | None:
     if isinstance(key, str):
         return key
     return command_customer(envelope.command) if envelope.command is not None else None
-
-
-class _NotParked:
-    """The outcome reporter, told nothing of a command parked: its outcome comes later."""
-
-    def __init__(self, observer: Any) -> None:
-        self._observer = observer
-
-    def command_done(self, envelope: Envelope, decision: Decision, duration_s: float) -> None:
-        if self._observer is not None and decision.outcome != PARKED:
-            self._observer.command_done(envelope, decision, duration_s)
-
-    def command_crashed(self, envelope: Envelope, exc: BaseException) -> None:
-        if self._observer is not None:
-            self._observer.command_crashed(envelope, exc)

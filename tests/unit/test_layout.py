@@ -118,6 +118,7 @@ LAYERS = (
             "worker.fallback",
             "worker.partitioned",
             "worker.parking",
+            "worker.hold_watch",
         ),
     ),
     ("parts", ("worker",)),
