@@ -29,6 +29,8 @@ from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
 from worker.hold_watch import HoldWatch, check_every_s, overdue_after_s
+from worker.observability.health import Downtime
+from worker.observability.redact import redact_text
 from worker.outage import ride_out_store_outage
 from worker.parking import Holds, NotParked, OrderGate, ParkedRun
 from worker.partitions import FENCE_FRACTION, Ownership
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
 RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
+# A partition owned and not consumed for longer makes the process unready (its commands wait).
+UNCONSUMED_GRACE_S = 5.0
 
 
 OUTAGE_SHARE = 0.8  # of the fencing time: a store outage's wait ends before the leases fence
@@ -65,6 +69,7 @@ class PartitionedConsumer(Consumer):
         self._watch = HoldWatch(order_store, self._holds, records.get, overdue_s, order_metrics)
         self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
+        self._unconsumed = Downtime(UNCONSUMED_GRACE_S)
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
         self._observer = NotParked(self._observer)
@@ -78,6 +83,10 @@ class PartitionedConsumer(Consumer):
         self._outage_budget_s = fence_s * OUTAGE_SHARE
 
     # -- which partitions ---------------------------------------------------------------
+
+    def partitions_problem(self) -> str | None:
+        """For /readyz: partitions this process owns and cannot consume (the store)."""
+        return self._unconsumed.problem("owned partitions not consumed")
 
     def _consumed_queue(self) -> str | None:
         return ""  # the partitions, subscribed by ``_on_pump``
@@ -99,8 +108,12 @@ class PartitionedConsumer(Consumer):
         for partition in sorted(wanted - self._tags.keys()):
             try:
                 self._consume(channel, partition, len(wanted))
-            except StoreError:  # its holds unreadable: not consumed yet, tried again next turn
+            except StoreError as exc:  # its holds unreadable: not consumed, tried next turn
                 log.warning("partition not consumed: the store did not answer", exc_info=True)
+                missing = sorted(wanted - self._tags.keys())
+                self._unconsumed.down(f"{missing}: {redact_text(str(exc))[:200]}")
+        if wanted <= self._tags.keys():
+            self._unconsumed.up()
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)
             self._partition_of_tag.pop(tag, None)

@@ -148,3 +148,36 @@ def test_a_rejection_whose_ack_was_lost_is_published_again_with_the_same_event_i
     assert second["occurred_at"] == first["occurred_at"]
     # And the command is parked once the topology is declared again
     wait_until(lambda: rig.depth(rig.topology.dead_letter_queue) >= 1, 10, "dead letter")
+
+
+def test_a_sequencer_that_cannot_consume_the_intake_makes_the_worker_unready(
+    rig: WorkerRig,
+) -> None:
+    # Given a ready worker, the sequencer of its partitions
+    port = rig.env()["PROVISIONER_HTTP_PORT"]
+    proc = rig.start_worker(PROVISIONER_HTTP_PORT=port)
+    wait_until(lambda: readyz(port)[0] == 200, 10, "ready")
+    # When the intake queue is replaced by a classic queue of its name (declaring the
+    # topology on the sequencer's new channel fails, again and again)
+    intake = rig.topology.commands_queue
+    rig.channel.queue_delete(intake)
+    rig.channel.queue_declare(intake, durable=True)
+
+    def unready() -> dict[str, Any] | None:
+        code, body = readyz(port)
+        return body if code == 503 else None
+
+    # Then /readyz is 503 naming the sequencer and the broker's reason; the worker stays live
+    body = wait_until(unready, 20, "unready")
+    assert body["reason"].startswith(
+        "sequencer: holds the sequencer lease but has not consumed the intake for"
+    )
+    assert "PRECONDITION_FAILED" in body["reason"]
+    assert body["checks"]["partitions"] == body["checks"]["partition leases"] == "ok"
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    # And once the intake can be declared again, the worker is ready and sequences again
+    rig.channel.queue_delete(intake)
+    wait_until(lambda: readyz(port)[0] == 200, 20, "ready again")
+    rig.publish(customer_command("after-intake", key="after-intake"))
+    rig.wait_events(1, idempotency_key="after-intake", type="CustomerCreated")
+    assert proc.poll() is None
