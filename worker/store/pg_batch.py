@@ -13,7 +13,7 @@ A batch goes out in pipeline mode (libpq's, through psycopg): ``BEGIN``, the loc
 every write's statement and ``COMMIT`` are sent together and answered together, one round
 trip per batch instead of one per statement. A write's ``work`` therefore only sends its
 statement and returns the cursor; its ``read`` turns the cursor into the result once the
-batch committed (a ``work`` that fetches inside still works, at the cost of a round trip).
+batch committed (inside ``work`` a ``rowcount`` is not known yet, and a fetch costs a sync).
 
 A batch holds the rows its writes touched until it commits, so another batch needing one
 of them waits; two such batches could wait for each other. ``lock_timeout`` ends such a
