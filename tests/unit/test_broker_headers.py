@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import struct
 from types import SimpleNamespace
 from typing import Any
 
+import pika.data
 import pytest
 
 from worker.broker import headers as h
@@ -31,6 +33,17 @@ def test_counters_as_the_worker_and_the_broker_write_them_are_read() -> None:
     read = h.read_delivery_headers(props(**{h.ATTEMPTS: 2, h.DELIVERY_COUNT: 3}), True)
     assert (read.attempts, read.delivery_count, read.ignored) == (2, 3, ())
     assert h.attempts_of(props(**{h.ATTEMPTS: b"4"})) == 4  # as older versions wrote it
+
+
+def test_the_delivery_count_of_a_quorum_queue_is_read_as_pika_decodes_it() -> None:
+    # Given the header as the broker sends it (a 64-bit integer, field type "l")
+    name = h.DELIVERY_COUNT.encode()
+    field = bytes([len(name)]) + name + b"l" + struct.pack(">q", 3)
+    table, _ = pika.data.decode_table(struct.pack(">I", len(field)) + field, 0)
+    # When a redelivery's headers are read
+    read = h.read_delivery_headers(props(**table), redelivered=True)
+    # Then the count is the broker's, not an ignored header (which would hide the limit)
+    assert (read.delivery_count, read.ignored) == (3, ())
 
 
 def test_a_first_deliverys_count_is_the_publishers_word_and_is_not_read() -> None:
