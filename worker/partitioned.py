@@ -28,9 +28,9 @@ from worker.broker.publishing import carry_out
 from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
-from worker.outage import ride_out_store_outage
+from worker.outage import OutageAbandonedError, let_go_after_outage, ride_out_store_outage
 from worker.parking import PARKED, Holds, OrderGate, ParkedRun
-from worker.partitions import FENCE_FRACTION, Ownership
+from worker.partitions import START_FRESH_SHARE, Ownership
 from worker.store import StoreError
 from worker.store.order import OrderStore
 
@@ -38,9 +38,7 @@ log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
 RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
-
-
-OUTAGE_SHARE = 0.8  # of the fencing time: a store outage's wait ends before the leases fence
+FENCED = "partitions_fenced"  # why the channel is closed (the channel-loss metric's reason)
 
 
 class PartitionedConsumer(Consumer):
@@ -64,12 +62,11 @@ class PartitionedConsumer(Consumer):
         self._observer = _NotParked(self._observer)
         self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
         self._partition_of_tag: dict[str, int] = {}
-        self._partition_of_delivery: dict[int, int | None] = {}  # delivery tag -> partition
+        # (channel, delivery tag) -> partition: an old channel's task may end after a new
+        # channel's deliveries, whose tags start again at 1.
+        self._partition_of_delivery: dict[tuple[int, int], int | None] = {}
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
         self._running_lock = threading.Lock()
-        # Past the fencing time another process may own the partition: then a delay tier.
-        fence_s = self._settings.worker_dead_after_s * FENCE_FRACTION
-        self._outage_budget_s = fence_s * OUTAGE_SHARE
 
     # -- which partitions ---------------------------------------------------------------
 
@@ -89,8 +86,11 @@ class PartitionedConsumer(Consumer):
         if channel is None or not channel.is_open or now < self._next_reconcile:
             return
         self._next_reconcile = now + RECONCILE_S
+        if self._return_if_fenced():
+            return
         wanted = self._ownership.wanted()
-        for partition in sorted(wanted - self._tags.keys()):
+        startable = self._ownership.wanted(START_FRESH_SHARE)
+        for partition in sorted(startable - self._tags.keys()):
             try:
                 self._consume(channel, partition, len(wanted))
             except StoreError:  # its holds unreadable: not consumed yet, tried again next turn
@@ -103,6 +103,26 @@ class PartitionedConsumer(Consumer):
             if partition not in self._tags and not self._running_in(partition):
                 self._holds.forget(partition)
                 self._ownership.drained(partition)
+
+    def _return_if_fenced(self) -> bool:
+        """A partition whose lease fenced itself (a store outage) or went to another member
+        while this process still has deliveries of it: close the channel, so that every
+        unacked delivery goes back to its partition in order, ahead of the customer's later
+        commands (docs/ordering.md, "A store outage"). Commands waiting out the outage give up
+        (``OutageAbandonedError``); nothing goes to a delay tier without a hold."""
+        with self._running_lock:
+            busy = {p for p, n in self._running.items() if n}
+            busy.update(p for p, n in self._chains.items() if n)
+        lost = self._ownership.lost(busy | self._tags.keys())
+        if not lost:
+            return False
+        self._report.channel_lost(FENCED, f"leases of partitions {sorted(lost)} not renewed")
+        old = self._consuming
+        self._abandon_channel()
+        if old is not None:
+            old.close_keeping_order(self._settings.confirm_timeout_s)
+        self._open_channel()
+        return True
 
     def _consume(self, channel: Any, partition: int, owned: int) -> None:
         # The prefetch applies per consumer: share the process's among its partitions.
@@ -152,8 +172,10 @@ class PartitionedConsumer(Consumer):
     # -- deliveries ---------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._partition_of_delivery[method.delivery_tag] = self._partition_of_tag.get(
-            method.consumer_tag
+        if channel is not self._channel:  # a closing channel's: it returns to its partition
+            return
+        self._partition_of_delivery[(id(channel), method.delivery_tag)] = (
+            self._partition_of_tag.get(method.consumer_tag)
         )
         super().on_message(channel, method, properties, body)
 
@@ -161,7 +183,7 @@ class PartitionedConsumer(Consumer):
         return _order_key(delivery.properties, envelope)
 
     def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
-        partition = self._partition_of_delivery.get(delivery.delivery_tag)
+        partition = self._partition_of_delivery.get((id(delivery.channel), delivery.delivery_tag))
         self._count_running(partition, 1)
         key = _order_key(delivery.properties, envelope)
         if key is None or partition is None:
@@ -175,13 +197,41 @@ class PartitionedConsumer(Consumer):
             delivery.properties,
             delivery.body,
         )
-        return functools.partial(ride_out_store_outage, gate, self._outage_budget_s)
+        command = envelope.command
+        let_go = None if command is None else functools.partial(self._executor.let_go, command)
+        return functools.partial(self._ride_out, gate, let_go, self._epoch)
+
+    def _ride_out(
+        self, task: Callable[[], Any], let_go: Callable[[], None] | None, epoch: int
+    ) -> Any:
+        """``task`` waits out a store outage while the channel of ``epoch`` is open; given
+        back (unacked), what its claim left in the store is released once the store answers."""
+        try:
+            return ride_out_store_outage(task, self._while_channel(epoch), self._stopping.wait)
+        except OutageAbandonedError:
+            if let_go is not None:
+                let_go_after_outage(let_go, self._stopping.is_set, self._stopping.wait)
+            raise
+
+    def _while_channel(self, epoch: int) -> Callable[[], bool]:
+        return lambda: self._epoch == epoch and not self._stopping.is_set()
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         try:
             super()._on_done_in_pool(delivery, envelope, future)
         finally:  # a pool thread: the map is only read and popped, never iterated
-            self._count_running(self._partition_of_delivery.pop(delivery.delivery_tag, None), -1)
+            tag = (id(delivery.channel), delivery.delivery_tag)
+            self._count_running(self._partition_of_delivery.pop(tag, None), -1)
+
+    def on_processed(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
+        if isinstance(future.exception(), OutageAbandonedError) and self._take_from_transit(
+            delivery
+        ):
+            # Left unacked: the channel's close (fenced, or the end of a drain) returns it to
+            # its partition ahead of the customer's later commands.
+            self._count_in_flight(-1)
+            return
+        super().on_processed(delivery, envelope, future)
 
     def _envelope(self, delivery: Delivery) -> Envelope:
         envelope = super()._envelope(delivery)
@@ -215,7 +265,9 @@ class PartitionedConsumer(Consumer):
         self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
 
     def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
-        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        run = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        let_go = functools.partial(self._gate.let_go_parked, key)
+        task = functools.partial(self._ride_out, run, let_go, epoch)
         done = functools.partial(self._on_parked_run, key, partition, epoch)
         self._pool.submit(key, task, done)
 
@@ -234,8 +286,8 @@ class PartitionedConsumer(Consumer):
             return
         exc = future.exception()
         run: ParkedRun | None = None if exc is not None else future.result()
-        if run is None:
-            if exc is not None:
+        if run is None:  # kept in the store: the partition's next consumption resumes it
+            if exc is not None and not isinstance(exc, OutageAbandonedError):
                 log.error("running a parked command failed", exc_info=exc)
             self._end_backlog(key, partition)
             return
