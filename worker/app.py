@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from worker import __version__
 from worker.api import ResellerClient
@@ -24,6 +24,8 @@ from worker.observability.redact import register_secret
 from worker.order_setup import ordering_parts
 from worker.report import OutcomeReporter
 from worker.store import FingerprintKeys, IdempotencyStore, open_store
+from worker.store.order import Backend
+from worker.store.order_upkeep import OrderUpkeep, alias_retention_s
 from worker.store.schema import PURGE_MAX_ROWS_PER_RUN
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,13 @@ def register_secrets(settings: Settings) -> None:
 
 
 class StorePurger(threading.Thread):
-    """Deletes expired keys, a bounded number per run, on a thread of its own: the heartbeat
-    (``worker.leases.Liveness``) never waits behind it."""
+    """Deletes expired keys and unused aliases, a bounded number per run, on a thread of its
+    own: the heartbeat (``worker.leases.Liveness``) never waits behind it."""
 
     def __init__(self, store: IdempotencyStore, settings: Settings) -> None:
         super().__init__(name="store-purge", daemon=True)
         self._store, self._settings = store, settings
+        self._order = OrderUpkeep(cast(Backend, store))
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -60,11 +63,13 @@ class StorePurger(threading.Thread):
             delay = PURGE_EVERY_S
             try:
                 purged = self._store.purge_expired(self._settings.retention_days * 86400)
+                aliases = self._order.purge(alias_retention_s(self._settings.retention_days))
             except Exception:  # a store blip must not end the purges
                 log.exception("purging expired keys failed")
                 continue
-            log.info("purged expired keys", extra={"fields": {"count": purged}})
-            if purged >= PURGE_MAX_ROWS_PER_RUN:
+            fields = {"count": purged, "aliases": aliases}
+            log.info("purged expired keys", extra={"fields": fields})
+            if max(purged, aliases) >= PURGE_MAX_ROWS_PER_RUN:
                 delay = PURGE_AGAIN_S
 
 
@@ -140,7 +145,7 @@ def run_worker(
     purger = StorePurger(store, settings)
     purger.start()
     if order is not None:
-        order.start()
+        order.start(health, consumer)
     if install_signals:
         consumer.install_signal_handlers()
     log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})

@@ -21,6 +21,7 @@ from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
 from worker.left_behind import LeftBehind, Unrecorded
 from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
+from worker.rejection import reject_invalid
 from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
@@ -45,12 +46,12 @@ class Executor:
         self._metrics = metrics
         # What the calls in flight hold, renewed by the liveness thread (worker.leases).
         self.leases = leases if leases is not None else HeldLeases()
-        self._left_behind = LeftBehind()  # what a store outage left leased or unrecorded
+        # What a store outage left leased or unrecorded here.
+        self._left_behind = LeftBehind(store, config.owner)
 
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
-            assert envelope.invalid is not None
-            return terminal.rejected_invalid(envelope, envelope.invalid)
+            return reject_invalid(self._store, self._config, envelope, self._count)
         if self._at_delivery_limit(envelope):
             command = envelope.command
             return self._decided(command) or terminal.poisoned(envelope, command)
@@ -111,7 +112,7 @@ class Executor:
                 decision = self._record(command, unrecorded)
                 self._left_behind.discard(command.idempotency_key)
                 return decision
-            if self._release_left_behind(command):
+            if self._left_behind.release(command.idempotency_key):
                 claim = self._claim(env, command, customer)
         verdict = of_claim(claim.status)
         if verdict is None:
@@ -158,32 +159,9 @@ class Executor:
         decision = terminal.succeeded(command, body)
         return self._record(command, Unrecorded(True, body, call.uncertain, decision))
 
-    def _release_left_behind(self, command: Command) -> bool:
-        """A key this process left leased when the store failed under its call (the outcome
-        unrecorded): release it as uncertain, so the claim that follows resolves by read-back
-        first instead of waiting out our own lease, the command looping through the delay
-        tier meanwhile. True when released."""
-        key = command.idempotency_key
-        if not self._left_behind.holds(key):
-            return False
-        self._left_behind.discard(key)
-        return self._store.release(key, self._config.owner, True)
-
     def let_go(self, command: Command) -> None:
-        """After a store outage gave ``command`` back to the broker: record the outcome the
-        API gave it, or else release its key (uncertain if a call may have gone out), and its
-        customer, so that its next owner replays or runs it without waiting out our leases.
-        Raises ``StoreError`` while the store is down."""
-        key, owner = command.idempotency_key, self._config.owner
-        unrecorded = self._left_behind.outcome(key)
-        if unrecorded is not None:
-            self._record(command, unrecorded)
-        else:
-            self._store.release(key, owner, self._left_behind.holds(key))
-        customer = command_customer(command)
-        if customer is not None:
-            self._store.unlock_customer(customer, owner)
-        self._left_behind.discard(key)
+        """After a store outage gave ``command`` back to the broker (``LeftBehind.let_go``)."""
+        self._left_behind.let_go(command.idempotency_key, command_customer(command))
 
     def _busy(self, command: Command, why: str) -> Decision:
         # Not counted as an attempt: the holder's lease or death bounds how long this lasts.

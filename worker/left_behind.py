@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from worker.decision import Decision
+from worker.store import IdempotencyStore
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class Unrecorded:
 
 
 class LeftBehind:
-    def __init__(self) -> None:
+    def __init__(self, store: IdempotencyStore, owner: str) -> None:
+        self._store, self._owner = store, owner
         self._lock = threading.Lock()
         self._keys: set[str] = set()
         self._outcomes: dict[str, Unrecorded] = {}
@@ -54,3 +56,28 @@ class LeftBehind:
         with self._lock:
             self._keys.discard(key)
             self._outcomes.pop(key, None)
+
+    def release(self, key: str) -> bool:
+        """A key left leased without an outcome: released as uncertain, so the claim that
+        follows resolves by read-back instead of waiting out our own lease. True if released."""
+        if not self.holds(key):
+            return False
+        released = self._store.release(key, self._owner, True)
+        self.discard(key)
+        return released
+
+    def let_go(self, key: str, customer: str | None) -> None:
+        """The command of ``key`` went back to the broker: record the outcome the API gave
+        it, or else release the key (uncertain if a call may have gone out), and its customer,
+        so that its next owner replays or runs it without waiting out our leases. Raises
+        ``StoreError`` while the store is down."""
+        outcome = self.outcome(key)
+        if outcome is not None:
+            self._store.complete(
+                key, self._owner, outcome.succeeded, outcome.event, outcome.uncertain
+            )
+        else:
+            self._store.release(key, self._owner, self.holds(key))
+        if customer is not None:
+            self._store.unlock_customer(customer, self._owner)
+        self.discard(key)

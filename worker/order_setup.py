@@ -18,6 +18,7 @@ from worker.partitions import Ownership
 from worker.sequencer import Sequencer
 from worker.store import IdempotencyStore
 from worker.store.order import Backend, OrderStore
+from worker.store.order_upkeep import OrderUpkeep
 
 SEQUENCER_JOIN_S = 10.0
 
@@ -26,20 +27,28 @@ SEQUENCER_JOIN_S = 10.0
 class OrderingParts:
     ownership: Ownership
     sequencer: Sequencer
-    store: OrderStore
+    store: OrderUpkeep
     metrics: OrderMetrics
+    records: IdempotencyStore
 
     def consumer_class(self) -> Callable[..., Consumer]:
         return functools.partial(
             PartitionedConsumer,
             ownership=self.ownership,
             order_store=self.store,
+            records=self.records,
             order_metrics=self.metrics,
         )
 
-    def start(self) -> None:
+    def start(self, health: Any = None, consumer: Consumer | None = None) -> None:
+        """The threads, and what /readyz asks of them (``health``: ``Health.add_check``)."""
         self.ownership.start()
         self.sequencer.start()
+        if health is not None:
+            health.add_check("partition leases", self.ownership.problem)
+            health.add_check("sequencer", self.sequencer.problem)
+            if isinstance(consumer, PartitionedConsumer):
+                health.add_check("partitions", consumer.partitions_problem)
 
     def stop(self) -> None:
         """After the consumer drained: the sequencer returns what it holds, then the leases
@@ -61,7 +70,7 @@ def ordering_parts(
     if not settings.partitions:
         return None
     metrics = OrderMetrics(registry)
-    order_store = OrderStore(cast(Backend, store))
+    order_store = OrderUpkeep(cast(Backend, store))
     ownership = Ownership(
         OrderStore(cast(Backend, heartbeat_store)),
         settings.worker_id,
@@ -71,4 +80,4 @@ def ordering_parts(
         metrics=metrics,
     )
     sequencer = Sequencer(settings, topology, ownership, order_store, metrics)
-    return OrderingParts(ownership, sequencer, order_store, metrics)
+    return OrderingParts(ownership, sequencer, order_store, metrics, store)

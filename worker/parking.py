@@ -16,6 +16,7 @@ of the partitions it consumes, loaded from the store when it takes a partition.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,9 @@ import pika
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
 from worker.store.order import OrderStore, Parked
+from worker.store.order_upkeep import OrderUpkeep
 
+log = logging.getLogger(__name__)
 PARKED = "parked"  # the outcome of a command parked behind its customer's hold
 RETRY = "retry"
 
@@ -69,6 +72,13 @@ class Holds:
         with self._lock:
             hold = self._holds.setdefault(key, Hold(holder, partition))
             hold.holder = holder
+
+    def adopt_release(self, key: str) -> None:
+        """An operator cleared the holder in the store: this view follows."""
+        with self._lock:
+            hold = self._holds.get(key)
+            if hold is not None:
+                hold.holder = None
 
     def begin_drain(self, key: str) -> int | None:
         """Mark K's backlog as running; its partition, or None when nothing is to run."""
@@ -119,7 +129,7 @@ class OrderGate:
     def __init__(
         self,
         executor: Executor,
-        store: OrderStore,
+        store: OrderUpkeep,
         holds: Holds,
         envelope_of: Callable[[Any, bytes], Envelope],
         metrics: Any = None,
@@ -138,12 +148,34 @@ class OrderGate:
     ) -> Decision:
         hold = self._holds.get(key)
         own_key = envelope.command.idempotency_key if envelope.command is not None else None
+        if (
+            own_key is not None
+            and envelope.delayed_attempts
+            and (hold is None or hold.holder != own_key)
+        ):
+            self._note_released_holder(own_key)
         if hold is not None and (hold.holder is None or hold.holder != own_key):
             self._store.park(key, partition, routing_key, encode_properties(properties), body)
             if self._metrics is not None:
                 self._metrics.command_held()
             return Decision(_command_type(envelope), PARKED)
         return self._run(envelope, key, partition, hold)
+
+    def _note_released_holder(self, own_key: str) -> None:
+        """Back from a delay tier, yet not holding its customer: an operator may have
+        released it (``provisioner order release``). It runs after the commands it held (or
+        is parked behind those still waiting); said loudly, since that is out of publish
+        order. One store read, only for such a rare delivery."""
+        order_key = self._store.take_released(own_key)
+        if order_key is None:
+            return
+        fields = {"idempotency_key": own_key, "order_key": order_key}
+        log.warning(
+            "a released holder came back: it runs after the commands it held",
+            extra={"fields": fields},
+        )
+        if self._metrics is not None:
+            self._metrics.released_holder_returned()
 
     def _run(self, envelope: Envelope, key: str, partition: int, hold: Hold | None) -> Decision:
         decision = self._executor.process(envelope)
@@ -189,3 +221,18 @@ def _command_type(envelope: Envelope) -> str:
     if envelope.command is not None:
         return type(envelope.command).__name__
     return (envelope.invalid.command_type if envelope.invalid else None) or "unknown"
+
+
+class NotParked:
+    """The outcome reporter, told nothing of a command parked: its outcome comes later."""
+
+    def __init__(self, observer: Any) -> None:
+        self._observer = observer
+
+    def command_done(self, envelope: Envelope, decision: Decision, duration_s: float) -> None:
+        if self._observer is not None and decision.outcome != PARKED:
+            self._observer.command_done(envelope, decision, duration_s)
+
+    def command_crashed(self, envelope: Envelope, exc: BaseException) -> None:
+        if self._observer is not None:
+            self._observer.command_crashed(envelope, exc)

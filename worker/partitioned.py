@@ -19,34 +19,37 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pika.exceptions import AMQPError
-
 from contracts import command_customer
+from worker.backlogs import BacklogRunner
 from worker.broker import headers as h
 from worker.broker.confirms import ConfirmGroup
-from worker.broker.publishing import carry_out
-from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
-from worker.outage import OutageAbandonedError, let_go_after_outage, ride_out_store_outage
-from worker.parking import PARKED, Holds, OrderGate, ParkedRun
+from worker.hold_watch import HoldWatch, check_every_s, overdue_after_s
+from worker.observability.health import Downtime
+from worker.observability.redact import redact_text
+from worker.outage import OutageAbandonedError
+from worker.parking import Holds, NotParked, OrderGate
 from worker.partitions import START_FRESH_SHARE, Ownership
-from worker.store import StoreError
-from worker.store.order import OrderStore
+from worker.store import IdempotencyStore, StoreError
+from worker.store.order_upkeep import OrderUpkeep
 
 log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
 RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
+# A partition owned and not consumed for longer makes the process unready (its commands wait).
+UNCONSUMED_GRACE_S = 5.0
 FENCED = "partitions_fenced"  # why the channel is closed (the channel-loss metric's reason)
 
 
-class PartitionedConsumer(Consumer):
+class PartitionedConsumer(BacklogRunner):
     def __init__(
         self,
         *args: Any,
         ownership: Ownership,
-        order_store: OrderStore,
+        order_store: OrderUpkeep,
+        records: IdempotencyStore,
         order_metrics: Any = None,
         **kwargs: Any,
     ) -> None:
@@ -56,10 +59,15 @@ class PartitionedConsumer(Consumer):
         self._gate = OrderGate(
             self._executor, order_store, self._holds, self._envelope_of, order_metrics
         )
+        margin_s = self._settings.hold_overdue_margin_s
+        overdue_s = overdue_after_s(self._settings.retry_delays_s, margin_s)
+        self._watch = HoldWatch(order_store, self._holds, records.get, overdue_s, order_metrics)
+        self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
+        self._unconsumed = Downtime(UNCONSUMED_GRACE_S)
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
-        self._observer = _NotParked(self._observer)
+        self._observer = NotParked(self._observer)
         self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
         self._partition_of_tag: dict[str, int] = {}
         # (channel, delivery tag) -> partition: an old channel's task may end after a new
@@ -69,6 +77,10 @@ class PartitionedConsumer(Consumer):
         self._running_lock = threading.Lock()
 
     # -- which partitions ---------------------------------------------------------------
+
+    def partitions_problem(self) -> str | None:
+        """For /readyz: partitions this process owns and cannot consume (the store)."""
+        return self._unconsumed.problem("owned partitions not consumed")
 
     def _consumed_queue(self) -> str | None:
         return ""  # the partitions, subscribed by ``_on_pump``
@@ -93,8 +105,12 @@ class PartitionedConsumer(Consumer):
         for partition in sorted(startable - self._tags.keys()):
             try:
                 self._consume(channel, partition, len(wanted))
-            except StoreError:  # its holds unreadable: not consumed yet, tried again next turn
+            except StoreError as exc:  # its holds unreadable: not consumed, tried next turn
                 log.warning("partition not consumed: the store did not answer", exc_info=True)
+                missing = sorted(wanted - self._tags.keys())
+                self._unconsumed.down(f"{missing}: {redact_text(str(exc))[:200]}")
+        if wanted <= self._tags.keys():
+            self._unconsumed.up()
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)
             self._partition_of_tag.pop(tag, None)
@@ -103,6 +119,8 @@ class PartitionedConsumer(Consumer):
             if partition not in self._tags and not self._running_in(partition):
                 self._holds.forget(partition)
                 self._ownership.drained(partition)
+        if not self._watching and now >= self._next_watch:
+            self._watch_holds(now)
 
     def _return_if_fenced(self) -> bool:
         """A partition whose lease fenced itself (a store outage) or went to another member
@@ -123,6 +141,29 @@ class PartitionedConsumer(Consumer):
             old.close_keeping_order(self._settings.confirm_timeout_s)
         self._open_channel()
         return True
+
+    def _watch_holds(self, now: float) -> None:
+        self._watching, self._next_watch = True, now + self._watch_every_s
+        released = functools.partial(self._on_hold_released, self._epoch)
+        try:
+            self._watch.run_on(self._pool, frozenset(self._tags), released, self._watched)
+        except RuntimeError:  # the pool is shut down: the process is stopping
+            log.debug("holds not looked at: stopping")
+
+    def _watched(self) -> None:
+        self._watching = False  # a pool thread; the loop reads it on its next turn
+
+    def _on_hold_released(self, epoch: int, key: str) -> None:
+        """A pool thread: the backlog starts on the connection's thread."""
+        callback = functools.partial(self._resume_backlog, key, epoch)
+        try:
+            self._connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog not started: connection gone")
+
+    def _resume_backlog(self, key: str, epoch: int) -> None:
+        if epoch == self._epoch:
+            self._start_backlog(key)
 
     def _consume(self, channel: Any, partition: int, owned: int) -> None:
         # The prefetch applies per consumer: share the process's among its partitions.
@@ -201,21 +242,6 @@ class PartitionedConsumer(Consumer):
         let_go = None if command is None else functools.partial(self._executor.let_go, command)
         return functools.partial(self._ride_out, gate, let_go, self._epoch)
 
-    def _ride_out(
-        self, task: Callable[[], Any], let_go: Callable[[], None] | None, epoch: int
-    ) -> Any:
-        """``task`` waits out a store outage while the channel of ``epoch`` is open; given
-        back (unacked), what its claim left in the store is released once the store answers."""
-        try:
-            return ride_out_store_outage(task, self._while_channel(epoch), self._stopping.wait)
-        except OutageAbandonedError:
-            if let_go is not None:
-                let_go_after_outage(let_go, self._stopping.is_set, self._stopping.wait)
-            raise
-
-    def _while_channel(self, epoch: int) -> Callable[[], bool]:
-        return lambda: self._epoch == epoch and not self._stopping.is_set()
-
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         try:
             super()._on_done_in_pool(delivery, envelope, future)
@@ -253,106 +279,9 @@ class PartitionedConsumer(Consumer):
         if key is not None:  # a holder's outcome is out: its backlog may run
             self._start_backlog(key)
 
-    def _start_backlog(self, key: str) -> None:
-        partition = self._holds.begin_drain(key)
-        if partition is None:
-            return
-        self._chains[partition] = self._chains.get(partition, 0) + 1
-        self._next_parked(key, partition, self._epoch, None)
-
-    def _end_backlog(self, key: str, partition: int) -> None:
-        self._holds.end_drain(key)
-        self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
-
-    def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
-        run = functools.partial(self._gate.run_parked, key, partition, done_seq)
-        let_go = functools.partial(self._gate.let_go_parked, key)
-        task = functools.partial(self._ride_out, run, let_go, epoch)
-        done = functools.partial(self._on_parked_run, key, partition, epoch)
-        self._pool.submit(key, task, done)
-
-    def _on_parked_run(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
-        # A pool thread: back to the connection's thread to publish.
-        callback = functools.partial(self._carry_out_parked, key, partition, epoch, future)
-        connection = self._connection
-        try:
-            connection.add_callback_threadsafe(callback)
-        except Exception:  # the connection is gone: the backlog resumes with the partition
-            log.info("backlog interrupted: connection gone")
-
-    def _carry_out_parked(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
-        confirms = self._confirms
-        if epoch != self._epoch or confirms is None:
-            return
-        exc = future.exception()
-        run: ParkedRun | None = None if exc is not None else future.result()
-        if run is None:  # kept in the store: the partition's next consumption resumes it
-            if exc is not None and not isinstance(exc, OutageAbandonedError):
-                log.error("running a parked command failed", exc_info=exc)
-            self._end_backlog(key, partition)
-            return
-        delivery = Delivery(
-            None, 0, run.parked.routing_key, run.properties, run.parked.body, time.monotonic()
-        )
-        settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
-        group = confirms.group(settled)
-        try:
-            carry_out(
-                confirms.publisher(group),
-                self._topology,
-                delivery.body,
-                delivery.properties,
-                delivery.routing_key,
-                run.decision,
-            )
-        except AMQPError:
-            raise
-        except Exception as exc:  # kept in the store; the partition's next consumption retries
-            confirms.discard(group)
-            log.error("a parked command's outcome is not publishable", exc_info=exc)
-            self._end_backlog(key, partition)
-            return
-        confirms.seal(group)
-
-    def _on_parked_confirmed(
-        self,
-        key: str,
-        partition: int,
-        epoch: int,
-        run: ParkedRun,
-        delivery: Delivery,
-        group: ConfirmGroup,
-    ) -> None:
-        if epoch != self._epoch:
-            return
-        if group.nacked or group.returned_exchanges() - {self._topology.events_exchange}:
-            # Kept in the store: the partition's next owner (or consumption) runs it again.
-            log.error("publish refused for a parked command; its backlog waits")
-            self._end_backlog(key, partition)
-            return
-        if self._observer is not None:
-            elapsed = time.monotonic() - delivery.started_at
-            self._observer.command_done(run.envelope, run.decision, elapsed)
-        self._next_parked(key, partition, epoch, run.parked.seq)
-
 
 def _order_key(properties: Any, envelope: Envelope) -> str | None:
     key = (properties.headers or {}).get(h.ORDER_KEY)
     if isinstance(key, str):
         return key
     return command_customer(envelope.command) if envelope.command is not None else None
-
-
-class _NotParked:
-    """The outcome reporter, told nothing of a command parked: its outcome comes later."""
-
-    def __init__(self, observer: Any) -> None:
-        self._observer = observer
-
-    def command_done(self, envelope: Envelope, decision: Decision, duration_s: float) -> None:
-        if self._observer is not None and decision.outcome != PARKED:
-            self._observer.command_done(envelope, decision, duration_s)
-
-    def command_crashed(self, envelope: Envelope, exc: BaseException) -> None:
-        if self._observer is not None:
-            self._observer.command_crashed(envelope, exc)

@@ -17,7 +17,9 @@ import contextlib
 import functools
 import logging
 import threading
+import time
 import zlib
+from collections.abc import Callable
 from typing import Any, TypeGuard
 
 import msgspec
@@ -32,9 +34,11 @@ from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
 from worker.broker.topology import Topology
 from worker.config import Settings
+from worker.observability.health import Downtime
+from worker.observability.redact import redact_text
 from worker.partitions import Ownership
 from worker.store import StoreError
-from worker.store.order import OrderStore
+from worker.store.order_upkeep import OrderUpkeep
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +46,14 @@ PUMP_S = 0.1
 IDLE_S = 0.2  # how often a process without the lease looks again
 SEQUENCER_PREFETCH = 512  # intake deliveries in flight: republishes awaiting their confirm
 RECONNECT_S = 1.0
+# Holding the lease without consuming the intake longer than this makes the process unready:
+# a reconnection takes RECONNECT_S and the time to connect.
+INTAKE_DOWN_GRACE_S = 5 * RECONNECT_S
 # Not carried to the partition: the intake's own bookkeeping, and what the sequencer sets.
 DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED}
+# How often an alias in use is marked used in the store (``used_at``): the retention purge
+# deletes only aliases no command was routed through for far longer (docs/ordering.md).
+ALIAS_TOUCH_EVERY_S = 3600.0
 
 
 class Routed(msgspec.Struct):
@@ -82,15 +92,30 @@ def partition_of(key: str | bytes, partitions: int) -> int:
 class Router:
     """Ordering keys and partitions; the alias map of renames."""
 
-    def __init__(self, store: OrderStore, partitions: int) -> None:
-        self._store, self._partitions = store, partitions
+    def __init__(
+        self,
+        store: OrderUpkeep,
+        partitions: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store, self._partitions, self._clock = store, partitions, clock
         self._aliases: dict[str, str] = {}
+        self._touched: dict[str, float] = {}  # alias -> when last marked used (our clock)
 
     def load(self) -> None:
         self._aliases = self._store.aliases()
+        self._touched = {}
 
     def order_key(self, customer: str) -> str:
-        return self._aliases.get(customer, customer)
+        key = self._aliases.get(customer)
+        if key is None:
+            return customer
+        now = self._clock()
+        touched = self._touched.get(customer)
+        if touched is None or now - touched >= ALIAS_TOUCH_EVERY_S:
+            self._store.touch_alias(customer, key)  # kept from the purge while in use
+            self._touched[customer] = now
+        return key
 
     def route(self, body: bytes, message_id: str | None) -> tuple[str | None, int]:
         """(ordering key or None, partition). Records a rename's alias before returning."""
@@ -110,6 +135,7 @@ class Router:
             if self._aliases.get(new) != key:
                 self._store.add_alias(new, key)  # before the republish: durable first
                 self._aliases[new] = key
+                self._touched[new] = self._clock()
         return key, partition_of(key, self._partitions)
 
 
@@ -119,8 +145,9 @@ class Sequencer(threading.Thread):
         settings: Settings,
         topology: Topology,
         ownership: Ownership,
-        store: OrderStore,
+        store: OrderUpkeep,
         metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="sequencer", daemon=True)
         self._settings, self._topology, self._ownership = settings, topology, ownership
@@ -134,27 +161,40 @@ class Sequencer(threading.Thread):
         # Intake deliveries in delivery order -> republish confirmed (acked in batches).
         self._unsettled: dict[int, bool] = {}
         self._reset = False  # a message failed half-way: its confirm count may be off
+        self._intake = Downtime(INTAKE_DOWN_GRACE_S, clock=clock)  # while holding the lease
         self.stopped = threading.Event()
+
+    def problem(self) -> str | None:
+        """For /readyz: why this process, the sequencer, does not move the intake."""
+        if self.ident is not None and not self.is_alive() and not self.stopped.is_set():
+            return "the sequencer's thread ended"
+        return self._intake.problem("holds the sequencer lease but has not consumed the intake")
 
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
                 if not self._ownership.is_sequencer():
+                    self._intake.up()  # not ours to consume
                     self._close()
                     self.stopped.wait(IDLE_S)
                     continue
                 if self._connection is None:
+                    self._intake.down()
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
                 self._check_channel()
                 if self._reset:
                     self._close()  # start over on a new channel
+                elif self._consuming is not None:
+                    self._intake.up()
             except (AMQPError, StoreError, OSError) as exc:
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
+                self._intake.down(redact_text(f"{type(exc).__name__}: {exc}")[:300])
                 self._close()
                 self.stopped.wait(RECONNECT_S)
-            except Exception:  # a bug must not end the thread: the intake would stall
+            except Exception as exc:  # a bug must not end the thread: the intake would stall
                 log.exception("sequencer failed; starting again")
+                self._intake.down(f"failed: {type(exc).__name__}")
                 self._close()
                 self.stopped.wait(RECONNECT_S)
         self._close()
@@ -185,6 +225,7 @@ class Sequencer(threading.Thread):
             kind, reason = problem
             fields = {"kind": kind, "reason": reason}
             log.warning("sequencer channel lost; reopening", extra={"fields": fields})
+            self._intake.down(reason)
             self._close()
 
     def _close(self) -> None:

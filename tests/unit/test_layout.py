@@ -113,11 +113,13 @@ LAYERS = (
     (
         "consumer and executor",
         (
+            "worker.backlogs",
             "worker.consumer",
             "worker.execute",
             "worker.fallback",
             "worker.partitioned",
             "worker.parking",
+            "worker.hold_watch",
         ),
     ),
     ("parts", ("worker",)),

@@ -63,8 +63,7 @@ def _count(value: Any) -> int | None:
         value = value.decode("ascii", "replace")
     if isinstance(value, str) and len(value) <= len(str(MAX_COUNT)) and value.isdecimal():
         value = int(value)
-    # pika decodes the broker's 64-bit integers (x-delivery-count) as ``pika.compat.long``,
-    # an int subclass; bool is one too, and no counter.
+    # pika reads the broker's 64-bit integers (x-delivery-count) as ``long``, a subclass of int.
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
         return int(value)
     return None

@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from worker import __version__
 from worker.exit_codes import EXIT_INTERRUPTED
 
-SUBCOMMANDS = ("run", "publish", "dlq", "schema", "topology")
+SUBCOMMANDS = ("run", "publish", "dlq", "schema", "topology", "order")
 
 EXIT_CODES = """exit codes:
   0  success
   1  unexpected error (a bug: see the log and Sentry)
   2  bad usage or bad configuration (the message names the setting)
-  3  broker unreachable or refused the credentials
+  3  broker (or, for order, store) unreachable or refused the credentials
   4  the operation ran but some messages failed (see its summary)
   130  interrupted (Ctrl-C)"""
 

@@ -36,6 +36,25 @@ class OrderMetrics:
             "Customers held behind a command sent to a delay tier.",
             registry=r,
         )
+        self._overdue = Gauge(
+            f"{p}_order_holds_overdue",
+            "Holds of this process's partitions older than the longest delay tier plus the "
+            "margin: their holder may never come back (provisioner order holds).",
+            registry=r,
+        )
+        self._released = Counter(
+            f"{p}_order_holds_released",
+            "Holds released without their holder: by an operator, or the holder had finished.",
+            ["by"],
+            registry=r,
+        )
+        for by in ("operator", "finished_holder"):
+            self._released.labels(by=by)
+        self._returned = Counter(
+            f"{p}_order_released_holders_returned",
+            "Released holders that came back after all and ran after the commands they held.",
+            registry=r,
+        )
 
     def partitions_owned(self, count: int, sequencer: bool) -> None:
         self._owned.set(count)
@@ -52,3 +71,12 @@ class OrderMetrics:
 
     def customer_held(self) -> None:
         self._holds.inc()
+
+    def holds_overdue(self, count: int) -> None:
+        self._overdue.set(count)
+
+    def hold_released(self, by: str) -> None:
+        self._released.labels(by=by).inc()
+
+    def released_holder_returned(self) -> None:
+        self._returned.inc()

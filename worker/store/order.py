@@ -5,10 +5,14 @@ holds and parked commands, in tables beside the idempotency records.
   each was last seen (renewed every heartbeat).
 - ``order_leases``: who holds the sequencer role (``sequencer``) and each partition
   (``partition-<i>``), until when.
-- ``order_aliases``: ``ChangeUsername`` made ``name`` an alias of an earlier ordering key.
+- ``order_aliases``: ``ChangeUsername`` made ``name`` an alias of an earlier ordering key;
+  ``used_at``: when the sequencer last routed a command through it (hourly at most).
 - ``order_holds``: an ordering key whose commands wait behind ``holder`` (an idempotency
   key in a delay tier), or, with no holder, behind the parked commands being run.
 - ``order_parked``: commands waiting behind a hold, in ``seq`` order.
+- ``order_released``: holders an operator released (``provisioner order release``), until
+  a copy of them shows up or the retention purge (``worker.store.order_upkeep``).
+- ``store_meta`` row ``partitions``: the deployment's P (``worker.store.order_upkeep``).
 
 Each operation is one transaction of the backend (``transact``), its statements written
 once in SQLite's ``:name`` style.
@@ -30,6 +34,7 @@ LEASES = "order_leases"
 ALIASES = "order_aliases"
 HOLDS = "order_holds"
 PARKED = "order_parked"
+RELEASED = "order_released"
 SEQUENCER_LEASE = "sequencer"
 
 
@@ -51,6 +56,8 @@ def order_schema_sql(real: str, blob: str) -> list[str]:
             order_key TEXT NOT NULL, seq INTEGER NOT NULL, part_no INTEGER NOT NULL,
             routing_key TEXT NOT NULL, properties {blob} NOT NULL, body {blob} NOT NULL,
             created_at {real} NOT NULL, PRIMARY KEY (order_key, seq))""",
+        f"""CREATE TABLE IF NOT EXISTS {RELEASED} (
+            holder TEXT PRIMARY KEY, order_key TEXT NOT NULL, released_at {real} NOT NULL)""",
     ]
 
 
@@ -68,8 +75,9 @@ RELEASE_ALL = "DELETE FROM order_leases WHERE owner = :owner"
 SEQUENCER_OWNER = "SELECT owner FROM order_leases WHERE name = 'sequencer' AND expires_at > :now"
 LIVE_LEASES = "SELECT name, owner FROM order_leases WHERE expires_at > :now"
 ALL_ALIASES = "SELECT name, order_key FROM order_aliases"
-ADD_ALIAS = """INSERT INTO order_aliases (name, order_key, created_at) VALUES (:name, :key, :now)
-ON CONFLICT (name) DO UPDATE SET order_key = excluded.order_key"""
+ADD_ALIAS = """INSERT INTO order_aliases (name, order_key, created_at, used_at)
+VALUES (:name, :key, :now, :now)
+ON CONFLICT (name) DO UPDATE SET order_key = excluded.order_key, used_at = excluded.used_at"""
 HOLDS_OF = "SELECT order_key, holder FROM order_holds WHERE part_no = :partition"
 SET_HOLD = """INSERT INTO order_holds (order_key, part_no, holder, updated_at)
 VALUES (:key, :partition, :holder, :now)

@@ -1,0 +1,123 @@
+"""Upkeep of the order tables (docs/ordering.md, "Stuck holds" and "Aliases"): what
+operators and the worker's own checks read and repair, beside the hot path's
+``OrderStore``.
+
+- A hold's row tells how long it has waited (``updated_at``: set each time its holder went
+  to a delay tier), so a hold older than the longest tier is *overdue*.
+- ``release`` turns a hold whose holder never comes back into a draining one (its parked
+  commands run) and remembers the holder in ``order_released``, so a copy of it that still
+  shows up is recognised and reported.
+- Aliases are purged once no command was routed through them for the retention
+  (``used_at``, refreshed by the sequencer), in bounded batches, like the records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.store.order import RELEASED, OrderStore
+from worker.store.schema import PURGE_BATCH_ROWS, PURGE_MAX_ROWS_PER_RUN
+
+Execute = Callable[[str, dict[str, Any]], Any]
+
+# An operator's listing: no body, no properties (passwords rest there), only counts.
+LIST_HOLDS = """SELECT h.order_key, h.holder, h.part_no, h.updated_at,
+    (SELECT COUNT(*) FROM order_parked p WHERE p.order_key = h.order_key)
+FROM order_holds h ORDER BY h.updated_at, h.order_key"""
+HOLD_ROW = "SELECT holder, part_no FROM order_holds WHERE order_key = :key"
+RELEASE_HOLD = """UPDATE order_holds SET holder = NULL, updated_at = :now
+WHERE order_key = :key AND holder IS NOT NULL"""
+REMEMBER_RELEASED = """INSERT INTO order_released (holder, order_key, released_at)
+VALUES (:holder, :key, :now)
+ON CONFLICT (holder) DO UPDATE SET order_key = excluded.order_key,
+    released_at = excluded.released_at"""
+TAKE_RELEASED = "DELETE FROM order_released WHERE holder = :holder RETURNING order_key"
+PURGE_ALIASES = """DELETE FROM order_aliases WHERE COALESCE(used_at, created_at) < :cutoff
+AND name IN (SELECT name FROM order_aliases WHERE COALESCE(used_at, created_at) < :cutoff
+             LIMIT :batch)"""
+PURGE_RELEASED = "DELETE FROM order_released WHERE released_at < :cutoff"
+
+# Aliases live at least this long after their last use, whatever the records' retention:
+# far beyond the longest wait of a command routed through one (a delay tier is an hour at
+# most, and an overdue hold is reported well before), see docs/ordering.md.
+ALIAS_MIN_RETENTION_S = 7 * 86400.0
+
+
+def alias_retention_s(retention_days: float) -> float:
+    """How long an alias no command was routed through is kept: the store's retention
+    (``PROVISIONER_RETENTION_DAYS``), and never less than ``ALIAS_MIN_RETENTION_S``."""
+    return max(retention_days * 86400, ALIAS_MIN_RETENTION_S)
+
+
+@dataclass(frozen=True)
+class HoldRow:
+    """One hold as an operator sees it: never a body or a property of a command."""
+
+    order_key: str
+    holder: str | None  # the idempotency key in a delay tier; None: its backlog is running
+    partition: int
+    updated_at: float
+    parked: int
+
+
+class OrderUpkeep(OrderStore):
+    """The order tables' upkeep: listing, release, overdue holds, alias purge."""
+
+    def holds(self, partitions: Iterable[int] | None = None) -> list[HoldRow]:
+        """Every hold, oldest first; only those of ``partitions`` when given."""
+        rows = self._run(lambda execute: execute(LIST_HOLDS, {}).fetchall())
+        wanted = None if partitions is None else set(partitions)
+        return [
+            HoldRow(str(key), None if holder is None else str(holder), int(part), float(at), int(n))
+            for key, holder, part, at, n in rows
+            if wanted is None or int(part) in wanted
+        ]
+
+    def hold(self, order_key: str) -> tuple[str | None, int] | None:
+        """(holder, partition) of ``order_key``'s hold, or None when it is not held."""
+        row = self._run(lambda execute: execute(HOLD_ROW, {"key": order_key}).fetchone())
+        return None if row is None else (None if row[0] is None else str(row[0]), int(row[1]))
+
+    def release(self, order_key: str) -> str | None:
+        """Turn the hold draining; the holder it had (remembered as released), or None when
+        the key is not held by anyone (no hold, or one already draining)."""
+        now = self._clock()
+
+        def work(execute: Execute) -> str | None:
+            row = execute(HOLD_ROW, {"key": order_key}).fetchone()
+            if row is None or row[0] is None:
+                return None
+            holder = str(row[0])
+            execute(RELEASE_HOLD, {"key": order_key, "now": now})
+            execute(REMEMBER_RELEASED, {"holder": holder, "key": order_key, "now": now})
+            return holder
+
+        return self._run(work)
+
+    def take_released(self, holder: str) -> str | None:
+        """The ordering key ``holder`` was released from (forgotten now), or None."""
+        row = self._run(lambda execute: execute(TAKE_RELEASED, {"holder": holder}).fetchone())
+        return None if row is None else str(row[0])
+
+    def touch_alias(self, name: str, order_key: str) -> None:
+        """Mark the alias used now; written again if the purge took it meanwhile (the
+        sequencer routes by it from memory, so the next sequencer must find it)."""
+        self.add_alias(name, order_key)
+
+    def purge(self, retention_s: float, max_rows: int = PURGE_MAX_ROWS_PER_RUN) -> int:
+        """Aliases not used for ``retention_s``, and released holders remembered that long,
+        in batches of ``PURGE_BATCH_ROWS`` (one transaction each), at most ``max_rows``."""
+        params = {"cutoff": self._clock() - retention_s, "batch": PURGE_BATCH_ROWS}
+        deleted = 0
+        while deleted < max_rows:
+            batch = int(self._run(lambda execute: execute(PURGE_ALIASES, params).rowcount))
+            deleted += batch
+            if batch < PURGE_BATCH_ROWS:
+                break
+        self._run(lambda execute: execute(PURGE_RELEASED, params))
+        return deleted
+
+
+__all__ = ["ALIAS_MIN_RETENTION_S", "RELEASED", "HoldRow", "OrderUpkeep", "alias_retention_s"]
