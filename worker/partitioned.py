@@ -190,15 +190,18 @@ class PartitionedConsumer(BacklogRunner):
         super()._abandon_channel()
 
     def _drain(self) -> None:
-        channel = self._channel
-        if channel is not None and channel.is_open:
-            for tag in list(self._tags.values()):
-                try:
-                    channel.basic_cancel(tag)
-                except Exception:  # the base drain reports a lost broker
-                    break
+        # No basic_cancel: pika's would requeue the deliveries not yet dispatched ahead of
+        # the dispatched ones dropped here (see ``close_keeping_order``). Deliveries keep
+        # coming up to the prefetch and are ignored (``on_message``); once the calls under
+        # way are done the channel closes, and all of them go back in delivery order.
         self._tags.clear()
         super()._drain()
+
+    def _wait_for_calls(self, connection: Any, deadline: float) -> None:
+        super()._wait_for_calls(connection, deadline)
+        consuming = self._consuming
+        if connection is not None and connection.is_open and consuming is not None:
+            consuming.close_keeping_order(self._settings.confirm_timeout_s)
 
     def _running_in(self, partition: int) -> int:
         with self._running_lock:
@@ -213,8 +216,8 @@ class PartitionedConsumer(BacklogRunner):
     # -- deliveries ---------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        if channel is not self._channel:  # a closing channel's: it returns to its partition
-            return
+        if channel is not self._channel or self._stopping.is_set():
+            return  # a closing channel's, or a drain's: it goes back to its partition unacked
         self._partition_of_delivery[(id(channel), method.delivery_tag)] = (
             self._partition_of_tag.get(method.consumer_tag)
         )
