@@ -64,6 +64,7 @@ class PartitionedConsumer(Consumer):
         overdue_s = overdue_after_s(self._settings.retry_delays_s, margin_s)
         self._watch = HoldWatch(order_store, self._holds, records.get, overdue_s, order_metrics)
         self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
+        self._stopping_in_order = False
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
@@ -160,6 +161,10 @@ class PartitionedConsumer(Consumer):
         super()._abandon_channel()
 
     def _drain(self) -> None:
+        # What was received runs before the process stops, as in a hand-over: the cancel
+        # returns what pika had not yet dispatched (it nacks it), and received commands
+        # handed back later, at the connection's close, would come back behind those.
+        self._stopping_in_order = True
         channel = self._channel
         if channel is not None and channel.is_open:
             for tag in list(self._tags.values()):
@@ -169,6 +174,10 @@ class PartitionedConsumer(Consumer):
                     break
         self._tags.clear()
         super()._drain()
+
+    def _drop_waiting(self) -> None:
+        if not self._stopping_in_order:
+            super()._drop_waiting()
 
     def _running_in(self, partition: int) -> int:
         with self._running_lock:

@@ -37,6 +37,7 @@ LEGACY_FINGERPRINTS = "legacy_fingerprints"
 ADDED_COLUMNS = (
     (RECORDS, "uncertain", "INTEGER NOT NULL DEFAULT 0"),
     ("order_aliases", "used_at", "DOUBLE PRECISION"),
+    ("order_members", "partitions", "INTEGER"),
 )
 
 
