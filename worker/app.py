@@ -144,7 +144,7 @@ def run_worker(
     purger = StorePurger(store, settings)
     purger.start()
     if order is not None:
-        order.start()
+        order.start(health, consumer)
     if install_signals:
         consumer.install_signal_handlers()
     log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})

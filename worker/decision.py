@@ -20,6 +20,8 @@ class Envelope:
     correlation_id: str | None
     delayed_attempts: int  # delayed retries this message has been through
     delivery_count: int = 0  # redeliveries by the broker (crashes, lost channels)
+    # An invalid command's: the store key its rejection is recorded under (worker.delivery).
+    rejection_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ not a valid command becomes an ``InvalidCommand`` in the envelope.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,10 @@ from contracts import InvalidCommand, decode_command
 from worker.broker import headers as h
 from worker.decision import Envelope
 from worker.observability import tracing
+
+# Before the digest of an invalid command: publishers' idempotency keys hold no control
+# character, so a rejection's record never takes the key of a command.
+REJECTION_KEY_PREFIX = "\x1frejected:"
 
 
 @dataclass(frozen=True)
@@ -42,5 +47,14 @@ def read_delivery(delivery: Delivery, max_body_bytes: int) -> Reading:
     try:
         command = decode_command(delivery.body, max_bytes=max_body_bytes)
     except InvalidCommand as exc:
-        return Reading(Envelope(None, exc, correlation_id, attempts, count), read.ignored)
+        key = rejection_key(delivery.body, correlation_id)
+        return Reading(Envelope(None, exc, correlation_id, attempts, count, key), read.ignored)
     return Reading(Envelope(command, None, correlation_id, attempts, count), read.ignored)
+
+
+def rejection_key(body: bytes, correlation_id: str | None) -> str:
+    """Where an invalid command's rejection is recorded: a redelivery of the same message
+    (same body, same correlation id) finds it and publishes the same event again."""
+    identity = str(correlation_id or "").encode("utf-8", "replace")
+    digest = hashlib.sha256(identity + b"\0" + body).hexdigest()
+    return REJECTION_KEY_PREFIX + digest

@@ -21,6 +21,7 @@ from worker.decision import Decision, Envelope, ExecutorConfig
 from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
 from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
+from worker.rejection import reject_invalid
 from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
@@ -50,8 +51,7 @@ class Executor:
 
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
-            assert envelope.invalid is not None
-            return terminal.rejected_invalid(envelope, envelope.invalid)
+            return reject_invalid(self._store, self._config, envelope, self._count)
         if self._at_delivery_limit(envelope):
             command = envelope.command
             return self._decided(command) or terminal.poisoned(envelope, command)

@@ -40,9 +40,15 @@ class OrderingParts:
             order_metrics=self.metrics,
         )
 
-    def start(self) -> None:
+    def start(self, health: Any = None, consumer: Consumer | None = None) -> None:
+        """The threads, and what /readyz asks of them (``health``: ``Health.add_check``)."""
         self.ownership.start()
         self.sequencer.start()
+        if health is not None:
+            health.add_check("partition leases", self.ownership.problem)
+            health.add_check("sequencer", self.sequencer.problem)
+            if isinstance(consumer, PartitionedConsumer):
+                health.add_check("partitions", consumer.partitions_problem)
 
     def stop(self) -> None:
         """After the consumer drained: the sequencer returns what it holds, then the leases

@@ -19,18 +19,17 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pika.exceptions import AMQPError
-
 from contracts import command_customer
+from worker.backlogs import BacklogRunner
 from worker.broker import headers as h
 from worker.broker.confirms import ConfirmGroup
-from worker.broker.publishing import carry_out
-from worker.consumer import Consumer
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
 from worker.hold_watch import HoldWatch, check_every_s, overdue_after_s
+from worker.observability.health import Downtime
+from worker.observability.redact import redact_text
 from worker.outage import ride_out_store_outage
-from worker.parking import Holds, NotParked, OrderGate, ParkedRun
+from worker.parking import Holds, NotParked, OrderGate
 from worker.partitions import FENCE_FRACTION, Ownership
 from worker.store import IdempotencyStore, StoreError
 from worker.store.order_upkeep import OrderUpkeep
@@ -39,12 +38,14 @@ log = logging.getLogger(__name__)
 
 MIN_PARTITION_PREFETCH = 8
 RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
+# A partition owned and not consumed for longer makes the process unready (its commands wait).
+UNCONSUMED_GRACE_S = 5.0
 
 
 OUTAGE_SHARE = 0.8  # of the fencing time: a store outage's wait ends before the leases fence
 
 
-class PartitionedConsumer(Consumer):
+class PartitionedConsumer(BacklogRunner):
     def __init__(
         self,
         *args: Any,
@@ -66,6 +67,7 @@ class PartitionedConsumer(Consumer):
         self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
         self._stopping_in_order = False
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
+        self._unconsumed = Downtime(UNCONSUMED_GRACE_S)
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
         self._epoch = 0  # a new connection: chains of the old one stop
         self._observer = NotParked(self._observer)
@@ -79,6 +81,10 @@ class PartitionedConsumer(Consumer):
         self._outage_budget_s = fence_s * OUTAGE_SHARE
 
     # -- which partitions ---------------------------------------------------------------
+
+    def partitions_problem(self) -> str | None:
+        """For /readyz: partitions this process owns and cannot consume (the store)."""
+        return self._unconsumed.problem("owned partitions not consumed")
 
     def _consumed_queue(self) -> str | None:
         return ""  # the partitions, subscribed by ``_on_pump``
@@ -100,8 +106,12 @@ class PartitionedConsumer(Consumer):
         for partition in sorted(wanted - self._tags.keys()):
             try:
                 self._consume(channel, partition, len(wanted))
-            except StoreError:  # its holds unreadable: not consumed yet, tried again next turn
+            except StoreError as exc:  # its holds unreadable: not consumed, tried next turn
                 log.warning("partition not consumed: the store did not answer", exc_info=True)
+                missing = sorted(wanted - self._tags.keys())
+                self._unconsumed.down(f"{missing}: {redact_text(str(exc))[:200]}")
+        if wanted <= self._tags.keys():
+            self._unconsumed.up()
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)
             self._partition_of_tag.pop(tag, None)
@@ -242,86 +252,6 @@ class PartitionedConsumer(Consumer):
         key = _order_key(delivery.properties, envelope)
         if key is not None:  # a holder's outcome is out: its backlog may run
             self._start_backlog(key)
-
-    def _start_backlog(self, key: str) -> None:
-        partition = self._holds.begin_drain(key)
-        if partition is None:
-            return
-        self._chains[partition] = self._chains.get(partition, 0) + 1
-        self._next_parked(key, partition, self._epoch, None)
-
-    def _end_backlog(self, key: str, partition: int) -> None:
-        self._holds.end_drain(key)
-        self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
-
-    def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
-        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
-        done = functools.partial(self._on_parked_run, key, partition, epoch)
-        self._pool.submit(key, task, done)
-
-    def _on_parked_run(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
-        # A pool thread: back to the connection's thread to publish.
-        callback = functools.partial(self._carry_out_parked, key, partition, epoch, future)
-        connection = self._connection
-        try:
-            connection.add_callback_threadsafe(callback)
-        except Exception:  # the connection is gone: the backlog resumes with the partition
-            log.info("backlog interrupted: connection gone")
-
-    def _carry_out_parked(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
-        confirms = self._confirms
-        if epoch != self._epoch or confirms is None:
-            return
-        exc = future.exception()
-        run: ParkedRun | None = None if exc is not None else future.result()
-        if run is None:
-            if exc is not None:
-                log.error("running a parked command failed", exc_info=exc)
-            self._end_backlog(key, partition)
-            return
-        delivery = Delivery(
-            None, 0, run.parked.routing_key, run.properties, run.parked.body, time.monotonic()
-        )
-        settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
-        group = confirms.group(settled)
-        try:
-            carry_out(
-                confirms.publisher(group),
-                self._topology,
-                delivery.body,
-                delivery.properties,
-                delivery.routing_key,
-                run.decision,
-            )
-        except AMQPError:
-            raise
-        except Exception as exc:  # kept in the store; the partition's next consumption retries
-            confirms.discard(group)
-            log.error("a parked command's outcome is not publishable", exc_info=exc)
-            self._end_backlog(key, partition)
-            return
-        confirms.seal(group)
-
-    def _on_parked_confirmed(
-        self,
-        key: str,
-        partition: int,
-        epoch: int,
-        run: ParkedRun,
-        delivery: Delivery,
-        group: ConfirmGroup,
-    ) -> None:
-        if epoch != self._epoch:
-            return
-        if group.nacked or group.returned_exchanges() - {self._topology.events_exchange}:
-            # Kept in the store: the partition's next owner (or consumption) runs it again.
-            log.error("publish refused for a parked command; its backlog waits")
-            self._end_backlog(key, partition)
-            return
-        if self._observer is not None:
-            elapsed = time.monotonic() - delivery.started_at
-            self._observer.command_done(run.envelope, run.decision, elapsed)
-        self._next_parked(key, partition, epoch, run.parked.seq)
 
 
 def _order_key(properties: Any, envelope: Envelope) -> str | None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.observability.redact import redact_text
 from worker.store import StoreError
 from worker.store.order import SEQUENCER_LEASE, OrderStore, Tick, partition_lease
 
@@ -117,6 +118,7 @@ class Ownership(threading.Thread):
         self._draining: set[int] = set()  # held, no longer ours: the consumer gives them up
         self._drained: set[int] = set()  # given up by the consumer: released next tick
         self._born = clock()  # (Thread has its own _started)
+        self._round_error: str | None = None  # why the last lease round failed
         self.stopped = threading.Event()
         self._wake = threading.Event()  # a drained partition is released at once
 
@@ -161,6 +163,25 @@ class Ownership(threading.Thread):
             return frozenset()
         return assigned(self._partitions, self._members, self._owner, self._sequencer)
 
+    def problem(self) -> str | None:
+        """For /readyz: leases this process holds in the store but could not renew in time,
+        so it fenced itself and consumes none of them (the store does not answer)."""
+        if self.ident is not None and not self.is_alive() and not self.stopped.is_set():
+            return "the lease rounds' thread ended"
+        with self._lock:
+            now, fence_s = self._clock(), self._ttl_s * FENCE_FRACTION
+            stale = {n: now - at for n, at in self._renewed.items() if now - at >= fence_s}
+            error = self._round_error
+        if not stale:
+            return None
+        partitions = len(stale) - (SEQUENCER_LEASE in stale)
+        what = f"{partitions} partition lease(s)" + (
+            " and the sequencer lease" if SEQUENCER_LEASE in stale else ""
+        )
+        since = max(stale.values())
+        why = error or "no answer from the store yet"
+        return f"fenced: {what} not renewed for {since:.0f}s ({why}); not consumed until renewed"
+
     # -- the heartbeat -----------------------------------------------------------------
 
     def run(self) -> None:
@@ -168,10 +189,13 @@ class Ownership(threading.Thread):
             first = not self._members
             try:
                 self.tick()
-            except StoreError:  # leases age; the holder lets go by itself (fencing)
+                self._round_error = None
+            except StoreError as exc:  # leases age; the holder lets go by itself (fencing)
                 log.warning("could not renew partition leases", exc_info=True)
-            except Exception:  # a bug must not end the rounds: the next one tries again
+                self._round_error = redact_text(f"{type(exc).__name__}: {exc}")[:300]
+            except Exception as exc:  # a bug must not end the rounds: the next one tries again
                 log.exception("partition lease round failed")
+                self._round_error = f"failed: {type(exc).__name__}"
             if not (first and self._members):  # the first tick only learned the members
                 self._wake.wait(UNSETTLED_TICK_S if self._unsettled() else self._tick_s)
                 self._wake.clear()

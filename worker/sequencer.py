@@ -17,6 +17,8 @@ import contextlib
 import functools
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pika
@@ -29,6 +31,8 @@ from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.connection import connect
 from worker.broker.topology import Topology
 from worker.config import Settings
+from worker.observability.health import Downtime
+from worker.observability.redact import redact_text
 from worker.partitions import Ownership
 from worker.repartition import Repartitioner
 from worker.routing import (
@@ -48,6 +52,9 @@ PUMP_S = 0.1
 IDLE_S = 0.2  # how often a process without the lease looks again
 SEQUENCER_PREFETCH = 512  # intake deliveries in flight: republishes awaiting their confirm
 RECONNECT_S = 1.0
+# Holding the lease without consuming the intake longer than this makes the process unready:
+# a reconnection takes RECONNECT_S and the time to connect.
+INTAKE_DOWN_GRACE_S = 5 * RECONNECT_S
 # Not carried to the partition: the intake's own bookkeeping, and what the sequencer sets.
 DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED}
 
@@ -60,6 +67,7 @@ class Sequencer(threading.Thread):
         ownership: Ownership,
         store: OrderUpkeep,
         metrics: Any = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(name="sequencer", daemon=True)
         self._settings, self._topology, self._ownership = settings, topology, ownership
@@ -79,36 +87,50 @@ class Sequencer(threading.Thread):
         # Intake deliveries in delivery order -> republish confirmed (acked in batches).
         self._unsettled: dict[int, bool] = {}
         self._reset = False  # a message failed half-way: its confirm count may be off
+        self._intake = Downtime(INTAKE_DOWN_GRACE_S, clock=clock)  # while holding the lease
         self.stopped = threading.Event()
+
+    def problem(self) -> str | None:
+        """For /readyz: why this process, the sequencer, does not move the intake."""
+        if self.ident is not None and not self.is_alive() and not self.stopped.is_set():
+            return "the sequencer's thread ended"
+        return self._intake.problem("holds the sequencer lease but has not consumed the intake")
 
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
                 if not self._ownership.is_sequencer():
+                    self._intake.up()  # not ours to consume
                     self._close()
                     self._repartition.close()
                     self.stopped.wait(IDLE_S)
                     continue
                 plan = self._ownership.partitioning()
                 if plan.to_change:  # routing paused: the intake keeps what arrives
+                    self._intake.up()  # paused on purpose, not a fault of this process
                     self._close()
                     self._repartition.step(plan)
                     self.stopped.wait(IDLE_S)
                     continue
                 if self._connection is None:
                     self._router.partitions = plan.partitions
+                    self._intake.down()
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
                 self._check_channel()
                 if self._reset:
                     self._close()  # start over on a new channel
+                elif self._consuming is not None:
+                    self._intake.up()
             except (AMQPError, StoreError, OSError) as exc:
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
+                self._intake.down(redact_text(f"{type(exc).__name__}: {exc}")[:300])
                 self._close()
                 self._repartition.close()
                 self.stopped.wait(RECONNECT_S)
-            except Exception:  # a bug must not end the thread: the intake would stall
+            except Exception as exc:  # a bug must not end the thread: the intake would stall
                 log.exception("sequencer failed; starting again")
+                self._intake.down(f"failed: {type(exc).__name__}")
                 self._close()
                 self.stopped.wait(RECONNECT_S)
         self._close()
@@ -140,6 +162,7 @@ class Sequencer(threading.Thread):
             kind, reason = problem
             fields = {"kind": kind, "reason": reason}
             log.warning("sequencer channel lost; reopening", extra={"fields": fields})
+            self._intake.down(reason)
             self._close()
 
     def _close(self) -> None:

@@ -153,3 +153,20 @@ def rejected_invalid(env: Envelope, invalid: InvalidCommand) -> Decision:
         dead_letter=DeadLetter(REASON_REJECTED, ErrorCode.INVALID_COMMAND.value, str(invalid)),
         error_code=ErrorCode.INVALID_COMMAND.value,
     )
+
+
+def stored_rejection(stored: bytes) -> Decision | None:
+    """A recorded rejection of an invalid command again, with its dead-letter copy; None for
+    another event."""
+    event = decode_event(stored)
+    if not isinstance(event, CommandRejected):
+        return None
+    return Decision(
+        event.command_type,
+        "rejected",
+        stored,
+        routing_key_for(event.command_type, "rejected"),
+        dead_letter=DeadLetter(REASON_REJECTED, event.error.code.value, event.error.message),
+        replayed=True,
+        error_code=event.error.code.value,
+    )

@@ -17,7 +17,7 @@ from tests.fixtures.wait import wait_until
 from worker.app import StorePurger
 from worker.config import Settings
 from worker.leases import HeldLeases, Liveness
-from worker.store import ClaimStatus, IdempotencyStore, open_store, schema
+from worker.store import ClaimStatus, IdempotencyStore, fingerprint_key, open_store, schema
 
 LEASE_S = 60.0
 DEAD_S = 20.0
@@ -96,7 +96,7 @@ def test_the_fingerprint_key_is_made_once_and_shared_by_every_opener(store_url: 
         # Then both have the same random key, without configuration, and no legacy rows
         keys = first.fingerprint_keys()
         assert keys == second.fingerprint_keys()
-        assert len(keys.key) == schema.FINGERPRINT_KEY_BYTES and not keys.legacy
+        assert len(keys.key) == fingerprint_key.FINGERPRINT_KEY_BYTES and not keys.legacy
     finally:
         first.close()
         second.close()

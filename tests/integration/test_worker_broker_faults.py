@@ -129,3 +129,55 @@ def test_results_of_a_lost_channel_are_dropped_and_nothing_runs_twice(rig: Worke
     # And the in-flight gauge is exact again
     wait_until(lambda: in_flight(port) == 0, 10, "nothing left in flight")
     assert proc.poll() is None
+
+
+def test_a_rejection_whose_ack_was_lost_is_published_again_with_the_same_event_id(
+    rig: WorkerRig,
+) -> None:
+    # Given a ready worker, and a dead-letter exchange deleted so that parking an invalid
+    # command makes the broker close the channel after its CommandRejected went out
+    port = rig.env()["PROVISIONER_HTTP_PORT"]
+    rig.start_worker(PROVISIONER_HTTP_PORT=port)
+    wait_until(lambda: readyz(port)[0] == 200, 10, "ready")
+    rig.channel.exchange_delete(rig.topology.dead_letter_exchange)
+    # When an invalid command arrives (its channel dies before the ack; the broker redelivers)
+    rig.publish(customer_command("x" * 70, key="rejected-twice"))
+    # Then the redelivery publishes the rejection again: the same event, not a second one
+    first, second = rig.wait_events(2, idempotency_key="rejected-twice", type="CommandRejected")
+    assert second["event_id"] == first["event_id"]
+    assert second["occurred_at"] == first["occurred_at"]
+    # And the command is parked once the topology is declared again
+    wait_until(lambda: rig.depth(rig.topology.dead_letter_queue) >= 1, 10, "dead letter")
+
+
+def test_a_sequencer_that_cannot_consume_the_intake_makes_the_worker_unready(
+    rig: WorkerRig,
+) -> None:
+    # Given a ready worker, the sequencer of its partitions
+    port = rig.env()["PROVISIONER_HTTP_PORT"]
+    proc = rig.start_worker(PROVISIONER_HTTP_PORT=port)
+    wait_until(lambda: readyz(port)[0] == 200, 10, "ready")
+    # When the intake queue is replaced by a classic queue of its name (declaring the
+    # topology on the sequencer's new channel fails, again and again)
+    intake = rig.topology.commands_queue
+    rig.channel.queue_delete(intake)
+    rig.channel.queue_declare(intake, durable=True)
+
+    def unready() -> dict[str, Any] | None:
+        code, body = readyz(port)
+        return body if code == 503 else None
+
+    # Then /readyz is 503 naming the sequencer and the broker's reason; the worker stays live
+    body = wait_until(unready, 20, "unready")
+    assert body["reason"].startswith(
+        "sequencer: holds the sequencer lease but has not consumed the intake for"
+    )
+    assert "PRECONDITION_FAILED" in body["reason"]
+    assert body["checks"]["partitions"] == body["checks"]["partition leases"] == "ok"
+    assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    # And once the intake can be declared again, the worker is ready and sequences again
+    rig.channel.queue_delete(intake)
+    wait_until(lambda: readyz(port)[0] == 200, 20, "ready again")
+    rig.publish(customer_command("after-intake", key="after-intake"))
+    rig.wait_events(1, idempotency_key="after-intake", type="CustomerCreated")
+    assert proc.poll() is None

@@ -7,6 +7,7 @@ import decimal
 from types import SimpleNamespace
 from typing import Any
 
+import pika.data
 import pytest
 
 from worker.broker import headers as h
@@ -31,6 +32,15 @@ def test_counters_as_the_worker_and_the_broker_write_them_are_read() -> None:
     read = h.read_delivery_headers(props(**{h.ATTEMPTS: 2, h.DELIVERY_COUNT: 3}), True)
     assert (read.attempts, read.delivery_count, read.ignored) == (2, 3, ())
     assert h.attempts_of(props(**{h.ATTEMPTS: b"4"})) == 4  # as older versions wrote it
+
+
+def test_the_delivery_count_as_pika_reads_the_brokers_header_is_read() -> None:
+    # Given x-delivery-count as RabbitMQ sends it (a signed 64-bit 'l' field): pika's long
+    header = b"\x10x-delivery-count" + b"l" + (4).to_bytes(8, "big")
+    decoded, _ = pika.data.decode_table(len(header).to_bytes(4, "big") + header, 0)
+    # When the headers are read / Then the count is 4, not ignored as a wrong type
+    read = h.read_delivery_headers(props(**decoded), redelivered=True)
+    assert (read.delivery_count, read.ignored) == (4, ())
 
 
 def test_a_first_deliverys_count_is_the_publishers_word_and_is_not_read() -> None:

@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pika
 import pytest
 
 from contracts import AddCredential, Customer, ErrorCode, decode_command
 from tests.integration.harness import customer_command
 from worker.decision import Envelope, ExecutorConfig
+from worker.delivery import Delivery, read_delivery
 from worker.errors import AmbiguousError, PermanentError, TransientError
 from worker.execute import Executor
 from worker.store import ClaimStatus, IdempotencyStore, StoreError, open_store
@@ -371,6 +373,46 @@ def test_a_fresh_publish_of_a_failed_key_runs_again(store: IdempotencyStore) -> 
     assert executor(client, store).process(envelope(CREATE)).outcome == "succeeded"
     # no read-back: a clean refusal proved nothing was applied
     assert client.calls == ["CreateCustomer"]
+
+
+def invalid_delivery(redelivered: bool = False, correlation_id: str = "corr") -> Envelope:
+    body = json.dumps(customer_command("x" * 70, key="k-invalid", email="nope")).encode()
+    properties = pika.BasicProperties(
+        correlation_id=correlation_id, headers={"x-delivery-count": 1} if redelivered else None
+    )
+    delivery = Delivery(None, 1, "CreateCustomer", properties, body, 0.0, redelivered)
+    return read_delivery(delivery, 1 << 20).envelope
+
+
+def test_a_redelivered_invalid_command_publishes_its_recorded_rejection_again(
+    store: IdempotencyStore,
+) -> None:
+    # Given an invalid command rejected once, whose ack was lost with its channel
+    client = ScriptedClient()
+    first = executor(client, store).process(invalid_delivery())
+    assert first.outcome == "rejected" and first.dead_letter is not None
+    # When the broker redelivers it
+    again = executor(client, store).process(invalid_delivery(redelivered=True))
+    # Then the same event goes out again (same event_id), with its dead-letter copy
+    assert again.event == first.event and again.replayed
+    assert again.routing_key == first.routing_key == "CreateCustomer.rejected"
+    assert again.dead_letter == first.dead_letter
+    assert client.calls == []
+
+
+def test_a_fresh_publish_or_another_caller_of_an_invalid_command_gets_its_own_rejection(
+    store: IdempotencyStore,
+) -> None:
+    # Given an invalid command rejected once
+    first = executor(ScriptedClient(), store).process(invalid_delivery())
+    assert first.event is not None
+    # When the same bytes are published again, and redelivered under another correlation id
+    fresh = executor(ScriptedClient(), store).process(invalid_delivery())
+    other = executor(ScriptedClient(), store).process(invalid_delivery(True, "corr-2"))
+    # Then each is a rejection of its own: a new event_id, the caller's correlation id
+    events = [json.loads(d.event or b"") for d in (first, fresh, other)]
+    assert len({e["event_id"] for e in events}) == 3
+    assert events[2]["correlation_id"] == "corr-2" and not other.replayed
 
 
 class OutageOnComplete:

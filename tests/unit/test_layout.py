@@ -113,6 +113,7 @@ LAYERS = (
     (
         "consumer and executor",
         (
+            "worker.backlogs",
             "worker.consumer",
             "worker.execute",
             "worker.fallback",

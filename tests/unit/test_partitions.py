@@ -101,3 +101,26 @@ def test_a_holder_cut_off_from_the_store_lets_go_before_its_lease_ends(tmp_path:
     other.tick()
     assert other.is_sequencer() and len(other.wanted()) == PARTITIONS
     backend.close()
+
+
+def test_a_fenced_holder_tells_readiness_which_leases_and_why(tmp_path: Path) -> None:
+    # Given a member holding the sequencer lease and every partition
+    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    clock = Clock()
+    store = OrderStore(cast(Backend, backend), clock=clock)
+    member = ownership(store, "a", clock)
+    clock.now += STARTUP_GRACE_S
+    member.tick()
+    member.tick()
+    assert member.problem() is None
+    # When half the lease time passes without a successful round
+    clock.now += TTL_S / 2
+    # Then readiness hears that it fenced itself, and from which leases
+    assert member.problem() == (
+        f"fenced: {PARTITIONS} partition lease(s) and the sequencer lease not renewed for 10s"
+        " (no answer from the store yet); not consumed until renewed"
+    )
+    # And once a round succeeds again, nothing
+    member.tick()
+    assert member.problem() is None
+    backend.close()

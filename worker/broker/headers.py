@@ -63,8 +63,9 @@ def _count(value: Any) -> int | None:
         value = value.decode("ascii", "replace")
     if isinstance(value, str) and len(value) <= len(str(MAX_COUNT)) and value.isdecimal():
         value = int(value)
-    if type(value) is int and 0 <= value <= MAX_COUNT:
-        return value
+    # pika reads the broker's 64-bit integers (x-delivery-count) as ``long``, a subclass of int.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return int(value)
     return None
 
 

@@ -8,7 +8,11 @@
   broker's reason for closing the channel, or its resource alarm).
 - ``live() -> (bool, reason)``: false only when the loop has not ticked for ``stall_after_s``;
   a broker outage never makes the worker "dead" (restarting it would not bring RabbitMQ back).
-- ``ready() -> (bool, reason)``: live, connected, consuming and not blocked.
+- ``add_check(name, check)``: a part of the worker that must be well for it to be ready
+  (partition mode: the sequencer, the partition leases, the partitions' consumers);
+  ``check()`` returns why it is not, or None, and is asked at each probe.
+- ``ready() -> (bool, reason)``: live, connected, consuming, not blocked, and every check
+  well (the reason then names the part: ``sequencer: ...``).
 - ``snapshot() -> dict``: the state for the probes' JSON bodies, with how many times the
   broker state went from ready to not ready and the last reason (a channel reopened within
   milliseconds still leaves its trace there).
@@ -40,6 +44,10 @@ class Health:
         self._blocked_why: str | None = None
         self._unready_episodes = 0
         self._last_unready_reason: str | None = None
+        self._checks: dict[str, Callable[[], str | None]] = {}
+
+    def add_check(self, name: str, check: Callable[[], str | None]) -> None:
+        self._checks[name] = check
 
     def tick(self) -> None:
         now = self._clock()
@@ -102,7 +110,14 @@ class Health:
             broker_why = self._broker_reason()
         if broker_why is not None:
             return False, broker_why
+        for name, problem in self._check_results().items():
+            if problem is not None:
+                return False, f"{name}: {problem}"
         return True, "connected and consuming"
+
+    def _check_results(self) -> dict[str, str | None]:
+        # Asked outside the lock: each check takes its part's own.
+        return {name: check() for name, check in list(self._checks.items())}
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -116,4 +131,34 @@ class Health:
                 "seconds_since_tick": round(self._since_tick_s(), 3),
                 "stall_after_seconds": self._stall_after_s,
             }
+        if self._checks:
+            state["checks"] = {n: why or "ok" for n, why in self._check_results().items()}
         return state
+
+
+class Downtime:
+    """Since when a part of the worker has been down, and why, for a readiness check: a part
+    back within ``grace_s`` (a reconnection) never makes the worker unready.
+
+    ``down(why)`` and ``up()`` come from the part's own thread, ``problem(what)`` from the
+    probe's: the state is one tuple, replaced whole.
+    """
+
+    def __init__(self, grace_s: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._grace_s, self._clock = grace_s, clock
+        self._state: tuple[float, str] | None = None
+
+    def down(self, why: str | None = None) -> None:
+        state = self._state
+        since = state[0] if state is not None else self._clock()
+        self._state = (since, why or (state[1] if state is not None else "starting"))
+
+    def up(self) -> None:
+        self._state = None
+
+    def problem(self, what: str) -> str | None:
+        state = self._state
+        if state is None:
+            return None
+        down_s = self._clock() - state[0]
+        return None if down_s < self._grace_s else f"{what} for {down_s:.0f}s: {state[1]}"

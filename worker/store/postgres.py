@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from worker.store import pg_batch, pg_pool, schema
+from worker.store import fingerprint_key, pg_batch, pg_pool, schema
 from worker.store.order import order_schema_sql
 from worker.store.records import (
     Claim,
@@ -46,8 +46,8 @@ _UNLOCK_CUSTOMER = schema.to_pyformat(schema.UNLOCK_CUSTOMER)
 _PURGE_CUSTOMER_LEASES = schema.to_pyformat(schema.PURGE_CUSTOMER_LEASES)
 _RENEW_LEASE = schema.to_pyformat(schema.RENEW_LEASE)
 _RENEW_CUSTOMER = schema.to_pyformat(schema.RENEW_CUSTOMER)
-_MARK_LEGACY_FINGERPRINTS = schema.to_pyformat(schema.MARK_LEGACY_FINGERPRINTS)
-_ADD_FINGERPRINT_KEY = schema.to_pyformat(schema.ADD_FINGERPRINT_KEY)
+_MARK_LEGACY_FINGERPRINTS = schema.to_pyformat(fingerprint_key.MARK_LEGACY_FINGERPRINTS)
+_ADD_FINGERPRINT_KEY = schema.to_pyformat(fingerprint_key.ADD_FINGERPRINT_KEY)
 
 Connection = psycopg.Connection[Any]
 
@@ -147,11 +147,11 @@ class PostgresStore:
                     f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}",
                     prepare=False,
                 )
-            params = schema.fingerprint_key_params()
+            params = fingerprint_key.fingerprint_key_params()
             conn.execute(_MARK_LEGACY_FINGERPRINTS, params, prepare=False)
             conn.execute(_ADD_FINGERPRINT_KEY, params, prepare=False)
-            rows = conn.execute(schema.READ_META, prepare=False).fetchall()
-        return schema.fingerprint_keys(rows)
+            rows = conn.execute(fingerprint_key.READ_META, prepare=False).fetchall()
+        return fingerprint_key.fingerprint_keys(rows)
 
     def fingerprint_keys(self) -> FingerprintKeys:
         return self._fingerprint_keys

@@ -8,18 +8,15 @@ both backends behave identically under a test clock.
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Collection
 from typing import Any
 
-from worker.store.records import Claim, ClaimStatus, FingerprintKeys, RecordState, StoredRecord
+from worker.store.records import Claim, ClaimStatus, RecordState, StoredRecord
 
 # Rows deleted per purge statement, so a large purge never holds the write lock for long,
 # and per purge run, so one run ends in bounded time (the next one continues).
 PURGE_BATCH_ROWS = 1000
 PURGE_MAX_ROWS_PER_RUN = 20_000
-# Bytes of the random HMAC key created once in a new store for the commands' fingerprints.
-FINGERPRINT_KEY_BYTES = 32
 # How often claim re-tries when a record changes between its upsert and its read-back.
 CLAIM_ROUNDS = 3
 
@@ -27,10 +24,6 @@ RECORDS = "idempotency_records"
 WORKERS = "idempotency_workers"
 CUSTOMER_LEASES = "customer_leases"
 META = "store_meta"
-FINGERPRINT_KEY = "fingerprint_key"
-# Set when the fingerprint key was created in a store that already held records: those were
-# fingerprinted with the API key (before the key lived in the store) and still verify with it.
-LEGACY_FINGERPRINTS = "legacy_fingerprints"
 
 # Columns added after the first release: (table, column, definition), added when missing.
 # DOUBLE PRECISION is a double in both dialects (SQLite: REAL affinity).
@@ -74,22 +67,6 @@ def create_schema_sql(real: str, blob: str) -> list[str]:
             value {blob} NOT NULL
         )""",
     ]
-
-
-# Run after the DDL, in the same transaction: the legacy mark first (it looks at whether the
-# key exists yet), then the key itself, created once and never replaced.
-MARK_LEGACY_FINGERPRINTS = """
-INSERT INTO store_meta (name, value)
-SELECT 'legacy_fingerprints', :flag
-WHERE EXISTS (SELECT 1 FROM idempotency_records)
-  AND NOT EXISTS (SELECT 1 FROM store_meta WHERE name = 'fingerprint_key')
-ON CONFLICT (name) DO NOTHING"""
-
-ADD_FINGERPRINT_KEY = """
-INSERT INTO store_meta (name, value) VALUES ('fingerprint_key', :key)
-ON CONFLICT (name) DO NOTHING"""
-
-READ_META = "SELECT name, value FROM store_meta"
 
 
 # A running record may be taken when its lease expired, or when it is held by another
@@ -303,15 +280,3 @@ def stored_record(row: tuple[Any, ...]) -> StoredRecord:
         created_at=float(created),
         updated_at=float(updated),
     )
-
-
-def fingerprint_keys(rows: list[tuple[Any, Any]]) -> FingerprintKeys:
-    """The store's fingerprint keys, from READ_META's rows."""
-    meta = {str(name): bytes(value) for name, value in rows}
-    return FingerprintKeys(meta[FINGERPRINT_KEY], legacy=LEGACY_FINGERPRINTS in meta)
-
-
-def fingerprint_key_params() -> dict[str, Any]:
-    """Parameters of MARK_LEGACY_FINGERPRINTS and ADD_FINGERPRINT_KEY (a fresh random key,
-    kept only by the first process to create it)."""
-    return {"flag": b"1", "key": secrets.token_bytes(FINGERPRINT_KEY_BYTES)}

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from worker.store import schema
+from worker.store import fingerprint_key, schema
 from worker.store.connections import PerThreadConnections
 from worker.store.group_commit import GroupCommitter
 from worker.store.order import order_schema_sql
@@ -130,10 +130,11 @@ class SqliteStore:
                 present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in present:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
-            params = schema.fingerprint_key_params()
-            conn.execute(schema.MARK_LEGACY_FINGERPRINTS, params)
-            conn.execute(schema.ADD_FINGERPRINT_KEY, params)
-            return schema.fingerprint_keys(conn.execute(schema.READ_META).fetchall())
+            params = fingerprint_key.fingerprint_key_params()
+            conn.execute(fingerprint_key.MARK_LEGACY_FINGERPRINTS, params)
+            conn.execute(fingerprint_key.ADD_FINGERPRINT_KEY, params)
+            rows = conn.execute(fingerprint_key.READ_META).fetchall()
+            return fingerprint_key.fingerprint_keys(rows)
 
         return _in_transaction(conn, create)
 

@@ -1,24 +1,16 @@
-"""Configuration: named defaults, environment variables, ``*_FILE`` secrets, one clear error.
+"""The settings of a worker, their named defaults and the bounds derived from them.
 
-Every setting is read from ``PROVISIONER_<NAME>`` (and ``SENTRY_DSN``); secrets may instead
-come from ``PROVISIONER_<NAME>_FILE`` (a mounted Kubernetes Secret). Every setting also has
-a CLI flag (``--<name>``) that wins over the environment. A bad value raises ``ConfigError``
-naming the variable, which the CLI prints as one line before exiting with code 2.
+Every tunable below is overridable by ``PROVISIONER_<NAME without the unit suffix>``
+(``worker.config.load``); ``Settings`` is what the rest of the worker reads.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 from contracts import MAX_BODY_BYTES
-from worker.broker.addresses import check_urls
 from worker.store import POOL_SIZE as STORE_POOL_SIZE
 from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
 
@@ -58,8 +50,9 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
-# Partition queues behind the intake (docs/ordering.md); the same in every replica. 0 keeps
-# today's single consumed queue, with per-customer order only inside one process.
+# Partition queues behind the intake (docs/ordering.md). Every process works with the P the
+# store records; a new value takes effect, online, once every process is configured with it
+# ("Changing P"). 0 keeps today's single consumed queue, with order only inside one process.
 PARTITIONS = 16
 # A hold older than the longest delay tier plus this is overdue: its holder may never come
 # back (docs/ordering.md, "Stuck holds"); reported, never released on that ground alone.
@@ -181,110 +174,6 @@ KNOWN_ENV = frozenset(env_name(f.name) for f in fields(Settings)) | frozenset(
 )
 
 
-def parse_duration_s(text: str) -> float:
-    """``30s``, ``2m``, ``1h``, ``500ms`` or a bare number of seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", text)
-    if not m:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30s, 2m, 1h)")
-    value = float(m.group(1))
-    scale = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "h": 3600.0}[m.group(2)]
-    return value * scale
-
-
-def _parse_delays(text: str) -> tuple[float, ...]:
-    delays = tuple(parse_duration_s(part) for part in text.split(",") if part.strip())
-    if not delays:
-        raise ValueError("at least one delay is needed")
-    if any(d <= 0 for d in delays):
-        raise ValueError("delays must be positive")
-    return delays
-
-
-def _convert(name: str, raw: str) -> Any:
-    default = getattr(Settings, name, None)
-    if name == "retry_delays_s":
-        return _parse_delays(raw)
-    if name == "api_naming":
-        if raw not in API_NAMINGS:
-            raise ValueError(f"must be one of {', '.join(API_NAMINGS)}")
-        return raw
-    if name == "log_format":
-        if raw not in ("json", "text"):
-            raise ValueError("must be json or text")
-        return raw
-    if name == "amqp_url":  # one URL, or the comma-separated nodes of one cluster
-        return ",".join(check_urls(raw))
-    if name == "management_url":
-        if urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).hostname:
-            raise ValueError("must be an http:// or https:// URL")
-        return raw
-    if name == "api_url":
-        if urlsplit(raw).scheme not in ("http", "https") or not urlsplit(raw).netloc:
-            raise ValueError("must be an http:// or https:// URL")
-        return raw
-    if name == "store_url":
-        if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
-            raise ValueError("must be sqlite:///path.db or postgresql://...")
-        return raw
-    if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        value = int(raw)
-        if value < 0 or (name in POSITIVE_INTS and value < 1):
-            raise ValueError("must be a positive whole number")
-        if name == "max_body_bytes" and not MIN_BODY_BYTES <= value <= MAX_BODY_BYTES_LIMIT:
-            raise ValueError(f"must be from {MIN_BODY_BYTES} to {MAX_BODY_BYTES_LIMIT} bytes")
-        if name in MAX_INTS and value > MAX_INTS[name]:
-            raise ValueError(f"at most {MAX_INTS[name]}")
-        return value
-    if isinstance(default, float):
-        value_f = parse_duration_s(raw) if name.endswith("_s") else float(raw)
-        if value_f <= 0:
-            raise ValueError("must be positive")
-        return value_f
-    return raw
-
-
-POSITIVE_INTS = frozenset({"concurrency", "threads_per_slot", "processes", "store_pool_size"})
-MAX_INTS = {
-    "processes": MAX_PROCESSES,
-    "store_pool_size": MAX_STORE_POOL_SIZE,
-    "partitions": MAX_PARTITIONS,
-}
-
-
-def _read_file(variable: str, path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(variable, f"cannot read the file ({exc.strerror})") from None
-
-
-def load_settings(
-    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
-) -> Settings:
-    """Build ``Settings`` from the environment, then CLI ``overrides`` (field name -> raw text)."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for f in fields(Settings):
-        var = env_name(f.name)
-        raw: str | None = env.get(var)
-        if f.name in FILE_ALLOWED and env.get(var + "_FILE"):
-            if raw:
-                raise ConfigError(var, f"set either {var} or {var}_FILE, not both")
-            raw = _read_file(var + "_FILE", env[var + "_FILE"])
-        if overrides and overrides.get(f.name) is not None:
-            raw = str(overrides[f.name])
-        if raw is None or raw == "":
-            continue
-        try:
-            values[f.name] = _convert(f.name, raw)
-        except ValueError as exc:
-            shown = "***" if f.name in SECRET_FIELDS else repr(raw)
-            raise ConfigError(var, f"{exc} (got {shown})") from None
-    return _consistent(Settings(**values))
-
-
 def worst_case_request_s(settings: Settings) -> float:
     """One API request at worst: the wait for a slot (one other request holds it, with
     ``threads_per_slot`` threads per slot) and the request itself, to both timeouts."""
@@ -304,41 +193,3 @@ def drain_bound_s(settings: Settings) -> float:
     least one execution's worst case, because a call handed back while it runs would be
     taken by another worker at once."""
     return max(settings.drain_timeout_s, worst_case_execution_s(settings))
-
-
-def _consistent(settings: Settings) -> Settings:
-    """Settings that are each valid but not together."""
-    if settings.processes > 1 and settings.store_url.endswith(":memory:"):
-        # Every process would have its own in-memory store: no idempotency between them.
-        raise ConfigError(
-            env_name("processes"), "several processes need a shared store, not sqlite :memory:"
-        )
-    worst = worst_case_execution_s(settings)
-    if settings.lease_ttl_s <= worst:
-        names = ", ".join(
-            env_name(n)
-            for n in (
-                "api_connect_timeout_s",
-                "api_timeout_s",
-                "immediate_retry_budget_s",
-                "resolve_budget_s",
-            )
-        )
-        raise ConfigError(
-            env_name("lease_ttl_s"),
-            f"{settings.lease_ttl_s:g} s is not longer than the worst case of one execution "
-            f"({worst:g} s from {names}): raise it or lower those",
-        )
-    if settings.worker_dead_after_s <= 2 * settings.worker_heartbeat_s:
-        raise ConfigError(
-            env_name("worker_dead_after_s"),
-            f"must exceed twice {env_name('worker_heartbeat_s')} "
-            f"({settings.worker_heartbeat_s:g} s) so one late heartbeat is not a death",
-        )
-    if settings.store_pool_wait_s >= settings.lease_ttl_s:
-        # A command waiting that long for the store would outlive its own lease.
-        raise ConfigError(
-            env_name("store_pool_wait_s"),
-            f"must be shorter than {env_name('lease_ttl_s')} ({settings.lease_ttl_s:g} s)",
-        )
-    return settings

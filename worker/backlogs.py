@@ -1,0 +1,112 @@
+"""A customer's parked commands run once its hold is cleared (docs/ordering.md, point 8):
+one at a time on its pool key, each published with confirms on the connection's thread and
+removed from the store once confirmed, then the next. A new connection (``_epoch``) stops
+the chains of the old one; the partition's next consumption resumes them from the store.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from pika.exceptions import AMQPError
+
+from worker.broker.confirms import ConfirmGroup
+from worker.broker.publishing import carry_out
+from worker.consumer import Consumer
+from worker.delivery import Delivery
+from worker.parking import Holds, OrderGate, ParkedRun
+
+log = logging.getLogger("worker.partitioned")
+
+
+class BacklogRunner(Consumer):
+    """The consumer of partitions (``worker.partitioned``) sets these up."""
+
+    _holds: Holds
+    _gate: OrderGate
+    _chains: dict[int, int]  # partition -> backlogs of parked commands running
+    _epoch: int  # a new connection: chains of the old one stop
+
+    def _start_backlog(self, key: str) -> None:
+        partition = self._holds.begin_drain(key)
+        if partition is None:
+            return
+        self._chains[partition] = self._chains.get(partition, 0) + 1
+        self._next_parked(key, partition, self._epoch, None)
+
+    def _end_backlog(self, key: str, partition: int) -> None:
+        self._holds.end_drain(key)
+        self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
+
+    def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
+        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        done = functools.partial(self._on_parked_run, key, partition, epoch)
+        self._pool.submit(key, task, done)
+
+    def _on_parked_run(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
+        # A pool thread: back to the connection's thread to publish.
+        callback = functools.partial(self._carry_out_parked, key, partition, epoch, future)
+        connection = self._connection
+        try:
+            connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog interrupted: connection gone")
+
+    def _carry_out_parked(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
+        confirms = self._confirms
+        if epoch != self._epoch or confirms is None:
+            return
+        exc = future.exception()
+        run: ParkedRun | None = None if exc is not None else future.result()
+        if run is None:
+            if exc is not None:
+                log.error("running a parked command failed", exc_info=exc)
+            self._end_backlog(key, partition)
+            return
+        delivery = Delivery(
+            None, 0, run.parked.routing_key, run.properties, run.parked.body, time.monotonic()
+        )
+        settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
+        group = confirms.group(settled)
+        try:
+            carry_out(
+                confirms.publisher(group),
+                self._topology,
+                delivery.body,
+                delivery.properties,
+                delivery.routing_key,
+                run.decision,
+            )
+        except AMQPError:
+            raise
+        except Exception as exc:  # kept in the store; the partition's next consumption retries
+            confirms.discard(group)
+            log.error("a parked command's outcome is not publishable", exc_info=exc)
+            self._end_backlog(key, partition)
+            return
+        confirms.seal(group)
+
+    def _on_parked_confirmed(
+        self,
+        key: str,
+        partition: int,
+        epoch: int,
+        run: ParkedRun,
+        delivery: Delivery,
+        group: ConfirmGroup,
+    ) -> None:
+        if epoch != self._epoch:
+            return
+        if group.nacked or group.returned_exchanges() - {self._topology.events_exchange}:
+            # Kept in the store: the partition's next owner (or consumption) runs it again.
+            log.error("publish refused for a parked command; its backlog waits")
+            self._end_backlog(key, partition)
+            return
+        if self._observer is not None:
+            elapsed = time.monotonic() - delivery.started_at
+            self._observer.command_done(run.envelope, run.decision, elapsed)
+        self._next_parked(key, partition, epoch, run.parked.seq)
