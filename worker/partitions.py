@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,12 @@ from worker.store.order import SEQUENCER_LEASE, OrderStore, Tick, partition_leas
 log = logging.getLogger(__name__)
 
 FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder lets go
+# A partition is taken up (consumed) only while at least this share of its fencing window is
+# left: a lease round that took long (the store just back) must not start a consumption that
+# fences again at once, closing the channel a second time with part of the returned
+# deliveries received and part still queued (a quorum queue would then put the second
+# return behind the rest: out of order).
+START_FRESH_SHARE = 0.5
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
 OWNERSHIP_TICK_S = 0.5
@@ -124,19 +130,30 @@ class Ownership(threading.Thread):
 
     # -- what the consumer and the sequencer ask ----------------------------------------
 
-    def _fresh(self, name: str) -> bool:
+    def _fresh(self, name: str, share: float = 1.0) -> bool:
+        """Renewed within ``share`` of the fencing window."""
         renewed = self._renewed.get(name)
-        return renewed is not None and self._clock() - renewed < self._ttl_s * FENCE_FRACTION
+        window_s = self._ttl_s * FENCE_FRACTION * share
+        return renewed is not None and self._clock() - renewed < window_s
 
     def is_sequencer(self) -> bool:
         with self._lock:
             return self._fresh(SEQUENCER_LEASE)
 
-    def wanted(self) -> frozenset[int]:
-        """Partitions to consume now: held (and fresh), assigned, not being given up."""
+    def wanted(self, share: float = 1.0) -> frozenset[int]:
+        """Partitions to consume now: held (and fresh), assigned, not being given up; with
+        ``START_FRESH_SHARE``, those fresh enough to start consuming."""
         with self._lock:
             mine = self._mine()
-            return frozenset(p for p in mine - self._draining if self._fresh(partition_lease(p)))
+            return frozenset(
+                p for p in mine - self._draining if self._fresh(partition_lease(p), share)
+            )
+
+    def lost(self, partitions: Iterable[int]) -> frozenset[int]:
+        """Of ``partitions`` (consumed, or with deliveries undecided), those whose lease is not
+        held and fresh: fenced by a store outage, or taken by another member."""
+        with self._lock:
+            return frozenset(p for p in partitions if not self._fresh(partition_lease(p)))
 
     def to_give_up(self) -> frozenset[int]:
         """Held partitions the consumer must drain and then report with ``drained``."""

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 
 from contracts import MAX_BODY_BYTES
+from worker.store import BUSY_TIMEOUT_S as STORE_BUSY_TIMEOUT_S
 from worker.store import POOL_SIZE as STORE_POOL_SIZE
 from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
 
@@ -98,6 +99,7 @@ class Settings:
     store_url: str = STORE_URL
     store_pool_size: int = STORE_POOL_SIZE
     store_pool_wait_s: float = STORE_POOL_WAIT_S
+    store_busy_timeout_s: float = STORE_BUSY_TIMEOUT_S
     concurrency: int = CONCURRENCY
     threads_per_slot: int = THREADS_PER_SLOT
     processes: int = PROCESSES
