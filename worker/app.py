@@ -170,6 +170,7 @@ def assemble(
         settings.store_url,
         pool_size=settings.store_pool_connections,
         pool_wait_s=settings.store_pool_wait_s,
+        busy_timeout_s=settings.store_busy_timeout_s,
     )
     store = traced.traced_store(store, settings.store_url)  # spans when tracing is on
     liveness_store = _liveness_store(settings, store)
@@ -209,6 +210,7 @@ def _liveness_store(settings: Settings, store: IdempotencyStore) -> IdempotencyS
         settings.store_url,
         pool_size=LIVENESS_STORE_CONNECTIONS,
         pool_wait_s=settings.store_pool_wait_s,
+        busy_timeout_s=settings.store_busy_timeout_s,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -18,6 +19,7 @@ from worker.broker.confirms import ConfirmGroup
 from worker.broker.publishing import carry_out
 from worker.consumer import Consumer
 from worker.delivery import Delivery
+from worker.outage import OutageAbandonedError, let_go_after_outage, ride_out_store_outage
 from worker.parking import Holds, OrderGate, ParkedRun
 
 log = logging.getLogger("worker.partitioned")
@@ -42,8 +44,26 @@ class BacklogRunner(Consumer):
         self._holds.end_drain(key)
         self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
 
+    def _ride_out(
+        self, task: Callable[[], Any], let_go: Callable[[], None] | None, epoch: int
+    ) -> Any:
+        """``task`` waits out a store outage while the channel of ``epoch`` is open (docs/
+        ordering.md, "A store outage"); once given back (unacked), what its run left in the
+        store is settled when the store answers (``Executor.let_go``)."""
+        try:
+            return ride_out_store_outage(task, self._while_channel(epoch), self._stopping.wait)
+        except OutageAbandonedError:
+            if let_go is not None:
+                let_go_after_outage(let_go, self._stopping.is_set, self._stopping.wait)
+            raise
+
+    def _while_channel(self, epoch: int) -> Callable[[], bool]:
+        return lambda: self._epoch == epoch and not self._stopping.is_set()
+
     def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
-        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        run = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        let_go = functools.partial(self._gate.let_go_parked, key)
+        task = functools.partial(self._ride_out, run, let_go, epoch)
         done = functools.partial(self._on_parked_run, key, partition, epoch)
         self._pool.submit(key, task, done)
 
@@ -62,8 +82,8 @@ class BacklogRunner(Consumer):
             return
         exc = future.exception()
         run: ParkedRun | None = None if exc is not None else future.result()
-        if run is None:
-            if exc is not None:
+        if run is None:  # kept in the store: the partition's next consumption resumes it
+            if exc is not None and not isinstance(exc, OutageAbandonedError):
                 log.error("running a parked command failed", exc_info=exc)
             self._end_backlog(key, partition)
             return

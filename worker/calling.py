@@ -30,7 +30,7 @@ from worker.outcomes import (
     retries_now,
 )
 from worker.readback import collision_is_ours, has_read_back, is_applied
-from worker.retry import immediate_retrying
+from worker.retry import shared_retrying
 
 RESOLVE_ATTEMPTS = 1000  # the resolve budget (seconds) is the real bound
 
@@ -67,7 +67,15 @@ class CommandCall:
         return self._retrying(RESOLVE_ATTEMPTS, self._resolve_budget_s)(self._attempt)
 
     def _retrying(self, attempts: int, budget_s: float) -> Any:
-        return immediate_retrying(attempts, budget_s, self._on_retry, self._command)
+        return shared_retrying(attempts, budget_s)
+
+    # -- what the shared retry controller asks (worker.retry.RetriedCall) -----------------
+
+    def retries_now(self, error: BaseException) -> bool:
+        return retries_now(error, self._command)
+
+    def on_retry(self, state: Any) -> None:
+        self._on_retry(state)
 
     def _attempt(self) -> Any:
         command = self._command

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import threading
 import time
 from typing import Any
 
@@ -20,6 +19,7 @@ from worker.calling import CommandCall
 from worker.decision import Decision, Envelope, ExecutorConfig
 from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
+from worker.left_behind import LeftBehind, Unrecorded
 from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
 from worker.rejection import reject_invalid
 from worker.retry import next_delay_s
@@ -46,8 +46,8 @@ class Executor:
         self._metrics = metrics
         # What the calls in flight hold, renewed by the liveness thread (worker.leases).
         self.leases = leases if leases is not None else HeldLeases()
-        self._left_behind: set[str] = set()  # see _release_left_behind
-        self._left_behind_lock = threading.Lock()
+        # What a store outage left leased or unrecorded here.
+        self._left_behind = LeftBehind(store, config.owner)
 
     def process(self, envelope: Envelope) -> Decision:
         if envelope.command is None:
@@ -106,8 +106,14 @@ class Executor:
 
     def _run_claimed(self, env: Envelope, command: Command, customer: str | None) -> Decision:
         claim = self._claim(env, command, customer)
-        if claim.status is ClaimStatus.BUSY and self._release_left_behind(command):
-            claim = self._claim(env, command, customer)
+        if claim.status is ClaimStatus.BUSY:
+            unrecorded = self._left_behind.outcome(command.idempotency_key)
+            if unrecorded is not None:  # the API answered before the store failed
+                decision = self._record(command, unrecorded)
+                self._left_behind.discard(command.idempotency_key)
+                return decision
+            if self._left_behind.release(command.idempotency_key):
+                claim = self._claim(env, command, customer)
         verdict = of_claim(claim.status)
         if verdict is None:
             with self.leases.holding(command.idempotency_key, customer):
@@ -115,8 +121,7 @@ class Executor:
                     return self._run(env, command, claim)
                 except StoreError:
                     # The store failed mid-outage: our lease on the key outlives this call.
-                    with self._left_behind_lock:
-                        self._left_behind.add(command.idempotency_key)
+                    self._left_behind.add(command.idempotency_key)
                     raise
         if verdict.outcome is Disposition.SUCCEEDED:
             assert claim.event is not None
@@ -151,21 +156,12 @@ class Executor:
             self._store.release(command.idempotency_key, self._config.owner, call.uncertain)
             raise
         body = terminal.success_event(env, command, result)
-        if not self._complete(command, True, body, call.uncertain):
-            return self._lease_lost(command)
-        return terminal.succeeded(command, body)
+        decision = terminal.succeeded(command, body)
+        return self._record(command, Unrecorded(True, body, call.uncertain, decision))
 
-    def _release_left_behind(self, command: Command) -> bool:
-        """A key this process left leased when the store failed under its call (the outcome
-        unrecorded): release it as uncertain, so the claim that follows resolves by read-back
-        first instead of waiting out our own lease, the command looping through the delay
-        tier meanwhile. True when released."""
-        key = command.idempotency_key
-        with self._left_behind_lock:
-            if key not in self._left_behind:
-                return False
-            self._left_behind.discard(key)
-        return self._store.release(key, self._config.owner, True)
+    def let_go(self, command: Command) -> None:
+        """After a store outage gave ``command`` back to the broker (``LeftBehind.let_go``)."""
+        self._left_behind.let_go(command.idempotency_key, command_customer(command))
 
     def _busy(self, command: Command, why: str) -> Decision:
         # Not counted as an attempt: the holder's lease or death bounds how long this lasts.
@@ -259,9 +255,17 @@ class Executor:
         self._count("idempotent_replay", type(command).__name__)
         return terminal.succeeded(command, stored, replayed=True)
 
-    def _complete(self, command: Command, succeeded: bool, body: bytes, uncertain: bool) -> bool:
+    def _record(self, command: Command, outcome: Unrecorded) -> Decision:
+        """Store the outcome (``complete``); kept in ``_left_behind`` if the store fails."""
         key, owner = command.idempotency_key, self._config.owner
-        return self._store.complete(key, owner, succeeded, body, uncertain)
+        try:
+            stored = self._store.complete(
+                key, owner, outcome.succeeded, outcome.event, outcome.uncertain
+            )
+        except StoreError:
+            self._left_behind.keep_outcome(key, outcome)
+            raise
+        return outcome.decision if stored else self._lease_lost(command)
 
     def _failed(
         self,
@@ -272,9 +276,8 @@ class Executor:
         uncertain: bool,
     ) -> Decision:
         body = terminal.failure_event(env, command, exc, verdict)
-        if not self._complete(command, False, body, uncertain):
-            return self._lease_lost(command)
-        return terminal.failed(command, body, verdict, str(exc))
+        decision = terminal.failed(command, body, verdict, str(exc))
+        return self._record(command, Unrecorded(False, body, uncertain, decision))
 
     def _retry_or_give_up(
         self, env: Envelope, command: Command, exc: ProvisioningError, *, uncertain: bool

@@ -7,8 +7,9 @@ and a slow API cannot pin the pool. Anything longer goes through the TTL queues.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from tenacity import (
     RetryCallState,
@@ -18,6 +19,7 @@ from tenacity import (
     stop_after_delay,
     wait_random_exponential,
 )
+from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 
 from contracts import Command
@@ -76,6 +78,51 @@ def immediate_retrying(
         ),
         wait=_WaitHonouringRetryAfter(),
         before_sleep=on_retry,
+        reraise=True,
+    )
+
+
+class RetriedCall(Protocol):
+    """What ``shared_retrying`` asks of the object whose bound method it calls."""
+
+    def retries_now(self, error: BaseException) -> bool: ...
+
+    def on_retry(self, state: RetryCallState) -> None: ...
+
+
+class _AskTheCall(retry_base):
+    """Retry as the call's own command says: the command lives on the object whose bound
+    method is being retried, so one controller serves every command."""
+
+    def __call__(self, state: RetryCallState) -> bool:
+        outcome = state.outcome
+        if outcome is None or not outcome.failed:
+            return False
+        error = outcome.exception()
+        call: RetriedCall = state.fn.__self__  # type: ignore[union-attr]
+        return error is not None and call.retries_now(error)
+
+
+def _before_sleep(state: RetryCallState) -> None:
+    call: RetriedCall = state.fn.__self__  # type: ignore[union-attr]
+    call.on_retry(state)
+
+
+@functools.lru_cache(maxsize=32)
+def shared_retrying(attempts: int, budget_s: float) -> Retrying:
+    """``immediate_retrying``'s controller, built once per (attempts, budget) and shared by
+    every thread: tenacity keeps each call's state thread-local, and building the controller
+    (its stop and wait strategies) cost more than a successful call's whole retry bookkeeping.
+    It must be called with a bound method of a ``RetriedCall``."""
+    return Retrying(
+        retry=_AskTheCall(),
+        stop=(
+            stop_after_attempt(max(1, attempts))
+            | stop_after_delay(budget_s)
+            | _StopWhenRetryAfterExceeds(budget_s)
+        ),
+        wait=_WaitHonouringRetryAfter(),
+        before_sleep=_before_sleep,
         reraise=True,
     )
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlencode
 
 import certifi
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from worker.api.transport import ca_bundle, proxy_for
+from worker.api.transport import ca_bundle, encode_form, proxy_for
 
 
 def test_no_proxy_variables_means_a_direct_connection(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +54,18 @@ def test_the_ca_bundle_comes_from_the_environment_else_certifi(
     assert ca_bundle() == str(bundle)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "other.pem"))
     assert ca_bundle() == str(tmp_path / "other.pem")
+
+
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=8))
+def test_the_form_is_encoded_as_urlencode_would(form: list[tuple[str, str]]) -> None:
+    # Given any form, unicode, spaces, reserved and control characters included
+    # When it is encoded for the body; Then the bytes are urlencode's, byte for byte
+    assert encode_form(form) == urlencode(form).encode("ascii")
+
+
+def test_safe_and_unsafe_items_are_encoded_alike() -> None:
+    # Given names and values that need no quoting next to ones that do
+    form = [("api_user", "reseller-1"), ("email", "a+b@example.com"), ("name", "Zoë O'Brien")]
+    # Then only the latter are quoted
+    expected = b"api_user=reseller-1&email=a%2Bb%40example.com&name=Zo%C3%AB+O%27Brien"
+    assert encode_form(form) == expected

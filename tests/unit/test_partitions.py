@@ -124,3 +124,24 @@ def test_a_fenced_holder_tells_readiness_which_leases_and_why(tmp_path: Path) ->
     member.tick()
     assert member.problem() is None
     backend.close()
+
+
+def test_partitions_fenced_or_never_held_are_reported_lost(tmp_path: Path) -> None:
+    # Given a member owning every partition
+    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    clock = Clock()
+    store = OrderStore(cast(Backend, backend), clock=clock)
+    member = ownership(store, "a", clock)
+    clock.now += STARTUP_GRACE_S
+    member.tick()
+    member.tick()
+    # Then while its rounds succeed none of its partitions is lost, one it never held is
+    assert member.lost([0, 5, PARTITIONS]) == frozenset({PARTITIONS})
+    # When half the lease time passes without a successful round (the store is down)
+    clock.now += TTL_S / 2
+    # Then every partition it still has deliveries of is lost: the consumer gives them back
+    assert member.lost([0, 5]) == frozenset({0, 5})
+    # And a successful round makes them its own again
+    member.tick()
+    assert member.lost([0, 5]) == frozenset()
+    backend.close()

@@ -20,10 +20,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import urllib.request
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlsplit
 
 import certifi
 import urllib3
@@ -31,7 +32,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
-__all__ = ["HttpTransport", "ca_bundle", "proxy_for"]
+__all__ = ["HttpTransport", "ca_bundle", "encode_form", "proxy_for"]
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -39,6 +40,8 @@ SWITCHING_PROTOCOLS = 101
 # retries=False as one shared object: urllib3 would build it anew on every call. The worker
 # owns retries, and must see every failure; a redirect is returned as it came.
 NO_RETRIES = Retry(total=False, redirect=False)
+# What quote_plus leaves as it is (urllib.parse's _ALWAYS_SAFE): most names and values.
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 class HttpTransport:
@@ -98,11 +101,12 @@ class HttpTransport:
         return self._opener.urlopen(
             "POST",
             f"{self._prefix}/{path}",
-            body=urlencode(form).encode("ascii"),
+            body=encode_form(form),
             timeout=self._timeout,
             retries=NO_RETRIES,
             redirect=False,
             preload_content=True,
+            assert_same_host=False,  # the target is a path on this pool's own origin
             pool_timeout=self._pool_timeout_s,  # type: ignore[arg-type]  # seconds, a float
         )
 
@@ -151,6 +155,18 @@ class _TlsPool(HTTPSConnectionPool):
 
 
 POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _Pool, "https": _TlsPool}
+
+
+def encode_form(form: Sequence[tuple[str, str]]) -> bytes:
+    """``urlencode(form).encode("ascii")``, byte for byte, without calling ``quote_plus`` for
+    the names and values it would leave unchanged: a command's form has some forty, and the
+    three calls deep per item were a sixth of a request's CPU in the worker."""
+    unquoted = _UNQUOTED.fullmatch
+    return "&".join(
+        f"{name if unquoted(name) else quote_plus(name)}="
+        f"{value if unquoted(value) else quote_plus(value)}"
+        for name, value in form
+    ).encode("ascii")
 
 
 def ca_bundle() -> str:
