@@ -51,8 +51,9 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
-# Partition queues behind the intake (docs/ordering.md); the same in every replica. 0 keeps
-# today's single consumed queue, with per-customer order only inside one process.
+# Partition queues behind the intake (docs/ordering.md). Every process works with the P the
+# store records; a new value takes effect, online, once every process is configured with it
+# ("Changing P"). 0 keeps today's single consumed queue, with order only inside one process.
 PARTITIONS = 16
 # A hold older than the longest delay tier plus this is overdue: its holder may never come
 # back (docs/ordering.md, "Stuck holds"); reported, never released on that ground alone.

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.store.order import RELEASED, OrderStore
+from worker.store.order import READ_PARTITIONING, RELEASED, OrderStore
 from worker.store.schema import PURGE_BATCH_ROWS, PURGE_MAX_ROWS_PER_RUN
 
 Execute = Callable[[str, dict[str, Any]], Any]
@@ -38,6 +38,18 @@ PURGE_ALIASES = """DELETE FROM order_aliases WHERE COALESCE(used_at, created_at)
 AND name IN (SELECT name FROM order_aliases WHERE COALESCE(used_at, created_at) < :cutoff
              LIMIT :batch)"""
 PURGE_RELEASED = "DELETE FROM order_released WHERE released_at < :cutoff"
+
+MEMBERS_CONFIGURED = "SELECT owner, partitions FROM order_members ORDER BY owner"
+SET_SWITCH = """INSERT INTO store_meta (name, value) VALUES ('partitions_switch', :value)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value"""
+SWITCH_STEP = "SELECT value FROM store_meta WHERE name = 'partitions_switch'"
+END_SWITCH = "DELETE FROM store_meta WHERE name = 'partitions_switch'"
+SET_PARTITIONS = "UPDATE store_meta SET value = :value WHERE name = 'partitions'"
+PARTITION_LEASES_HELD = """SELECT COUNT(*) FROM order_leases
+WHERE name <> 'sequencer' AND expires_at > :now"""
+HELD_KEYS = "SELECT order_key FROM order_holds"
+MOVE_HOLD = "UPDATE order_holds SET part_no = :partition WHERE order_key = :key"
+MOVE_PARKED = "UPDATE order_parked SET part_no = :partition WHERE order_key = :key"
 
 # Aliases live at least this long after their last use, whatever the records' retention:
 # far beyond the longest wait of a command routed through one (a delay tier is an hour at
@@ -100,6 +112,52 @@ class OrderUpkeep(OrderStore):
         """The ordering key ``holder`` was released from (forgotten now), or None."""
         row = self._run(lambda execute: execute(TAKE_RELEASED, {"holder": holder}).fetchone())
         return None if row is None else str(row[0])
+
+    # -- a change of P (worker.repartition) ---------------------------------------------
+
+    def partitioning(self) -> tuple[int, str | None, dict[str, int | None]]:
+        """(the deployment's P or 0, the change under way, each member's configured P)."""
+
+        def work(execute: Execute) -> tuple[int, str | None, dict[str, int | None]]:
+            meta = {
+                str(name): bytes(value).decode("ascii", "replace")
+                for name, value in execute(READ_PARTITIONING, {}).fetchall()
+            }
+            members = execute(MEMBERS_CONFIGURED, {}).fetchall()
+            return (
+                int(meta.get("partitions", "0") or 0),
+                meta.get("partitions_switch"),
+                {str(owner): None if p is None else int(p) for owner, p in members},
+            )
+
+        return self._run(work)
+
+    def set_switch(self, value: str) -> None:
+        params = {"value": value.encode()}
+        self._run(lambda execute: execute(SET_SWITCH, params))
+
+    def finish_switch(self, partitions: int, partition_of: Callable[[str], int]) -> bool:
+        """Record ``partitions`` as the deployment's P, move every hold (and its parked
+        commands) to its partition under it, and end the switch: one transaction, and only
+        at its ``release`` step while no partition lease is held (False, nothing changed,
+        otherwise)."""
+        now = self._clock()
+
+        def work(execute: Execute) -> bool:
+            step = execute(SWITCH_STEP, {}).fetchone()
+            if step is None or bytes(step[0]) != f"release:{partitions}".encode():
+                return False  # finished already, or not at its last step
+            if execute(PARTITION_LEASES_HELD, {"now": now}).fetchone()[0]:
+                return False
+            for (key,) in execute(HELD_KEYS, {}).fetchall():
+                params = {"key": key, "partition": partition_of(str(key))}
+                execute(MOVE_HOLD, params)
+                execute(MOVE_PARKED, params)
+            execute(SET_PARTITIONS, {"value": str(partitions).encode()})
+            execute(END_SWITCH, {})
+            return True
+
+        return self._run(work)
 
     def touch_alias(self, name: str, order_key: str) -> None:
         """Mark the alias used now; written again if the purge took it meanwhile (the
