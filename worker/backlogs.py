@@ -32,6 +32,7 @@ class BacklogRunner(Consumer):
     _gate: OrderGate
     _chains: dict[int, int]  # partition -> backlogs of parked commands running
     _epoch: int  # a new connection: chains of the old one stop
+    _given_back: set[str]  # ordering keys a stopping process gave back to the broker
 
     def _start_backlog(self, key: str) -> None:
         partition = self._holds.begin_drain(key)
@@ -45,14 +46,20 @@ class BacklogRunner(Consumer):
         self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
 
     def _ride_out(
-        self, task: Callable[[], Any], let_go: Callable[[], None] | None, epoch: int
+        self, key: str, task: Callable[[], Any], let_go: Callable[[], None] | None, epoch: int
     ) -> Any:
         """``task`` waits out a store outage while the channel of ``epoch`` is open (docs/
         ordering.md, "A store outage"); once given back (unacked), what its run left in the
-        store is settled when the store answers (``Executor.let_go``)."""
+        store is settled when the store answers (``Executor.let_go``). While the process
+        stops, the later commands of a key given back are given back too, unrun."""
+        stopping = self._stopping.is_set()
+        if stopping and key in self._given_back:
+            raise OutageAbandonedError("an earlier command of this key went back unacked")
         try:
             return ride_out_store_outage(task, self._while_channel(epoch), self._stopping.wait)
         except OutageAbandonedError:
+            if self._stopping.is_set():  # a drain runs the key's later commands otherwise
+                self._given_back.add(key)
             if let_go is not None:
                 let_go_after_outage(let_go, self._stopping.is_set, self._stopping.wait)
             raise
@@ -63,7 +70,7 @@ class BacklogRunner(Consumer):
     def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
         run = functools.partial(self._gate.run_parked, key, partition, done_seq)
         let_go = functools.partial(self._gate.let_go_parked, key)
-        task = functools.partial(self._ride_out, run, let_go, epoch)
+        task = functools.partial(self._ride_out, key, run, let_go, epoch)
         done = functools.partial(self._on_parked_run, key, partition, epoch)
         self._pool.submit(key, task, done)
 

@@ -75,6 +75,8 @@ class PartitionedConsumer(BacklogRunner):
         self._partition_of_delivery: dict[tuple[int, int], int | None] = {}
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
         self._running_lock = threading.Lock()
+        self._run_received = False  # a SIGTERM drain runs what the partitions delivered
+        self._given_back: set[str] = set()
 
     # -- which partitions ---------------------------------------------------------------
 
@@ -190,12 +192,20 @@ class PartitionedConsumer(BacklogRunner):
         super()._abandon_channel()
 
     def _drain(self) -> None:
-        # No basic_cancel: pika's would requeue the deliveries not yet dispatched ahead of
-        # the dispatched ones dropped here (see ``close_keeping_order``). Deliveries keep
-        # coming up to the prefetch and are ignored (``on_message``); once the calls under
-        # way are done the channel closes, and all of them go back in delivery order.
+        # What was received runs before the process stops, as in a hand-over (its holds are
+        # recorded here before later commands go anywhere). No basic_cancel: pika's requeues
+        # the deliveries not yet dispatched ahead of the rest (``close_keeping_order``).
+        # Deliveries arriving meanwhile are ignored (``on_message``) and go back in order
+        # with the channel's close, once the calls are done.
         self._tags.clear()
+        self._run_received = True
         super()._drain()
+
+    def _drop_waiting(self) -> None:
+        if self._run_received:  # the drain's own drop only: a lost channel still drops
+            self._run_received = False
+            return
+        super()._drop_waiting()
 
     def _wait_for_calls(self, connection: Any, deadline: float) -> None:
         super()._wait_for_calls(connection, deadline)
@@ -243,7 +253,7 @@ class PartitionedConsumer(BacklogRunner):
         )
         command = envelope.command
         let_go = None if command is None else functools.partial(self._executor.let_go, command)
-        return functools.partial(self._ride_out, gate, let_go, self._epoch)
+        return functools.partial(self._ride_out, key, gate, let_go, self._epoch)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         try:
