@@ -21,7 +21,7 @@ from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
 from worker.left_behind import LeftBehind, Unrecorded
 from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
-from worker.rejection import reject_invalid
+from worker.rejection import reject_conflict, reject_invalid
 from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
@@ -127,8 +127,8 @@ class Executor:
             assert claim.event is not None
             return self._replay(command, claim.event)
         if verdict.outcome is Disposition.REJECTED:
-            message = "idempotency_key was already used for a different command payload"
-            return terminal.rejected(env, command, verdict, message)
+            fingerprint, store, config = self.fingerprint(command), self._store, self._config
+            return reject_conflict(store, config, env, command, verdict, fingerprint, self._count)
         if claim.status is ClaimStatus.CUSTOMER_BUSY:
             return self._busy(command, "a command of this customer runs in another worker")
         # Another live worker holds the key: come back later rather than run it twice.

@@ -108,9 +108,9 @@ class PartitionedConsumer(BacklogRunner):
                 self._consume(channel, partition, len(wanted))
             except StoreError as exc:  # its holds unreadable: not consumed, tried next turn
                 log.warning("partition not consumed: the store did not answer", exc_info=True)
-                missing = sorted(wanted - self._tags.keys())
+                missing = sorted(startable - self._tags.keys())
                 self._unconsumed.down(f"{missing}: {redact_text(str(exc))[:200]}")
-        if wanted <= self._tags.keys():
+        if startable <= self._tags.keys():
             self._unconsumed.up()
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)

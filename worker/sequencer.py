@@ -52,6 +52,7 @@ PUMP_S = 0.1
 IDLE_S = 0.2  # how often a process without the lease looks again
 SEQUENCER_PREFETCH = 512  # intake deliveries in flight: republishes awaiting their confirm
 RECONNECT_S = 1.0
+CLOSE_WAIT_S = 5.0  # for the broker's close-ok of the intake channel
 # Holding the lease without consuming the intake longer than this makes the process unready:
 # a reconnection takes RECONNECT_S and the time to connect.
 INTAKE_DOWN_GRACE_S = 5 * RECONNECT_S
@@ -166,21 +167,23 @@ class Sequencer(threading.Thread):
             self._close()
 
     def _close(self) -> None:
-        """Unacked intake deliveries return to the intake, in order, for the next holder."""
-        connection, self._connection, self._channel, self._confirms = (
-            self._connection,
-            None,
-            None,
-            None,
-        )
-        self._consuming = None
+        """Unacked intake deliveries return to the intake, in order, for the next holder:
+        the channel is closed first without pika's requeue of the undispatched deliveries,
+        which would put them ahead of the one that failed (a rename whose alias the store
+        did not take would be overtaken by the customer's next command)."""
+        connection, consuming = self._connection, self._consuming
+        self._connection, self._channel, self._confirms, self._consuming = None, None, None, None
         self._unsettled, self._reset = {}, False
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
+                if consuming is not None:
+                    consuming.close_keeping_order(CLOSE_WAIT_S)
                 connection.close()
             log.info("sequencer stopped")
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if channel is not self._channel:  # a closing channel's: it returns to the intake
+            return
         try:
             self._sequence(channel, method, properties, body)
         except (AMQPError, StoreError):

@@ -107,6 +107,26 @@ def test_other_payload_under_a_used_key_is_a_conflict(store: IdempotencyStore) -
     assert client.calls == ["CreateCustomer"]
 
 
+def test_a_redelivered_conflict_publishes_its_recorded_rejection_again(
+    store: IdempotencyStore,
+) -> None:
+    # Given a key used once, and another payload under it rejected as a conflict
+    client = ScriptedClient(None)
+    executor(client, store).process(envelope(CREATE))
+    other = envelope({**CREATE, "city": "Paris"})
+    first = executor(client, store).process(other)
+    # When the broker redelivers the rejected one (its ack was lost)
+    again = executor(client, store).process(dataclasses.replace(other, delivery_count=1))
+    # Then the same CommandRejected goes out again, with the same dead-letter copy
+    assert again.event == first.event and again.replayed
+    assert again.dead_letter == first.dead_letter
+    assert again.dead_letter is not None and again.dead_letter.reason == "idempotency_conflict"
+    assert again.routing_key == first.routing_key == "CreateCustomer.rejected"
+    # And a fresh publish of it is a rejection of its own
+    fresh = executor(client, store).process(other)
+    assert fresh.event != first.event and not fresh.replayed
+
+
 def test_key_leased_by_a_live_worker_is_delayed_without_counting(store: IdempotencyStore) -> None:
     store.heartbeat("other")
     fingerprint = executor(ScriptedClient(), store).fingerprint(envelope(CREATE).command)  # type: ignore[arg-type]
