@@ -63,6 +63,8 @@ class PartitionedConsumer(BacklogRunner):
         overdue_s = overdue_after_s(self._settings.retry_delays_s, margin_s)
         self._watch = HoldWatch(order_store, self._holds, records.get, overdue_s, order_metrics)
         self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
+        self._runs_what_it_received = False  # a drain runs it all (``_drain``)
+        self._given_back: set[str] = set()  # keys a stopping process gave back (an outage)
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
         self._unconsumed = Downtime(UNCONSUMED_GRACE_S)
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
@@ -75,8 +77,6 @@ class PartitionedConsumer(BacklogRunner):
         self._partition_of_delivery: dict[tuple[int, int], int | None] = {}
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
         self._running_lock = threading.Lock()
-        self._run_received = False  # a SIGTERM drain runs what the partitions delivered
-        self._given_back: set[str] = set()
 
     # -- which partitions ---------------------------------------------------------------
 
@@ -109,9 +109,9 @@ class PartitionedConsumer(BacklogRunner):
                 self._consume(channel, partition, len(wanted))
             except StoreError as exc:  # its holds unreadable: not consumed, tried next turn
                 log.warning("partition not consumed: the store did not answer", exc_info=True)
-                missing = sorted(wanted - self._tags.keys())
+                missing = sorted(startable - self._tags.keys())
                 self._unconsumed.down(f"{missing}: {redact_text(str(exc))[:200]}")
-        if wanted <= self._tags.keys():
+        if startable <= self._tags.keys():
             self._unconsumed.up()
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)
@@ -192,20 +192,27 @@ class PartitionedConsumer(BacklogRunner):
         super()._abandon_channel()
 
     def _drain(self) -> None:
-        # What was received runs before the process stops, as in a hand-over (its holds are
-        # recorded here before later commands go anywhere). No basic_cancel: pika's requeues
-        # the deliveries not yet dispatched ahead of the rest (``close_keeping_order``).
-        # Deliveries arriving meanwhile are ignored (``on_message``) and go back in order
-        # with the channel's close, once the calls are done.
+        # Everything received runs, as in a hand-over, and only what pika had not yet
+        # dispatched goes back, rejected one by one in delivery order by its basic_cancel
+        # (later than anything received). Nothing is left for the channel's close to hand
+        # back: a quorum queue (3.10) puts a delivery that was on its way when the channel
+        # closed ahead of the channel's other unacked ones, so a customer's later command
+        # would run first (tests/integration/test_order_repartition.py caught it).
+        self._runs_what_it_received = True
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            for tag in list(self._tags.values()):
+                try:
+                    channel.basic_cancel(tag)
+                except Exception:  # the base drain reports a lost broker
+                    break
         self._tags.clear()
-        self._run_received = True
         super()._drain()
 
     def _drop_waiting(self) -> None:
-        if self._run_received:  # the drain's own drop only: a lost channel still drops
-            self._run_received = False
-            return
-        super()._drop_waiting()
+        channel = self._channel
+        if not (self._runs_what_it_received and channel is not None and channel.is_open):
+            super()._drop_waiting()
 
     def _wait_for_calls(self, connection: Any, deadline: float) -> None:
         super()._wait_for_calls(connection, deadline)
@@ -226,8 +233,8 @@ class PartitionedConsumer(BacklogRunner):
     # -- deliveries ---------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        if channel is not self._channel or self._stopping.is_set():
-            return  # a closing channel's, or a drain's: it goes back to its partition unacked
+        if channel is not self._channel:
+            return  # a closing channel's: it goes back to its partition unacked
         self._partition_of_delivery[(id(channel), method.delivery_tag)] = (
             self._partition_of_tag.get(method.consumer_tag)
         )

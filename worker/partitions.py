@@ -265,6 +265,8 @@ class Ownership(threading.Thread):
                     extra={"fields": fields},
                 )
         self._plan, self._partitions = plan, plan.partitions
+        if self._metrics is not None:
+            self._metrics.partitioning(plan.partitions, plan.switch is not None)
 
     def _apply(
         self, held: frozenset[str], members: tuple[str, ...], released: set[int], at: float

@@ -10,11 +10,12 @@ from typing import cast
 import pytest
 
 from tests.fixtures.wait import wait_until
-from tests.integration.harness import TEST_PARTITIONS, WorkerRig, customer_command
+from tests.integration.harness import TEST_PARTITIONS, WorkerRig, customer_command, free_port
 from tests.integration.test_order import (
     applied_by_customer,
     assert_every_flow_in_order,
     flow,
+    metric_totals,
     publish_interleaved,
 )
 from worker.store import open_store
@@ -54,8 +55,11 @@ def test_workers_configured_with_another_p_switch_online_keeping_every_order(
     expected = publish_interleaved(rig, [f"repart-{i:02d}" for i in range(16)])
     assert partitioning(rig)[0] == TEST_PARTITIONS
     # When it is replaced by a worker configured with 6 (a rolling update)
+    port = free_port()
     new = rig.start_worker(
-        PROVISIONER_PARTITIONS=str(NEW_PARTITIONS), PROVISIONER_RETRY_DELAYS=DELAY
+        PROVISIONER_PARTITIONS=str(NEW_PARTITIONS),
+        PROVISIONER_RETRY_DELAYS=DELAY,
+        PROVISIONER_HTTP_PORT=str(port),
     )
     assert rig.stop_worker(old) == 0
     # Then the deployment switches to 6 partitions by itself, the new worker owning them all
@@ -68,6 +72,8 @@ def test_workers_configured_with_another_p_switch_online_keeping_every_order(
         30,
         "6 partitions owned",
     )
+    gauges = metric_totals([port])
+    assert (gauges["provisioner_partitions"], gauges["provisioner_partitions_switching"]) == (6, 0)
     # And every flow, and the held customer's, ran in publish order, each command once
     assert_every_flow_in_order(rig, expected)
     rig.wait_events(len(held_steps) + 1, 60, customer=held)

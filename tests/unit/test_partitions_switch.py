@@ -5,7 +5,7 @@ PostgreSQL) with an injected clock."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from tests.fixtures.stores import FakeClock
 from worker.partitions import STARTUP_GRACE_S, Ownership
@@ -17,8 +17,26 @@ from worker.store.order_upkeep import OrderUpkeep
 TTL_S = 20.0
 
 
-def member(store: OrderUpkeep, owner: str, partitions: int, clock: FakeClock) -> Ownership:
-    return Ownership(store, owner, partitions, heartbeat_s=1.0, ttl_s=TTL_S, clock=clock)
+class Gauges:
+    """The order metrics ``Ownership`` reports, the partitioning ones kept."""
+
+    def __init__(self) -> None:
+        self.partitions, self.switching = 0, False
+
+    def partitions_owned(self, count: int, sequencer: bool) -> None: ...
+
+    def partitions_handed_over(self, count: int) -> None: ...
+
+    def partitioning(self, partitions: int, switching: bool) -> None:
+        self.partitions, self.switching = partitions, switching
+
+
+def member(
+    store: OrderUpkeep, owner: str, partitions: int, clock: FakeClock, metrics: Any = None
+) -> Ownership:
+    return Ownership(
+        store, owner, partitions, heartbeat_s=1.0, ttl_s=TTL_S, clock=clock, metrics=metrics
+    )
 
 
 def test_a_member_configured_otherwise_works_with_the_recorded_p_until_all_agree(
@@ -56,7 +74,8 @@ def test_the_last_step_waits_for_every_lease_then_moves_the_holds(
     first = member(upkeep, "a", 4, clock)
     first.tick()
     first.leave()
-    owner = member(upkeep, "b", 6, clock)
+    gauges = Gauges()
+    owner = member(upkeep, "b", 6, clock, gauges)
     clock.advance(STARTUP_GRACE_S)
     owner.tick()
     owner.tick()
@@ -69,6 +88,7 @@ def test_the_last_step_waits_for_every_lease_then_moves_the_holds(
     owner.tick()
     # Then the owner gives every partition up, and the switch cannot end while it holds one
     assert owner.wanted() == frozenset() and owner.to_give_up() == frozenset(range(4))
+    assert (gauges.partitions, gauges.switching) == (4, True)
     assert not upkeep.finish_switch(6, lambda k: partition_of(k, 6))
     for partition in range(4):
         owner.drained(partition)
@@ -83,3 +103,4 @@ def test_the_last_step_waits_for_every_lease_then_moves_the_holds(
     owner.tick()
     owner.tick()
     assert owner.wanted() == frozenset(range(6))
+    assert (gauges.partitions, gauges.switching) == (6, False)

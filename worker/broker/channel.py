@@ -26,6 +26,11 @@ CONSUMER_CANCELLED = "consumer_cancelled"
 CONFIRM_TIMEOUT = "confirm_timeout"
 REASON_MAX_LENGTH = 300
 CLOSE_POLL_S = 0.05
+# Before the close: a delivery on its way when the channel closes is put back *ahead* of the
+# channel's other unacked ones (3.10, checked: one ack then an immediate close returned the
+# delivery it freed first; 10 ms later, all in order). Deliveries freed by the last acks
+# arrive meanwhile and are returned in their place.
+SETTLE_S = 0.1
 
 
 class ConsumingChannel:
@@ -106,6 +111,9 @@ class ConsumingChannel:
         channel = self.channel
         if not channel.is_open:
             return
+        settled = time.monotonic() + SETTLE_S
+        while time.monotonic() < settled:
+            channel.connection.process_data_events(time_limit=CLOSE_POLL_S)
         with contextlib.suppress(Exception):  # the channel or connection may be dying
             channel._impl.close()
         deadline = time.monotonic() + wait_s
