@@ -41,6 +41,18 @@ class BacklogRunner(Consumer):
         self._chains[partition] = self._chains.get(partition, 0) + 1
         self._next_parked(key, partition, self._epoch, None)
 
+    def _start_backlog_threadsafe(self, epoch: int, key: str) -> None:
+        """From a pool thread (a hold released, ``worker.hold_watch``): on the connection's."""
+        callback = functools.partial(self._start_backlog_of, epoch, key)
+        try:
+            self._connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog not started: connection gone")
+
+    def _start_backlog_of(self, epoch: int, key: str) -> None:
+        if epoch == self._epoch:
+            self._start_backlog(key)
+
     def _end_backlog(self, key: str, partition: int) -> None:
         self._holds.end_drain(key)
         self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)

@@ -146,7 +146,7 @@ class PartitionedConsumer(BacklogRunner):
 
     def _watch_holds(self, now: float) -> None:
         self._watching, self._next_watch = True, now + self._watch_every_s
-        released = functools.partial(self._on_hold_released, self._epoch)
+        released = functools.partial(self._start_backlog_threadsafe, self._epoch)
         try:
             self._watch.run_on(self._pool, frozenset(self._tags), released, self._watched)
         except RuntimeError:  # the pool is shut down: the process is stopping
@@ -154,18 +154,6 @@ class PartitionedConsumer(BacklogRunner):
 
     def _watched(self) -> None:
         self._watching = False  # a pool thread; the loop reads it on its next turn
-
-    def _on_hold_released(self, epoch: int, key: str) -> None:
-        """A pool thread: the backlog starts on the connection's thread."""
-        callback = functools.partial(self._resume_backlog, key, epoch)
-        try:
-            self._connection.add_callback_threadsafe(callback)
-        except Exception:  # the connection is gone: the backlog resumes with the partition
-            log.info("backlog not started: connection gone")
-
-    def _resume_backlog(self, key: str, epoch: int) -> None:
-        if epoch == self._epoch:
-            self._start_backlog(key)
 
     def _consume(self, channel: Any, partition: int, owned: int) -> None:
         # The prefetch applies per consumer: share the process's among its partitions.

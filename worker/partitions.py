@@ -69,9 +69,8 @@ class Partitioning:
     @property
     def to_change(self) -> bool:
         """A switch is under way, or every member wants another P than the deployment's."""
-        return self.switch is not None or (
-            self.configured != self.partitions and self.agreed == self.configured
-        )
+        wanted = self.configured != self.partitions and self.agreed == self.configured
+        return self.switch is not None or wanted
 
 
 def assigned(
@@ -252,18 +251,17 @@ class Ownership(threading.Thread):
         plan = Partitioning(
             result.partitions or self._configured, self._configured, result.switch, result.agreed
         )
-        if plan != self._plan:
-            fields = {"partitions": plan.partitions, "configured": plan.configured}
-            if plan.switch is not None:
-                log.warning(
-                    "changing the partitions", extra={"fields": {**fields, "step": plan.switch}}
-                )
-            elif plan.partitions != plan.configured:
-                log.warning(
-                    "PROVISIONER_PARTITIONS differs from the deployment's: working with the "
-                    "deployment's until every process is configured alike",
-                    extra={"fields": fields},
-                )
+        fields = {"partitions": plan.partitions, "configured": plan.configured}
+        if plan != self._plan and plan.switch is not None:
+            log.warning(
+                "changing the partitions", extra={"fields": {**fields, "step": plan.switch}}
+            )
+        elif plan != self._plan and plan.partitions != plan.configured:
+            log.warning(
+                "PROVISIONER_PARTITIONS differs from the deployment's: working with the "
+                "deployment's until every process is configured alike",
+                extra={"fields": fields},
+            )
         self._plan, self._partitions = plan, plan.partitions
         if self._metrics is not None:
             self._metrics.partitioning(plan.partitions, plan.switch is not None)

@@ -24,7 +24,7 @@ import contextlib
 import logging
 from typing import Any
 
-from pika.exceptions import ChannelClosed
+from pika.exceptions import ChannelClosedByBroker
 
 from worker.broker.addresses import BrokerAddresses
 from worker.broker.connection import connect
@@ -36,6 +36,7 @@ from worker.store.order_upkeep import OrderUpkeep
 log = logging.getLogger(__name__)
 
 DRAIN, RELEASE = "drain", "release"
+NOT_FOUND = 404
 
 
 def parse_switch(value: str) -> tuple[str, int]:
@@ -90,8 +91,10 @@ class Repartitioner:
             self._channel = self._connection.channel()
         try:
             method = self._channel.queue_declare(queue, passive=True).method
-        except ChannelClosed:  # 404: the channel is closed; the next call opens another
-            return 0, 0
+        except ChannelClosedByBroker as exc:  # the channel is closed: the next call opens one
+            if exc.reply_code == NOT_FOUND:
+                return 0, 0
+            raise
         return int(method.message_count), int(method.consumer_count)
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ Execute = Callable[[str, dict[str, Any]], Any]
 # An operator's listing: no body, no properties (passwords rest there), only counts.
 LIST_HOLDS = """SELECT h.order_key, h.holder, h.part_no, h.updated_at,
     (SELECT COUNT(*) FROM order_parked p WHERE p.order_key = h.order_key)
-FROM order_holds h ORDER BY h.updated_at, h.order_key"""
+FROM order_holds h {where} ORDER BY h.updated_at, h.order_key"""
 HOLD_ROW = "SELECT holder, part_no FROM order_holds WHERE order_key = :key"
 RELEASE_HOLD = """UPDATE order_holds SET holder = NULL, updated_at = :now
 WHERE order_key = :key AND holder IS NOT NULL"""
@@ -63,6 +63,11 @@ def alias_retention_s(retention_days: float) -> float:
     return max(retention_days * 86400, ALIAS_MIN_RETENTION_S)
 
 
+def _param_name(partition: int) -> str:
+    """``:part_bc`` for 12: statement parameters are letters only (``to_pyformat``)."""
+    return "part_" + "".join(chr(ord("a") + int(digit)) for digit in str(partition))
+
+
 @dataclass(frozen=True)
 class HoldRow:
     """One hold as an operator sees it: never a body or a property of a command."""
@@ -79,12 +84,18 @@ class OrderUpkeep(OrderStore):
 
     def holds(self, partitions: Iterable[int] | None = None) -> list[HoldRow]:
         """Every hold, oldest first; only those of ``partitions`` when given."""
-        rows = self._run(lambda execute: execute(LIST_HOLDS, {}).fetchall())
-        wanted = None if partitions is None else set(partitions)
+        params: dict[str, Any] = {}
+        where = ""
+        if partitions is not None:
+            params = {_param_name(p): p for p in set(partitions)}
+            if not params:
+                return []
+            where = "WHERE h.part_no IN (" + ", ".join(f":{name}" for name in params) + ")"
+        sql = LIST_HOLDS.format(where=where)
+        rows = self._run(lambda execute: execute(sql, params).fetchall())
         return [
             HoldRow(str(key), None if holder is None else str(holder), int(part), float(at), int(n))
             for key, holder, part, at, n in rows
-            if wanted is None or int(part) in wanted
         ]
 
     def hold(self, order_key: str) -> tuple[str | None, int] | None:
