@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, cast
 
 from worker import __version__
@@ -21,7 +22,7 @@ from worker.observability.health import Health
 from worker.observability.http import ObservabilityServer
 from worker.observability.metrics import Metrics
 from worker.observability.redact import register_secret
-from worker.order_setup import ordering_parts
+from worker.order_setup import OrderingParts, ordering_parts
 from worker.report import OutcomeReporter
 from worker.store import FingerprintKeys, IdempotencyStore, open_store
 from worker.store.order import Backend
@@ -111,10 +112,65 @@ def run_worker(
     http.start()
     if on_listening is not None:
         on_listening(http.port)
+    parts = assemble(settings, metrics, health, http)
+    parts.start(install_signals)
+    log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})
+    try:
+        parts.consumer.run()  # returns once no call runs on the pool any more
+    finally:
+        parts.stop()
+        sentry.flush()  # queued reports must leave before the process does
+        tracing.shutdown()  # and the batched spans
+    return 0
+
+
+@dataclass
+class WorkerParts:
+    """What one worker process runs besides its observability server's start."""
+
+    settings: Settings
+    health: Health
+    http: ObservabilityServer
+    store: IdempotencyStore
+    liveness_store: IdempotencyStore
+    client: ResellerClient
+    consumer: Consumer
+    liveness: Liveness
+    purger: StorePurger
+    order: OrderingParts | None
+
+    def start(self, install_signals: bool) -> None:
+        self.liveness.beat()
+        self.liveness.start()
+        self.purger.start()
+        if self.order is not None:
+            self.order.start(self.health, self.consumer)
+        if install_signals:
+            self.consumer.install_signal_handlers()
+
+    def stop(self) -> None:
+        """Once the consumer drained: the order parts, the threads, then the connections."""
+        if self.order is not None:
+            self.order.stop()
+        self.purger.stopped.set()
+        self.liveness.stopped.set()
+        self.liveness.join()
+        self.liveness_store.forget_worker(self.settings.worker_id)
+        self.http.stop()
+        self.client.close()
+        if self.liveness_store is not self.store:
+            self.liveness_store.close()
+        self.store.close()
+
+
+def assemble(
+    settings: Settings, metrics: Metrics, health: Health, http: ObservabilityServer
+) -> WorkerParts:
     store = open_store(
         settings.store_url,
         pool_size=settings.store_pool_connections,
         pool_wait_s=settings.store_pool_wait_s,
+        busy_timeout_s=settings.store_busy_timeout_s,
     )
     store = traced.traced_store(store, settings.store_url)  # spans when tracing is on
     liveness_store = _liveness_store(settings, store)
@@ -139,32 +195,10 @@ def run_worker(
         heartbeat_s=settings.worker_heartbeat_s,
         lease_ttl_s=settings.lease_ttl_s,
     )
-    liveness.beat()
-    liveness.start()
     purger = StorePurger(store, settings)
-    purger.start()
-    if order is not None:
-        order.start(health, consumer)
-    if install_signals:
-        consumer.install_signal_handlers()
-    log.info("worker started", extra={"fields": {"worker_id": settings.worker_id}})
-    try:
-        consumer.run()  # returns once no call runs on the pool any more
-    finally:
-        if order is not None:
-            order.stop()
-        purger.stopped.set()
-        liveness.stopped.set()
-        liveness.join()
-        liveness_store.forget_worker(settings.worker_id)
-        http.stop()
-        client.close()
-        if liveness_store is not store:
-            liveness_store.close()
-        store.close()
-        sentry.flush()  # queued reports must leave before the process does
-        tracing.shutdown()  # and the batched spans
-    return 0
+    return WorkerParts(
+        settings, health, http, store, liveness_store, client, consumer, liveness, purger, order
+    )
 
 
 def _liveness_store(settings: Settings, store: IdempotencyStore) -> IdempotencyStore:
@@ -176,6 +210,7 @@ def _liveness_store(settings: Settings, store: IdempotencyStore) -> IdempotencyS
         settings.store_url,
         pool_size=LIVENESS_STORE_CONNECTIONS,
         pool_wait_s=settings.store_pool_wait_s,
+        busy_timeout_s=settings.store_busy_timeout_s,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -18,6 +19,7 @@ from worker.broker.confirms import ConfirmGroup
 from worker.broker.publishing import carry_out
 from worker.consumer import Consumer
 from worker.delivery import Delivery
+from worker.outage import OutageAbandonedError, let_go_after_outage, ride_out_store_outage
 from worker.parking import Holds, OrderGate, ParkedRun
 
 log = logging.getLogger("worker.partitioned")
@@ -30,6 +32,7 @@ class BacklogRunner(Consumer):
     _gate: OrderGate
     _chains: dict[int, int]  # partition -> backlogs of parked commands running
     _epoch: int  # a new connection: chains of the old one stop
+    _given_back: set[str]  # ordering keys a stopping process gave back to the broker
 
     def _start_backlog(self, key: str) -> None:
         partition = self._holds.begin_drain(key)
@@ -38,12 +41,48 @@ class BacklogRunner(Consumer):
         self._chains[partition] = self._chains.get(partition, 0) + 1
         self._next_parked(key, partition, self._epoch, None)
 
+    def _start_backlog_threadsafe(self, epoch: int, key: str) -> None:
+        """From a pool thread (a hold released, ``worker.hold_watch``): on the connection's."""
+        callback = functools.partial(self._start_backlog_of, epoch, key)
+        try:
+            self._connection.add_callback_threadsafe(callback)
+        except Exception:  # the connection is gone: the backlog resumes with the partition
+            log.info("backlog not started: connection gone")
+
+    def _start_backlog_of(self, epoch: int, key: str) -> None:
+        if epoch == self._epoch:
+            self._start_backlog(key)
+
     def _end_backlog(self, key: str, partition: int) -> None:
         self._holds.end_drain(key)
         self._chains[partition] = max(0, self._chains.get(partition, 0) - 1)
 
+    def _ride_out(
+        self, key: str, task: Callable[[], Any], let_go: Callable[[], None] | None, epoch: int
+    ) -> Any:
+        """``task`` waits out a store outage while the channel of ``epoch`` is open (docs/
+        ordering.md, "A store outage"); once given back (unacked), what its run left in the
+        store is settled when the store answers (``Executor.let_go``). While the process
+        stops, the later commands of a key given back are given back too, unrun."""
+        stopping = self._stopping.is_set()
+        if stopping and key in self._given_back:
+            raise OutageAbandonedError("an earlier command of this key went back unacked")
+        try:
+            return ride_out_store_outage(task, self._while_channel(epoch), self._stopping.wait)
+        except OutageAbandonedError:
+            if self._stopping.is_set():  # a drain runs the key's later commands otherwise
+                self._given_back.add(key)
+            if let_go is not None:
+                let_go_after_outage(let_go, self._stopping.is_set, self._stopping.wait)
+            raise
+
+    def _while_channel(self, epoch: int) -> Callable[[], bool]:
+        return lambda: self._epoch == epoch and not self._stopping.is_set()
+
     def _next_parked(self, key: str, partition: int, epoch: int, done_seq: int | None) -> None:
-        task = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        run = functools.partial(self._gate.run_parked, key, partition, done_seq)
+        let_go = functools.partial(self._gate.let_go_parked, key)
+        task = functools.partial(self._ride_out, key, run, let_go, epoch)
         done = functools.partial(self._on_parked_run, key, partition, epoch)
         self._pool.submit(key, task, done)
 
@@ -62,8 +101,8 @@ class BacklogRunner(Consumer):
             return
         exc = future.exception()
         run: ParkedRun | None = None if exc is not None else future.result()
-        if run is None:
-            if exc is not None:
+        if run is None:  # kept in the store: the partition's next consumption resumes it
+            if exc is not None and not isinstance(exc, OutageAbandonedError):
                 log.error("running a parked command failed", exc_info=exc)
             self._end_backlog(key, partition)
             return

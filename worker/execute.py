@@ -20,8 +20,9 @@ from worker.calling import CommandCall
 from worker.decision import Decision, Envelope, ExecutorConfig
 from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
+from worker.left_behind import LeftBehind, Unrecorded
 from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
-from worker.rejection import reject_invalid
+from worker.rejection import reject_conflict, reject_invalid
 from worker.retry import next_delay_s
 from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
 
@@ -46,8 +47,8 @@ class Executor:
         self._metrics = metrics
         # What the calls in flight hold, renewed by the liveness thread (worker.leases).
         self.leases = leases if leases is not None else HeldLeases()
-        self._left_behind: set[str] = set()  # see _release_left_behind
-        self._left_behind_lock = threading.Lock()
+        # What a store outage left leased or unrecorded here.
+        self._left_behind = LeftBehind(store, config.owner)
         # The customer whose lease this pool thread's last completion let go with the
         # result (one write instead of two): the command's own unlock is then done.
         self._unlocked = threading.local()
@@ -110,8 +111,14 @@ class Executor:
 
     def _run_claimed(self, env: Envelope, command: Command, customer: str | None) -> Decision:
         claim = self._claim(env, command, customer)
-        if claim.status is ClaimStatus.BUSY and self._release_left_behind(command):
-            claim = self._claim(env, command, customer)
+        if claim.status is ClaimStatus.BUSY:
+            unrecorded = self._left_behind.outcome(command.idempotency_key)
+            if unrecorded is not None:  # the API answered before the store failed
+                decision = self._record(command, unrecorded)
+                self._left_behind.discard(command.idempotency_key)
+                return decision
+            if self._left_behind.release(command.idempotency_key):
+                claim = self._claim(env, command, customer)
         verdict = of_claim(claim.status)
         if verdict is None:
             with self.leases.holding(command.idempotency_key, customer):
@@ -119,15 +126,14 @@ class Executor:
                     return self._run(env, command, claim)
                 except StoreError:
                     # The store failed mid-outage: our lease on the key outlives this call.
-                    with self._left_behind_lock:
-                        self._left_behind.add(command.idempotency_key)
+                    self._left_behind.add(command.idempotency_key)
                     raise
         if verdict.outcome is Disposition.SUCCEEDED:
             assert claim.event is not None
             return self._replay(command, claim.event)
         if verdict.outcome is Disposition.REJECTED:
-            message = "idempotency_key was already used for a different command payload"
-            return terminal.rejected(env, command, verdict, message)
+            fingerprint, store, config = self.fingerprint(command), self._store, self._config
+            return reject_conflict(store, config, env, command, verdict, fingerprint, self._count)
         if claim.status is ClaimStatus.CUSTOMER_BUSY:
             return self._busy(command, "a command of this customer runs in another worker")
         # Another live worker holds the key: come back later rather than run it twice.
@@ -155,21 +161,12 @@ class Executor:
             self._store.release(command.idempotency_key, self._config.owner, call.uncertain)
             raise
         body = terminal.success_event(env, command, result)
-        if not self._complete(command, True, body, call.uncertain):
-            return self._lease_lost(command)
-        return terminal.succeeded(command, body)
+        decision = terminal.succeeded(command, body)
+        return self._record(command, Unrecorded(True, body, call.uncertain, decision))
 
-    def _release_left_behind(self, command: Command) -> bool:
-        """A key this process left leased when the store failed under its call (the outcome
-        unrecorded): release it as uncertain, so the claim that follows resolves by read-back
-        first instead of waiting out our own lease, the command looping through the delay
-        tier meanwhile. True when released."""
-        key = command.idempotency_key
-        with self._left_behind_lock:
-            if key not in self._left_behind:
-                return False
-            self._left_behind.discard(key)
-        return self._store.release(key, self._config.owner, True)
+    def let_go(self, command: Command) -> None:
+        """After a store outage gave ``command`` back to the broker (``LeftBehind.let_go``)."""
+        self._left_behind.let_go(command.idempotency_key, command_customer(command))
 
     def _busy(self, command: Command, why: str) -> Decision:
         # Not counted as an attempt: the holder's lease or death bounds how long this lasts.
@@ -263,11 +260,23 @@ class Executor:
         self._count("idempotent_replay", type(command).__name__)
         return terminal.succeeded(command, stored, replayed=True)
 
-    def _complete(self, command: Command, succeeded: bool, body: bytes, uncertain: bool) -> bool:
-        key, customer = command.idempotency_key, command_customer(command)
-        stored = self._store.complete(key, self._config.owner, succeeded, body, uncertain, customer)
+    def _record(self, command: Command, outcome: Unrecorded) -> Decision:
+        """Store the outcome (``complete``, which lets the customer's lease go in the same
+        write); kept in ``_left_behind`` if the store fails."""
+        key, owner, customer = (
+            command.idempotency_key,
+            self._config.owner,
+            command_customer(command),
+        )
+        try:
+            stored = self._store.complete(
+                key, owner, outcome.succeeded, outcome.event, outcome.uncertain, customer
+            )
+        except StoreError:
+            self._left_behind.keep_outcome(key, outcome)
+            raise
         self._unlocked.customer = customer
-        return stored
+        return outcome.decision if stored else self._lease_lost(command)
 
     def _failed(
         self,
@@ -278,9 +287,8 @@ class Executor:
         uncertain: bool,
     ) -> Decision:
         body = terminal.failure_event(env, command, exc, verdict)
-        if not self._complete(command, False, body, uncertain):
-            return self._lease_lost(command)
-        return terminal.failed(command, body, verdict, str(exc))
+        decision = terminal.failed(command, body, verdict, str(exc))
+        return self._record(command, Unrecorded(False, body, uncertain, decision))
 
     def _retry_or_give_up(
         self, env: Envelope, command: Command, exc: ProvisioningError, *, uncertain: bool

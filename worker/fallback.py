@@ -6,7 +6,10 @@ up to the delivery limit:
 
 - A store error (a PostgreSQL failover, a locked SQLite file) or a refused publish is the
   infrastructure's, not the command's: the command waits in the first delay tier and comes
-  back, without using up one of its attempts.
+  back, without using up one of its attempts. (A partition's ordered command never gets
+  here for a store error: it waits out the outage in place or goes back to its partition
+  unacked, ``worker/outage.py``; a delay tier without a hold would let its customer's later
+  commands pass it.)
 - Anything else counts a delayed attempt; when every tier is used the message is parked in
   the dead-letter queue (reason ``unexpected_error``), with a ``CommandFailed`` event when
   it decoded as a command.

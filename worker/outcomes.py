@@ -146,6 +146,11 @@ def of_claim(status: ClaimStatus) -> Verdict | None:
     return None
 
 
+def rejection_reason_of(code: ErrorCode) -> str:
+    """The dead-letter reason of a recorded rejection, from its error code."""
+    return REASON_CONFLICT if code is ErrorCode.IDEMPOTENCY_CONFLICT else REASON_REJECTED
+
+
 def reason_of(code: ErrorCode) -> str:
     """The dead-letter reason of a recorded failure, from its error code."""
     if code is ErrorCode.RETRIES_EXHAUSTED:

@@ -207,6 +207,15 @@ class OrderGate:
         decision = self._run(envelope, key, partition, None)
         return ParkedRun(parked, properties, envelope, decision)
 
+    def let_go_parked(self, key: str) -> None:
+        """Release what the first parked command of ``key`` (the one a store outage cut)
+        may still hold here; it stays parked for the partition's next consumption."""
+        parked = self._store.first_parked(key)
+        if parked is not None:
+            envelope = self._envelope_of(decode_properties(parked.properties), parked.body)
+            if envelope.command is not None:
+                self._executor.let_go(envelope.command)
+
 
 def _command_type(envelope: Envelope) -> str:
     if envelope.command is not None:

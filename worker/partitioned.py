@@ -28,9 +28,9 @@ from worker.delivery import Delivery
 from worker.hold_watch import HoldWatch, check_every_s, overdue_after_s
 from worker.observability.health import Downtime
 from worker.observability.redact import redact_text
-from worker.outage import ride_out_store_outage
+from worker.outage import OutageAbandonedError
 from worker.parking import Holds, NotParked, OrderGate
-from worker.partitions import FENCE_FRACTION, Ownership
+from worker.partitions import START_FRESH_SHARE, Ownership
 from worker.store import IdempotencyStore, StoreError
 from worker.store.order_upkeep import OrderUpkeep
 
@@ -40,9 +40,7 @@ MIN_PARTITION_PREFETCH = 8
 RECONCILE_S = 0.05  # how often the loop compares its subscriptions with what it owns
 # A partition owned and not consumed for longer makes the process unready (its commands wait).
 UNCONSUMED_GRACE_S = 5.0
-
-
-OUTAGE_SHARE = 0.8  # of the fencing time: a store outage's wait ends before the leases fence
+FENCED = "partitions_fenced"  # why the channel is closed (the channel-loss metric's reason)
 
 
 class PartitionedConsumer(BacklogRunner):
@@ -65,6 +63,8 @@ class PartitionedConsumer(BacklogRunner):
         overdue_s = overdue_after_s(self._settings.retry_delays_s, margin_s)
         self._watch = HoldWatch(order_store, self._holds, records.get, overdue_s, order_metrics)
         self._watch_every_s, self._next_watch, self._watching = check_every_s(margin_s), 0.0, False
+        self._runs_what_it_received = False  # a drain runs it all (``_drain``)
+        self._given_back: set[str] = set()  # keys a stopping process gave back (an outage)
         self._next_reconcile = 0.0  # the loop turns often; ownership changes every 0.1 s at most
         self._unconsumed = Downtime(UNCONSUMED_GRACE_S)
         self._chains: dict[int, int] = {}  # partition -> backlogs of parked commands running
@@ -72,12 +72,11 @@ class PartitionedConsumer(BacklogRunner):
         self._observer = NotParked(self._observer)
         self._tags: dict[int, str] = {}  # partition -> consumer tag on the current channel
         self._partition_of_tag: dict[str, int] = {}
-        self._partition_of_delivery: dict[int, int | None] = {}  # delivery tag -> partition
+        # (channel, delivery tag) -> partition: an old channel's task may end after a new
+        # channel's deliveries, whose tags start again at 1.
+        self._partition_of_delivery: dict[tuple[int, int], int | None] = {}
         self._running: dict[int, int] = {}  # partition -> deliveries whose outcome is pending
         self._running_lock = threading.Lock()
-        # Past the fencing time another process may own the partition: then a delay tier.
-        fence_s = self._settings.worker_dead_after_s * FENCE_FRACTION
-        self._outage_budget_s = fence_s * OUTAGE_SHARE
 
     # -- which partitions ---------------------------------------------------------------
 
@@ -101,15 +100,18 @@ class PartitionedConsumer(BacklogRunner):
         if channel is None or not channel.is_open or now < self._next_reconcile:
             return
         self._next_reconcile = now + RECONCILE_S
+        if self._return_if_fenced():
+            return
         wanted = self._ownership.wanted()
-        for partition in sorted(wanted - self._tags.keys()):
+        startable = self._ownership.wanted(START_FRESH_SHARE)
+        for partition in sorted(startable - self._tags.keys()):
             try:
                 self._consume(channel, partition, len(wanted))
             except StoreError as exc:  # its holds unreadable: not consumed, tried next turn
                 log.warning("partition not consumed: the store did not answer", exc_info=True)
-                missing = sorted(wanted - self._tags.keys())
+                missing = sorted(startable - self._tags.keys())
                 self._unconsumed.down(f"{missing}: {redact_text(str(exc))[:200]}")
-        if wanted <= self._tags.keys():
+        if startable <= self._tags.keys():
             self._unconsumed.up()
         for partition in sorted(self._tags.keys() - wanted):
             tag = self._tags.pop(partition)
@@ -122,9 +124,29 @@ class PartitionedConsumer(BacklogRunner):
         if not self._watching and now >= self._next_watch:
             self._watch_holds(now)
 
+    def _return_if_fenced(self) -> bool:
+        """A partition whose lease fenced itself (a store outage) or went to another member
+        while this process still has deliveries of it: close the channel, so that every
+        unacked delivery goes back to its partition in order, ahead of the customer's later
+        commands (docs/ordering.md, "A store outage"). Commands waiting out the outage give up
+        (``OutageAbandonedError``); nothing goes to a delay tier without a hold."""
+        with self._running_lock:
+            busy = {p for p, n in self._running.items() if n}
+            busy.update(p for p, n in self._chains.items() if n)
+        lost = self._ownership.lost(busy | self._tags.keys())
+        if not lost:
+            return False
+        self._report.channel_lost(FENCED, f"leases of partitions {sorted(lost)} not renewed")
+        old = self._consuming
+        self._abandon_channel()
+        if old is not None:
+            old.close_keeping_order(self._settings.confirm_timeout_s)
+        self._open_channel()
+        return True
+
     def _watch_holds(self, now: float) -> None:
         self._watching, self._next_watch = True, now + self._watch_every_s
-        released = functools.partial(self._on_hold_released, self._epoch)
+        released = functools.partial(self._start_backlog_threadsafe, self._epoch)
         try:
             self._watch.run_on(self._pool, frozenset(self._tags), released, self._watched)
         except RuntimeError:  # the pool is shut down: the process is stopping
@@ -132,18 +154,6 @@ class PartitionedConsumer(BacklogRunner):
 
     def _watched(self) -> None:
         self._watching = False  # a pool thread; the loop reads it on its next turn
-
-    def _on_hold_released(self, epoch: int, key: str) -> None:
-        """A pool thread: the backlog starts on the connection's thread."""
-        callback = functools.partial(self._resume_backlog, key, epoch)
-        try:
-            self._connection.add_callback_threadsafe(callback)
-        except Exception:  # the connection is gone: the backlog resumes with the partition
-            log.info("backlog not started: connection gone")
-
-    def _resume_backlog(self, key: str, epoch: int) -> None:
-        if epoch == self._epoch:
-            self._start_backlog(key)
 
     def _consume(self, channel: Any, partition: int, owned: int) -> None:
         # The prefetch applies per consumer: share the process's among its partitions.
@@ -170,6 +180,13 @@ class PartitionedConsumer(BacklogRunner):
         super()._abandon_channel()
 
     def _drain(self) -> None:
+        # Everything received runs, as in a hand-over, and only what pika had not yet
+        # dispatched goes back, rejected one by one in delivery order by its basic_cancel
+        # (later than anything received). Nothing is left for the channel's close to hand
+        # back: a quorum queue (3.10) puts a delivery that was on its way when the channel
+        # closed ahead of the channel's other unacked ones, so a customer's later command
+        # would run first (tests/integration/test_order_repartition.py caught it).
+        self._runs_what_it_received = True
         channel = self._channel
         if channel is not None and channel.is_open:
             for tag in list(self._tags.values()):
@@ -179,6 +196,17 @@ class PartitionedConsumer(BacklogRunner):
                     break
         self._tags.clear()
         super()._drain()
+
+    def _drop_waiting(self) -> None:
+        channel = self._channel
+        if not (self._runs_what_it_received and channel is not None and channel.is_open):
+            super()._drop_waiting()
+
+    def _wait_for_calls(self, connection: Any, deadline: float) -> None:
+        super()._wait_for_calls(connection, deadline)
+        consuming = self._consuming
+        if connection is not None and connection.is_open and consuming is not None:
+            consuming.close_keeping_order(self._settings.confirm_timeout_s)
 
     def _running_in(self, partition: int) -> int:
         with self._running_lock:
@@ -193,8 +221,10 @@ class PartitionedConsumer(BacklogRunner):
     # -- deliveries ---------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
-        self._partition_of_delivery[method.delivery_tag] = self._partition_of_tag.get(
-            method.consumer_tag
+        if channel is not self._channel:
+            return  # a closing channel's: it goes back to its partition unacked
+        self._partition_of_delivery[(id(channel), method.delivery_tag)] = (
+            self._partition_of_tag.get(method.consumer_tag)
         )
         super().on_message(channel, method, properties, body)
 
@@ -202,7 +232,7 @@ class PartitionedConsumer(BacklogRunner):
         return _order_key(delivery.properties, envelope)
 
     def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
-        partition = self._partition_of_delivery.get(delivery.delivery_tag)
+        partition = self._partition_of_delivery.get((id(delivery.channel), delivery.delivery_tag))
         self._count_running(partition, 1)
         key = _order_key(delivery.properties, envelope)
         if key is None or partition is None:
@@ -216,13 +246,26 @@ class PartitionedConsumer(BacklogRunner):
             delivery.properties,
             delivery.body,
         )
-        return functools.partial(ride_out_store_outage, gate, self._outage_budget_s)
+        command = envelope.command
+        let_go = None if command is None else functools.partial(self._executor.let_go, command)
+        return functools.partial(self._ride_out, key, gate, let_go, self._epoch)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         try:
             super()._on_done_in_pool(delivery, envelope, future)
         finally:  # a pool thread: the map is only read and popped, never iterated
-            self._count_running(self._partition_of_delivery.pop(delivery.delivery_tag, None), -1)
+            tag = (id(delivery.channel), delivery.delivery_tag)
+            self._count_running(self._partition_of_delivery.pop(tag, None), -1)
+
+    def on_processed(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
+        if isinstance(future.exception(), OutageAbandonedError) and self._take_from_transit(
+            delivery
+        ):
+            # Left unacked: the channel's close (fenced, or the end of a drain) returns it to
+            # its partition ahead of the customer's later commands.
+            self._count_in_flight(-1)
+            return
+        super().on_processed(delivery, envelope, future)
 
     def _envelope(self, delivery: Delivery) -> Envelope:
         envelope = super()._envelope(delivery)

@@ -19,16 +19,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from worker.observability.redact import redact_text
 from worker.store import StoreError
-from worker.store.order import SEQUENCER_LEASE, OrderStore, partition_lease
+from worker.store.order import SEQUENCER_LEASE, OrderStore, Tick, partition_lease
 
 log = logging.getLogger(__name__)
 
 FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder lets go
+# A partition is taken up (consumed) only while at least this share of its fencing window is
+# left: a lease round that took long (the store just back) must not start a consumption that
+# fences again at once, closing the channel a second time with part of the returned
+# deliveries received and part still queued (a quorum queue would then put the second
+# return behind the rest: out of order).
+START_FRESH_SHARE = 0.5
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
 OWNERSHIP_TICK_S = 0.5
@@ -43,6 +50,27 @@ STARTUP_GRACE_S = 1.0
 # While this process waits for partitions it is assigned (or gives some up): the hand-over
 # is a few rounds of both processes, and every round of it leaves work on one of them.
 UNSETTLED_TICK_S = 0.1
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """The deployment's P as the store records it, this process's own, and a change under
+    way (``switch``: ``drain:<P'>`` or ``release:<P'>``, see ``worker.repartition``)."""
+
+    partitions: int
+    configured: int
+    switch: str | None = None
+    agreed: int | None = None  # the P every live member is configured with, if they agree
+
+    @property
+    def releasing(self) -> bool:
+        return (self.switch or "").startswith("release:")
+
+    @property
+    def to_change(self) -> bool:
+        """A switch is under way, or every member wants another P than the deployment's."""
+        wanted = self.configured != self.partitions and self.agreed == self.configured
+        return self.switch is not None or wanted
 
 
 def assigned(
@@ -82,6 +110,10 @@ class Ownership(threading.Thread):
     ) -> None:
         super().__init__(name="partition-ownership", daemon=True)
         self._store, self._owner, self._partitions = store, owner, partitions
+        # This process's PROVISIONER_PARTITIONS; ``_partitions`` is the deployment's, as the
+        # store records it (each round), which may differ until every member has this one.
+        self._configured = partitions
+        self._plan = Partitioning(partitions, partitions)
         self._tick_s, self._ttl_s = min(heartbeat_s, OWNERSHIP_TICK_S), ttl_s
         self._metrics, self._clock = metrics, clock
         self._lock = threading.Lock()
@@ -97,19 +129,30 @@ class Ownership(threading.Thread):
 
     # -- what the consumer and the sequencer ask ----------------------------------------
 
-    def _fresh(self, name: str) -> bool:
+    def _fresh(self, name: str, share: float = 1.0) -> bool:
+        """Renewed within ``share`` of the fencing window."""
         renewed = self._renewed.get(name)
-        return renewed is not None and self._clock() - renewed < self._ttl_s * FENCE_FRACTION
+        window_s = self._ttl_s * FENCE_FRACTION * share
+        return renewed is not None and self._clock() - renewed < window_s
 
     def is_sequencer(self) -> bool:
         with self._lock:
             return self._fresh(SEQUENCER_LEASE)
 
-    def wanted(self) -> frozenset[int]:
-        """Partitions to consume now: held (and fresh), assigned, not being given up."""
+    def wanted(self, share: float = 1.0) -> frozenset[int]:
+        """Partitions to consume now: held (and fresh), assigned, not being given up; with
+        ``START_FRESH_SHARE``, those fresh enough to start consuming."""
         with self._lock:
-            mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
-            return frozenset(p for p in mine - self._draining if self._fresh(partition_lease(p)))
+            mine = self._mine()
+            return frozenset(
+                p for p in mine - self._draining if self._fresh(partition_lease(p), share)
+            )
+
+    def lost(self, partitions: Iterable[int]) -> frozenset[int]:
+        """Of ``partitions`` (consumed, or with deliveries undecided), those whose lease is not
+        held and fresh: fenced by a store outage, or taken by another member."""
+        with self._lock:
+            return frozenset(p for p in partitions if not self._fresh(partition_lease(p)))
 
     def to_give_up(self) -> frozenset[int]:
         """Held partitions the consumer must drain and then report with ``drained``."""
@@ -125,6 +168,16 @@ class Ownership(threading.Thread):
     def members(self) -> tuple[str, ...]:
         with self._lock:
             return self._members
+
+    def partitioning(self) -> Partitioning:
+        with self._lock:
+            return self._plan
+
+    def _mine(self) -> frozenset[int]:
+        """Assigned to this process; nothing while a change of P hands every partition back."""
+        if self._plan.releasing:
+            return frozenset()
+        return assigned(self._partitions, self._members, self._owner, self._sequencer)
 
     def problem(self) -> str | None:
         """For /readyz: leases this process holds in the store but could not renew in time,
@@ -165,13 +218,13 @@ class Ownership(threading.Thread):
 
     def _unsettled(self) -> bool:
         with self._lock:
-            mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
+            mine = self._mine()
             held = {p for p in mine if partition_lease(p) in self._renewed}
             return bool(self._draining) or held != mine
 
     def tick(self) -> None:
         with self._lock:
-            mine = assigned(self._partitions, self._members, self._owner, self._sequencer)
+            mine = self._mine()
             if self._clock() - self._born < STARTUP_GRACE_S:
                 mine = frozenset()
             release = set(self._drained)
@@ -186,10 +239,32 @@ class Ownership(threading.Thread):
             [partition_lease(p) for p in sorted(release)],
             self._ttl_s,
             self._ttl_s,
+            self._configured,
         )
         with self._lock:
             self._sequencer = result.sequencer
+            self._follow(result)
             self._apply(result.held, result.members, release, started)
+
+    def _follow(self, result: Tick) -> None:
+        """The deployment's P and any change of it under way, as the store has them."""
+        plan = Partitioning(
+            result.partitions or self._configured, self._configured, result.switch, result.agreed
+        )
+        fields = {"partitions": plan.partitions, "configured": plan.configured}
+        if plan != self._plan and plan.switch is not None:
+            log.warning(
+                "changing the partitions", extra={"fields": {**fields, "step": plan.switch}}
+            )
+        elif plan != self._plan and plan.partitions != plan.configured:
+            log.warning(
+                "PROVISIONER_PARTITIONS differs from the deployment's: working with the "
+                "deployment's until every process is configured alike",
+                extra={"fields": fields},
+            )
+        self._plan, self._partitions = plan, plan.partitions
+        if self._metrics is not None:
+            self._metrics.partitioning(plan.partitions, plan.switch is not None)
 
     def _apply(
         self, held: frozenset[str], members: tuple[str, ...], released: set[int], at: float
@@ -204,9 +279,10 @@ class Ownership(threading.Thread):
         if released and self._metrics is not None:
             self._metrics.partitions_handed_over(len(released))
         self._members = members
-        mine = assigned(self._partitions, members, self._owner, self._sequencer)
-        for p in range(self._partitions):
-            if p not in mine and partition_lease(p) in held:
+        mine = self._mine()
+        for name in held - {SEQUENCER_LEASE}:
+            p = int(name.removeprefix("partition-"))
+            if p not in mine:
                 self._draining.add(p)
         if self._metrics is not None:
             owned = sum(1 for name in held if name != SEQUENCER_LEASE)

@@ -18,15 +18,12 @@ import functools
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import Any
 
-import msgspec
 import pika
 from pika.exceptions import AMQPError
 
-from contracts.rules import USERNAME_MAX_LENGTH, has_control
 from worker.broker import headers as h
 from worker.broker.addresses import BrokerAddresses
 from worker.broker.channel import ConsumingChannel
@@ -37,6 +34,15 @@ from worker.config import Settings
 from worker.observability.health import Downtime
 from worker.observability.redact import redact_text
 from worker.partitions import Ownership
+from worker.repartition import Repartitioner
+from worker.routing import (
+    ALIAS_TOUCH_EVERY_S,
+    Routed,
+    Router,
+    customer_of,
+    partition_of,
+    usable_name,
+)
 from worker.store import StoreError
 from worker.store.order_upkeep import OrderUpkeep
 
@@ -46,97 +52,12 @@ PUMP_S = 0.1
 IDLE_S = 0.2  # how often a process without the lease looks again
 SEQUENCER_PREFETCH = 512  # intake deliveries in flight: republishes awaiting their confirm
 RECONNECT_S = 1.0
+CLOSE_WAIT_S = 5.0  # for the broker's close-ok of the intake channel
 # Holding the lease without consuming the intake longer than this makes the process unready:
 # a reconnection takes RECONNECT_S and the time to connect.
 INTAKE_DOWN_GRACE_S = 5 * RECONNECT_S
 # Not carried to the partition: the intake's own bookkeeping, and what the sequencer sets.
 DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED}
-# How often an alias in use is marked used in the store (``used_at``): the retention purge
-# deletes only aliases no command was routed through for far longer (docs/ordering.md).
-ALIAS_TOUCH_EVERY_S = 3600.0
-
-
-class Routed(msgspec.Struct):
-    """The fields of any command that name its customer (the rest is ignored here)."""
-
-    type: str | None = None
-    customer: str | None = None
-    username: str | None = None  # CreateCustomer, and ListCustomers' filter
-    new_username: str | None = None  # ChangeUsername
-    idempotency_key: str | None = None
-
-
-_DECODER = msgspec.json.Decoder(Routed)
-
-
-def customer_of(body: bytes) -> Routed | None:
-    try:
-        routed = _DECODER.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-    return routed
-
-
-def usable_name(name: str | None) -> TypeGuard[str]:
-    """A customer or username fit to be an ordering key, in a header and in the store: what
-    the contract allows (``contracts.rules``); anything else routes like a command without
-    a customer, and the worker rejects it."""
-    return isinstance(name, str) and 0 < len(name) <= USERNAME_MAX_LENGTH and not has_control(name)
-
-
-def partition_of(key: str | bytes, partitions: int) -> int:
-    data = key.encode("utf-8", "surrogatepass") if isinstance(key, str) else key
-    return zlib.crc32(data) % partitions
-
-
-class Router:
-    """Ordering keys and partitions; the alias map of renames."""
-
-    def __init__(
-        self,
-        store: OrderUpkeep,
-        partitions: int,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._store, self._partitions, self._clock = store, partitions, clock
-        self._aliases: dict[str, str] = {}
-        self._touched: dict[str, float] = {}  # alias -> when last marked used (our clock)
-
-    def load(self) -> None:
-        self._aliases = self._store.aliases()
-        self._touched = {}
-
-    def order_key(self, customer: str) -> str:
-        key = self._aliases.get(customer)
-        if key is None:
-            return customer
-        now = self._clock()
-        touched = self._touched.get(customer)
-        if touched is None or now - touched >= ALIAS_TOUCH_EVERY_S:
-            self._store.touch_alias(customer, key)  # kept from the purge while in use
-            self._touched[customer] = now
-        return key
-
-    def route(self, body: bytes, message_id: str | None) -> tuple[str | None, int]:
-        """(ordering key or None, partition). Records a rename's alias before returning."""
-        routed = customer_of(body)
-        customer = None
-        if routed is not None:
-            customer = (
-                routed.username
-                if routed.type in ("CreateCustomer", "ListCustomers")
-                else routed.customer
-            )
-        if routed is None or not usable_name(customer):
-            return None, partition_of(message_id or body, self._partitions)
-        key = self.order_key(customer)
-        if routed.type == "ChangeUsername" and usable_name(routed.new_username):
-            new = routed.new_username
-            if self._aliases.get(new) != key:
-                self._store.add_alias(new, key)  # before the republish: durable first
-                self._aliases[new] = key
-                self._touched[new] = self._clock()
-        return key, partition_of(key, self._partitions)
 
 
 class Sequencer(threading.Thread):
@@ -154,6 +75,12 @@ class Sequencer(threading.Thread):
         self._router = Router(store, topology.partitions)
         self._metrics = metrics
         self._addresses = BrokerAddresses.parse(settings.amqp_url)
+        self._repartition = Repartitioner(
+            store,
+            topology,
+            self._addresses,
+            f"provisioner repartition {settings.worker_id}",
+        )
         self._connection: Any = None
         self._channel: Any = None
         self._confirms: ConfirmTracker | None = None
@@ -176,9 +103,18 @@ class Sequencer(threading.Thread):
                 if not self._ownership.is_sequencer():
                     self._intake.up()  # not ours to consume
                     self._close()
+                    self._repartition.close()
+                    self.stopped.wait(IDLE_S)
+                    continue
+                plan = self._ownership.partitioning()
+                if plan.to_change:  # routing paused: the intake keeps what arrives
+                    self._intake.up()  # paused on purpose, not a fault of this process
+                    self._close()
+                    self._repartition.step(plan)
                     self.stopped.wait(IDLE_S)
                     continue
                 if self._connection is None:
+                    self._router.partitions = plan.partitions
                     self._intake.down()
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
@@ -191,6 +127,7 @@ class Sequencer(threading.Thread):
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
                 self._intake.down(redact_text(f"{type(exc).__name__}: {exc}")[:300])
                 self._close()
+                self._repartition.close()
                 self.stopped.wait(RECONNECT_S)
             except Exception as exc:  # a bug must not end the thread: the intake would stall
                 log.exception("sequencer failed; starting again")
@@ -198,6 +135,7 @@ class Sequencer(threading.Thread):
                 self._close()
                 self.stopped.wait(RECONNECT_S)
         self._close()
+        self._repartition.close()
 
     def _open(self) -> None:
         self._router.load()
@@ -229,21 +167,23 @@ class Sequencer(threading.Thread):
             self._close()
 
     def _close(self) -> None:
-        """Unacked intake deliveries return to the intake, in order, for the next holder."""
-        connection, self._connection, self._channel, self._confirms = (
-            self._connection,
-            None,
-            None,
-            None,
-        )
-        self._consuming = None
+        """Unacked intake deliveries return to the intake, in order, for the next holder:
+        the channel is closed first without pika's requeue of the undispatched deliveries,
+        which would put them ahead of the one that failed (a rename whose alias the store
+        did not take would be overtaken by the customer's next command)."""
+        connection, consuming = self._connection, self._consuming
+        self._connection, self._channel, self._confirms, self._consuming = None, None, None, None
         self._unsettled, self._reset = {}, False
         if connection is not None and connection.is_open:
             with contextlib.suppress(Exception):
+                if consuming is not None:
+                    consuming.close_keeping_order(CLOSE_WAIT_S)
                 connection.close()
             log.info("sequencer stopped")
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if channel is not self._channel:  # a closing channel's: it returns to the intake
+            return
         try:
             self._sequence(channel, method, properties, body)
         except (AMQPError, StoreError):
@@ -312,3 +252,14 @@ class Sequencer(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+__all__ = [
+    "ALIAS_TOUCH_EVERY_S",
+    "Routed",
+    "Router",
+    "Sequencer",
+    "customer_of",
+    "partition_of",
+    "usable_name",
+]

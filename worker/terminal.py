@@ -26,7 +26,13 @@ from contracts import (
 )
 from worker.decision import DeadLetter, Decision, Envelope
 from worker.errors import ProvisioningError
-from worker.outcomes import REASON_DELIVERY_LIMIT, REASON_REJECTED, Verdict, reason_of
+from worker.outcomes import (
+    REASON_DELIVERY_LIMIT,
+    REASON_REJECTED,
+    Verdict,
+    reason_of,
+    rejection_reason_of,
+)
 
 # The success events that carry what the API returned, and the field that carries it.
 PAYLOAD_FIELDS = {"ListCustomers": "customers", "ListApps": "apps", "GetAppSettings": "settings"}
@@ -161,12 +167,13 @@ def stored_rejection(stored: bytes) -> Decision | None:
     event = decode_event(stored)
     if not isinstance(event, CommandRejected):
         return None
+    code = event.error.code
     return Decision(
         event.command_type,
         "rejected",
         stored,
         routing_key_for(event.command_type, "rejected"),
-        dead_letter=DeadLetter(REASON_REJECTED, event.error.code.value, event.error.message),
+        dead_letter=DeadLetter(rejection_reason_of(code), code.value, event.error.message),
         replayed=True,
         error_code=event.error.code.value,
     )

@@ -28,13 +28,6 @@ PASSWORD = "Sup3r-Secret-pw"
 KILL_TEST_MESSAGES = 1500
 
 
-@pytest.fixture
-def topology(prefix: str, broker_channel: Any) -> Topology:
-    topology = Topology(prefix, (30.0,), 5)
-    topology.declare(broker_channel)
-    return topology
-
-
 def park(
     channel: Any,
     topology: Topology,

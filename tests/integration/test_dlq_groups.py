@@ -26,13 +26,6 @@ PUBLISH_BATCH_MESSAGES = 1_000
 GROUPING_PEAK_BYTES = 4_000_000
 
 
-@pytest.fixture
-def topology(prefix: str, broker_channel: Any) -> Topology:
-    topology = Topology(prefix, (30.0,), 5)
-    topology.declare(broker_channel)
-    return topology
-
-
 def failure(
     command: dict[str, Any], code: str, error: str, failed_at: datetime, reason: str = "failed"
 ) -> tuple[str, bytes, Any]:

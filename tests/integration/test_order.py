@@ -100,13 +100,16 @@ def applied_by_customer(rig: WorkerRig) -> dict[str, list[Any]]:
     return applied
 
 
-def assert_every_flow_in_order(rig: WorkerRig, expected: dict[str, list[Any]]) -> None:
-    """Every flow's commands succeeded, and each customer's calls ran in publish order."""
+def assert_every_flow_in_order(
+    rig: WorkerRig, expected: dict[str, list[Any]]
+) -> list[dict[str, Any]]:
+    """Every flow's commands succeeded, and each customer's calls ran in publish order; the
+    flows' events (a replayed one may be there twice, with the same event_id)."""
     total = sum(len(steps) for steps in expected.values())
 
     def flow_events() -> list[dict[str, Any]]:
         found = [e for e in rig.drain_tap() if e.get("customer") in expected]
-        return found if len(found) >= total else []
+        return found if len({e["idempotency_key"] for e in found}) >= total else []
 
     events = wait_until(flow_events, 120, f"{total} events of the flows")
     assert len({e["idempotency_key"] for e in events}) == total
@@ -116,6 +119,7 @@ def assert_every_flow_in_order(rig: WorkerRig, expected: dict[str, list[Any]]) -
         name: applied[name] for name, steps in expected.items() if applied[name] != steps
     }
     assert out_of_order == {}
+    return events
 
 
 def start_workers(rig: WorkerRig, count: int, **env: str) -> list[Any]:

@@ -1,11 +1,14 @@
 """A hold whose holder never comes back (docs/ordering.md, "Stuck holds"): reported as
 overdue, released by an operator, and the customer's parked commands then run in order;
-a real ``provisioner run`` process, the real broker, store and sandbox."""
+the holder's copy, should it come back, runs after them and is reported. A real
+``provisioner run`` process, the real broker, store and sandbox."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pika
 import pytest
 
 from tests.fixtures.wait import wait_until
@@ -41,7 +44,8 @@ def test_a_released_hold_whose_holder_was_purged_lets_the_parked_commands_run_in
     rig.publish(profile(name, "p0", last_name="Lovelace"))
     rig.publish(profile(name, "p1", first_name="Ada"))
     rig.publish(profile(name, "p2", city="London"))
-    tier = Topology(rig.prefix, (3.0,), 20, TEST_PARTITIONS).retry_queue(0)
+    tiers = Topology(rig.prefix, (3.0,), 20, TEST_PARTITIONS)
+    tier, tier_routing_key = tiers.retry_queue(0), tiers.retry_routing_key(0)
     wait_until(lambda: rig.order_rows() == (1, 2) and rig.depth(tier) == 1, 30, "held")
     # When an operator purges the holder's delay-tier copy
     rig.channel.queue_purge(tier)
@@ -63,6 +67,19 @@ def test_a_released_hold_whose_holder_was_purged_lets_the_parked_commands_run_in
     totals = metric_totals([port])
     assert totals["provisioner_order_holds_released_total"] == 1
     assert rig.events_for("p0") == []  # its copy is gone: no event, as the operator chose
+    # And when a copy of the released holder shows up after all (from its delay tier)
+    holder = profile(name, "p0", last_name="Lovelace")
+    rig.channel.basic_publish(
+        rig.topology.retry_exchange,
+        tier_routing_key,
+        json.dumps(holder).encode(),
+        pika.BasicProperties(delivery_mode=2, headers={"x-provisioner-attempts": 1}),
+    )
+    # Then it runs after the commands it held, and says so
+    [event] = rig.wait_events(1, 30, idempotency_key="p0")
+    assert event["_routing_key"].endswith("succeeded")
+    assert applied_by_customer(rig)[name][-1] == ("manage", "set", ("last_name",))
+    assert metric_totals([port])["provisioner_order_released_holders_returned_total"] == 1
 
 
 def overdue(port: int) -> int:

@@ -29,13 +29,6 @@ COMMAND = {
 }
 
 
-@pytest.fixture
-def topology(prefix: str, broker_channel: Any) -> Topology:
-    topology = Topology(prefix, (30.0,), 5)
-    topology.declare(broker_channel)
-    return topology
-
-
 def write(tmp_path: Path, document: Any) -> str:
     path = tmp_path / "command.json"
     path.write_text(json.dumps(document))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.measure import RunResult
-from bench.throughput import check_targets, verdict_line
+from bench.targets import check_targets, verdict_line
 
 
 def run(

@@ -107,6 +107,26 @@ def test_other_payload_under_a_used_key_is_a_conflict(store: IdempotencyStore) -
     assert client.calls == ["CreateCustomer"]
 
 
+def test_a_redelivered_conflict_publishes_its_recorded_rejection_again(
+    store: IdempotencyStore,
+) -> None:
+    # Given a key used once, and another payload under it rejected as a conflict
+    client = ScriptedClient(None)
+    executor(client, store).process(envelope(CREATE))
+    other = envelope({**CREATE, "city": "Paris"})
+    first = executor(client, store).process(other)
+    # When the broker redelivers the rejected one (its ack was lost)
+    again = executor(client, store).process(dataclasses.replace(other, delivery_count=1))
+    # Then the same CommandRejected goes out again, with the same dead-letter copy
+    assert again.event == first.event and again.replayed
+    assert again.dead_letter == first.dead_letter
+    assert again.dead_letter is not None and again.dead_letter.reason == "idempotency_conflict"
+    assert again.routing_key == first.routing_key == "CreateCustomer.rejected"
+    # And a fresh publish of it is a rejection of its own
+    fresh = executor(client, store).process(other)
+    assert fresh.event != first.event and not fresh.replayed
+
+
 def test_key_leased_by_a_live_worker_is_delayed_without_counting(store: IdempotencyStore) -> None:
     store.heartbeat("other")
     fingerprint = executor(ScriptedClient(), store).fingerprint(envelope(CREATE).command)  # type: ignore[arg-type]
@@ -433,7 +453,7 @@ class OutageOnComplete:
         return getattr(self._store, name)
 
 
-def test_a_key_left_leased_by_a_store_outage_is_resolved_not_waited_out(
+def test_an_outcome_the_store_missed_is_recorded_on_the_next_try_without_a_second_call(
     store: IdempotencyStore,
 ) -> None:
     # Given a create whose call succeeded but whose outcome the store could not record
@@ -442,8 +462,28 @@ def test_a_key_left_leased_by_a_store_outage_is_resolved_not_waited_out(
     worker = executor(client, OutageOnComplete(store))  # type: ignore[arg-type]
     with pytest.raises(StoreError):
         worker.process(envelope(CREATE))
-    # When the command comes back from the delay tier, our own lease still on the key
+    # When it is tried again, our own lease still on the key
     decision = worker.process(envelope(CREATE))
-    # Then it is resolved by a read-back, not created twice nor sent round the tier again
+    # Then the API's answer is recorded and published: no second call, no read-back
+    assert decision.outcome == "succeeded"
+    assert client.calls == ["CreateCustomer"]
+    record = store.get(CREATE["idempotency_key"])
+    assert record is not None and record.event == decision.event
+
+
+def test_a_key_left_leased_without_an_outcome_is_resolved_not_waited_out(
+    store: IdempotencyStore,
+) -> None:
+    # Given a create whose call broke unexpectedly and whose key the store could not release
+    ours = Customer(username="ada", email="ada@example.com")
+    client = ScriptedClient(RuntimeError("a bug"), customers=[ours])
+    failing = OutageOnComplete(store)
+    failing.failing = {"release"}
+    worker = executor(client, failing)  # type: ignore[arg-type]
+    with pytest.raises(StoreError):
+        worker.process(envelope(CREATE))
+    # When it comes back, our own lease still on the key
+    decision = worker.process(envelope(CREATE))
+    # Then it is resolved by a read-back, not created twice nor sent round a delay tier
     assert decision.outcome == "succeeded"
     assert client.calls == ["CreateCustomer", "read-back"]

@@ -77,3 +77,19 @@ def test_release_turns_the_hold_draining_and_remembers_the_holder(
     # And releasing it again, or a customer not held, says so with exit code 4
     assert run(capsys, "release", "alice", "--store-url", url)[0] == 4
     assert run(capsys, "release", "bob", "--store-url", url)[0] == 4
+
+
+def test_partitions_shows_the_recorded_p_and_a_change_under_way(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a deployment whose P is recorded as 4, switching to 6
+    store = open_store(url)
+    upkeep = OrderUpkeep(cast(Backend, store))
+    upkeep.tick("worker-a", [], [], 20.0, 20.0, configured=4)
+    upkeep.set_switch("drain:6")
+    store.close()
+    # When an operator asks / Then both show
+    code, out = run(capsys, "partitions", "--store-url", url)
+    assert code == 0
+    assert "partitions: 4" in out and "drain:6" in out
+    assert "member worker-a: PROVISIONER_PARTITIONS=4" in out

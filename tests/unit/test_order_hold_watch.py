@@ -185,3 +185,16 @@ def test_a_released_holder_that_comes_back_runs_after_them_with_a_warning(
     assert metrics.returned == 1
     assert "a released holder came back" in caplog.text
     assert upkeep.take_released(HOLDER) is None
+
+
+def test_the_holds_of_some_partitions_are_listed_from_the_store(
+    upkeep: OrderUpkeep, clock: FakeClock
+) -> None:
+    # Given holds in partitions 2, 12 and 120
+    for partition in (2, 12, 120):
+        upkeep.set_hold(f"key-{partition}", partition, f"holder-{partition}")
+        clock.advance(1)
+    # When a partition owner asks for some of them / Then it gets those, oldest first
+    assert [row.partition for row in upkeep.holds([120, 2])] == [2, 120]
+    assert [row.order_key for row in upkeep.holds([12])] == ["key-12"]
+    assert upkeep.holds([]) == [] and len(upkeep.holds()) == 3

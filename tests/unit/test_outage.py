@@ -1,4 +1,5 @@
-"""A partition's command rides out a short store outage in place, within its budget."""
+"""A partition's command rides out a store outage in place while its delivery is still the
+process's to decide, and gives it back (unacked) once it is not."""
 
 from __future__ import annotations
 
@@ -6,21 +7,30 @@ from collections.abc import Callable
 
 import pytest
 
-from worker.outage import FIRST_BACKOFF_S, MAX_BACKOFF_S, ride_out_store_outage
+from worker.outage import (
+    FIRST_BACKOFF_S,
+    MAX_BACKOFF_S,
+    OutageAbandonedError,
+    ride_out_store_outage,
+)
 from worker.store import StoreError
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
+    """Time moves only when the ride-out waits; ``fence_at`` ends the channel's epoch."""
+
+    def __init__(self, fence_at: float = float("inf")) -> None:
+        self.now = 0.0
+        self.fence_at = fence_at
         self.slept: list[float] = []
 
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> bool:
         self.slept.append(seconds)
         self.now += seconds
+        return False
+
+    def channel_open(self) -> bool:
+        return self.now < self.fence_at
 
 
 def failing(times: int) -> tuple[list[int], Callable[[], str]]:
@@ -35,36 +45,50 @@ def failing(times: int) -> tuple[list[int], Callable[[], str]]:
     return calls, task
 
 
-def test_an_outage_shorter_than_the_budget_is_waited_out_in_place() -> None:
+def test_an_outage_is_waited_out_in_place_while_the_channel_is_open() -> None:
     # Given a store that fails three times, then answers
     clock = FakeClock()
     calls, task = failing(3)
-    # When the task rides it out with a 9 s budget
-    result = ride_out_store_outage(task, 9.0, sleep=clock.sleep, monotonic=clock.monotonic)
+    # When the task rides it out on an open channel
+    result = ride_out_store_outage(task, clock.channel_open, clock.sleep)
     # Then it ran four times with a growing backoff and returned the decision
     assert result == "decided"
     assert len(calls) == 4
     assert clock.slept == [FIRST_BACKOFF_S, FIRST_BACKOFF_S * 2, FIRST_BACKOFF_S * 4]
 
 
-def test_an_outage_longer_than_the_budget_raises_before_the_budget_is_exceeded() -> None:
-    # Given a store that never answers
+def test_a_long_outage_is_waited_out_for_as_long_as_the_channel_stays_open() -> None:
+    # Given a store down for ten minutes of (fake) time, on a channel that stays open
     clock = FakeClock()
+    calls, task = failing(300)
+    # When the task rides it out
+    result = ride_out_store_outage(task, clock.channel_open, clock.sleep)
+    # Then it is decided without a time limit of its own, the backoff capped
+    assert result == "decided"
+    assert clock.now > 500 and max(clock.slept) == MAX_BACKOFF_S
+    assert len(calls) == 301
+
+
+def test_once_the_channel_is_closed_the_command_is_given_back_without_running_again() -> None:
+    # Given a store that never answers, and the partition's lease fencing after 10 s
+    clock = FakeClock(fence_at=10.0)
     calls, task = failing(10_000)
-    # When the task rides it out with a 9 s budget
-    with pytest.raises(StoreError):
-        ride_out_store_outage(task, 9.0, sleep=clock.sleep, monotonic=clock.monotonic)
-    # Then it gave up without waiting past the budget, the backoff capped
-    assert clock.now - 100.0 <= 9.0
-    assert max(clock.slept) == MAX_BACKOFF_S
-    assert len(calls) > 3
+    # When the task rides it out
+    with pytest.raises(OutageAbandonedError):
+        ride_out_store_outage(task, clock.channel_open, clock.sleep)
+    # Then it stops within one backoff of the close, and never ran once the channel was gone
+    assert 10.0 <= clock.now <= 10.0 + MAX_BACKOFF_S
+    assert len(calls) == len(clock.slept)
 
 
-def test_no_budget_means_no_wait() -> None:
-    clock = FakeClock()
+def test_a_stop_requested_gives_the_command_back_at_once() -> None:
+    # Given a process stopping (its delivery goes back with the connection's close)
+    clock = FakeClock(fence_at=0.0)
     calls, task = failing(1)
-    with pytest.raises(StoreError):
-        ride_out_store_outage(task, 0.0, sleep=clock.sleep, monotonic=clock.monotonic)
+    # When the task meets the outage
+    with pytest.raises(OutageAbandonedError):
+        ride_out_store_outage(task, clock.channel_open, clock.sleep)
+    # Then it neither waited nor ran again
     assert calls == [1]
     assert clock.slept == []
 
@@ -74,4 +98,4 @@ def test_other_errors_are_not_ridden_out() -> None:
         raise ValueError("a bug")
 
     with pytest.raises(ValueError, match="a bug"):
-        ride_out_store_outage(task, 9.0, sleep=lambda s: None)
+        ride_out_store_outage(task, lambda: True, lambda s: None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -78,8 +78,8 @@ def test_a_joining_member_gets_its_share_only_after_the_owner_drained_it(tmp_pat
     backend.close()
 
 
-def test_a_holder_cut_off_from_the_store_lets_go_before_its_lease_ends(tmp_path: Path) -> None:
-    # Given a member owning everything
+def sole_member(tmp_path: Path) -> tuple[Any, OrderStore, Clock, Ownership]:
+    """(backend, store, clock, member): one member past its start-up, owning everything."""
     backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
     clock = Clock()
     store = OrderStore(cast(Backend, backend), clock=clock)
@@ -87,6 +87,12 @@ def test_a_holder_cut_off_from_the_store_lets_go_before_its_lease_ends(tmp_path:
     clock.now += STARTUP_GRACE_S
     member.tick()
     member.tick()
+    return backend, store, clock, member
+
+
+def test_a_holder_cut_off_from_the_store_lets_go_before_its_lease_ends(tmp_path: Path) -> None:
+    # Given a member owning everything
+    backend, store, clock, member = sole_member(tmp_path)
     assert member.is_sequencer() and len(member.wanted()) == PARTITIONS
     # When half the lease time passes without a successful round
     clock.now += TTL_S / 2
@@ -105,13 +111,7 @@ def test_a_holder_cut_off_from_the_store_lets_go_before_its_lease_ends(tmp_path:
 
 def test_a_fenced_holder_tells_readiness_which_leases_and_why(tmp_path: Path) -> None:
     # Given a member holding the sequencer lease and every partition
-    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
-    clock = Clock()
-    store = OrderStore(cast(Backend, backend), clock=clock)
-    member = ownership(store, "a", clock)
-    clock.now += STARTUP_GRACE_S
-    member.tick()
-    member.tick()
+    backend, _store, clock, member = sole_member(tmp_path)
     assert member.problem() is None
     # When half the lease time passes without a successful round
     clock.now += TTL_S / 2
@@ -123,4 +123,25 @@ def test_a_fenced_holder_tells_readiness_which_leases_and_why(tmp_path: Path) ->
     # And once a round succeeds again, nothing
     member.tick()
     assert member.problem() is None
+    backend.close()
+
+
+def test_partitions_fenced_or_never_held_are_reported_lost(tmp_path: Path) -> None:
+    # Given a member owning every partition
+    backend = open_store(f"sqlite:///{tmp_path / 'store.db'}")
+    clock = Clock()
+    store = OrderStore(cast(Backend, backend), clock=clock)
+    member = ownership(store, "a", clock)
+    clock.now += STARTUP_GRACE_S
+    member.tick()
+    member.tick()
+    # Then while its rounds succeed none of its partitions is lost, one it never held is
+    assert member.lost([0, 5, PARTITIONS]) == frozenset({PARTITIONS})
+    # When half the lease time passes without a successful round (the store is down)
+    clock.now += TTL_S / 2
+    # Then every partition it still has deliveries of is lost: the consumer gives them back
+    assert member.lost([0, 5]) == frozenset({0, 5})
+    # And a successful round makes them its own again
+    member.tick()
+    assert member.lost([0, 5]) == frozenset()
     backend.close()

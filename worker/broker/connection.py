@@ -61,34 +61,38 @@ def connect(
     )
     last_error = "no attempt made"
     for attempt in range(1, max(1, attempts) + 1):
-        for url in addresses.rotation():
-            try:
-                connection = _open(url, connection_name, blocked_timeout_s)
-            except BrokerAuthFailed:
-                raise
-            except (AMQPConnectionError, OSError) as exc:  # OSError: DNS failures and the like
-                last_error = type(exc).__name__
-                _log_failover(url, last_error, addresses)
-                continue
-            addresses.connected(url)
+        connection, last_error = _try_every_node(addresses, connection_name, blocked_timeout_s)
+        if connection is not None:
             return connection
         if attempt < attempts:
             delay_s = backoff_s(attempt, max_backoff_s)
-            log.warning(
-                "broker unreachable, retrying",
-                extra={
-                    "fields": {
-                        "broker": addresses.describe(),
-                        "attempt": attempt,
-                        "delay_s": delay_s,
-                    }
-                },
-            )
+            fields = {"broker": addresses.describe(), "attempt": attempt, "delay_s": delay_s}
+            log.warning("broker unreachable, retrying", extra={"fields": fields})
             time.sleep(delay_s)
     raise BrokerUnreachable(
         f"broker {addresses.describe()} unreachable after {max(1, attempts)} attempt(s)"
         f" ({last_error})"
     )
+
+
+def _try_every_node(
+    addresses: BrokerAddresses, connection_name: str, blocked_timeout_s: float | None
+) -> tuple[pika.BlockingConnection | None, str]:
+    """One attempt: each node in turn, from the one due next; the connection, or None and
+    the last node's error."""
+    last_error = "no node to try"
+    for url in addresses.rotation():
+        try:
+            connection = _open(url, connection_name, blocked_timeout_s)
+        except BrokerAuthFailed:
+            raise
+        except (AMQPConnectionError, OSError) as exc:  # OSError: DNS failures and the like
+            last_error = type(exc).__name__
+            _log_failover(url, last_error, addresses)
+            continue
+        addresses.connected(url)
+        return connection, last_error
+    return None, last_error
 
 
 def _open(

@@ -16,7 +16,9 @@ from worker.store import StoreError, open_store
 from worker.store.order import Backend
 from worker.store.order_upkeep import HoldRow, OrderUpkeep
 
-DESCRIPTION = """Customers held behind a command in a delay tier (its "holder"), with their
+DESCRIPTION = """`partitions` shows the deployment's P as the store records it, a change of it
+under way (docs/ordering.md, "Changing P") and each member's PROVISIONER_PARTITIONS.
+Customers held behind a command in a delay tier (its "holder"), with their
 later commands parked in the store. `holds` lists them (never a command's body); `release
 KEY` lets KEY's parked commands run, in order, without waiting for its holder: for a holder
 that will never come back (its delay-tier copy purged or dead-lettered by hand). Should it
@@ -40,6 +42,12 @@ def register(subparsers: Any) -> None:
     holds.add_argument("--json", action="store_true", help="one JSON document")
     add_settings_flags(holds, *SETTINGS)
     holds.set_defaults(handler=handle_holds)
+    parts = actions.add_parser(
+        "partitions",
+        help="the deployment's P, a change of it under way, and each process's setting",
+    )
+    add_settings_flags(parts, "store_url")
+    parts.set_defaults(handler=handle_partitions)
     release = actions.add_parser("release", help="let a held customer's parked commands run")
     release.add_argument("key", metavar="KEY", help="the ordering key (see `order holds`)")
     add_settings_flags(release, *SETTINGS)
@@ -123,4 +131,24 @@ def handle_release(args: argparse.Namespace) -> int:
         f"released {args.key} from {holder}: its parked commands run in order once the "
         f"owner of its partition sees it (within {within:g} s)"
     )
+    return EXIT_OK
+
+
+def handle_partitions(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except ConfigError as exc:
+        return fail_config(exc)
+    try:
+        upkeep = _upkeep(settings)
+        try:
+            partitions, switch, members = upkeep.partitioning()
+        finally:
+            _close(upkeep)
+    except StoreError as exc:
+        return _store_failure(exc)
+    print(f"partitions: {partitions or 'not recorded yet'}")
+    print(f"change under way: {switch or 'none'}")
+    for owner, configured in members.items():
+        print(f"member {owner}: PROVISIONER_PARTITIONS={configured if configured else '?'}")
     return EXIT_OK

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 
 from contracts import MAX_BODY_BYTES
+from worker.store import BUSY_TIMEOUT_S as STORE_BUSY_TIMEOUT_S
 from worker.store import POOL_SIZE as STORE_POOL_SIZE
 from worker.store import POOL_WAIT_S as STORE_POOL_WAIT_S
 
@@ -50,8 +51,9 @@ RETENTION_DAYS = 30.0
 RECONNECT_MAX_S = 30.0
 STARTUP_CONNECT_ATTEMPTS = 5
 LOG_FORMAT = "json"
-# Partition queues behind the intake (docs/ordering.md); the same in every replica. 0 keeps
-# today's single consumed queue, with per-customer order only inside one process.
+# Partition queues behind the intake (docs/ordering.md). Every process works with the P the
+# store records; a new value takes effect, online, once every process is configured with it
+# ("Changing P"). 0 keeps today's single consumed queue, with order only inside one process.
 PARTITIONS = 16
 # A hold older than the longest delay tier plus this is overdue: its holder may never come
 # back (docs/ordering.md, "Stuck holds"); reported, never released on that ground alone.
@@ -101,6 +103,7 @@ class Settings:
     store_url: str = STORE_URL
     store_pool_size: int = STORE_POOL_SIZE
     store_pool_wait_s: float = STORE_POOL_WAIT_S
+    store_busy_timeout_s: float = STORE_BUSY_TIMEOUT_S
     concurrency: int = CONCURRENCY
     threads_per_slot: int = THREADS_PER_SLOT
     processes: int = PROCESSES

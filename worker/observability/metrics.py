@@ -55,7 +55,9 @@ DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
                       10.0, 20.0, 30.0, 60.0)  # fmt: skip
 KNOWN_OUTCOMES = frozenset({"succeeded", "failed", "rejected", "retry", "error"})
 STATUS_CLASSES = frozenset({"2xx", "3xx", "4xx", "5xx", "timeout", "error"})
-CHANNEL_LOSS_REASONS = frozenset({"channel_closed", "consumer_cancelled", "confirm_timeout"})
+CHANNEL_LOSS_REASONS = frozenset(
+    {"channel_closed", "consumer_cancelled", "confirm_timeout", "partitions_fenced"}
+)
 # The headers the worker reads; any other name a caller passes is counted as "other".
 READ_HEADERS = frozenset({
     "headers", "x-delivery-count", "x-provisioner-attempts", "x-provisioner-replays",

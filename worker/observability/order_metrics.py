@@ -50,6 +50,16 @@ class OrderMetrics:
         )
         for by in ("operator", "finished_holder"):
             self._released.labels(by=by)
+        self._partitions = Gauge(
+            f"{p}_partitions",
+            "The deployment's partition count as the store records it (all processes use it).",
+            registry=r,
+        )
+        self._switching = Gauge(
+            f"{p}_partitions_switching",
+            "1 while the partition count is being changed (routing paused).",
+            registry=r,
+        )
         self._returned = Counter(
             f"{p}_order_released_holders_returned",
             "Released holders that came back after all and ran after the commands they held.",
@@ -80,3 +90,7 @@ class OrderMetrics:
 
     def released_holder_returned(self) -> None:
         self._returned.inc()
+
+    def partitioning(self, partitions: int, switching: bool) -> None:
+        self._partitions.set(partitions)
+        self._switching.set(1 if switching else 0)

@@ -35,6 +35,9 @@ from worker.store.records import (
 # waits for a free (or reconnected) one. SQLite has one writer connection instead.
 POOL_SIZE = 4
 POOL_WAIT_S = 30.0
+# SQLite: how long a write waits for another connection's write lock before the store counts
+# as unavailable (a locked file is an outage like a PostgreSQL failover).
+BUSY_TIMEOUT_S = 10.0
 
 
 def open_store(
@@ -43,16 +46,18 @@ def open_store(
     clock: Clock = time.time,
     pool_size: int = POOL_SIZE,
     pool_wait_s: float = POOL_WAIT_S,
+    busy_timeout_s: float = BUSY_TIMEOUT_S,
 ) -> IdempotencyStore:
     """Open (and create if needed) the store at ``sqlite:///...`` or ``postgresql://...``.
 
     ``pool_size`` and ``pool_wait_s`` bound PostgreSQL's connections per process and a
-    thread's wait for one; SQLite ignores them.
+    thread's wait for one; SQLite ignores them. ``busy_timeout_s`` is SQLite's wait for a
+    write lock another connection holds.
     """
     if url.startswith("sqlite:///"):
         from worker.store.sqlite import SqliteStore
 
-        return SqliteStore(url, clock=clock)
+        return SqliteStore(url, clock=clock, busy_timeout_s=busy_timeout_s)
     if url.startswith(("postgresql://", "postgres://")):
         from worker.store.postgres import PostgresStore
 

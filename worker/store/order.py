@@ -2,7 +2,7 @@
 holds and parked commands, in tables beside the idempotency records.
 
 - ``order_members``: worker processes taking part in partition ownership, with the time
-  each was last seen (renewed every heartbeat).
+  each was last seen (renewed every heartbeat) and the P it is configured with.
 - ``order_leases``: who holds the sequencer role (``sequencer``) and each partition
   (``partition-<i>``), until when.
 - ``order_aliases``: ``ChangeUsername`` made ``name`` an alias of an earlier ordering key;
@@ -12,7 +12,8 @@ holds and parked commands, in tables beside the idempotency records.
 - ``order_parked``: commands waiting behind a hold, in ``seq`` order.
 - ``order_released``: holders an operator released (``provisioner order release``), until
   a copy of them shows up or the retention purge (``worker.store.order_upkeep``).
-- ``store_meta`` row ``partitions``: the deployment's P (``worker.store.order_upkeep``).
+- ``store_meta`` rows ``partitions``: the deployment's P, recorded by its first member;
+  ``partitions_switch``: a change of P under way (``worker.repartition``).
 
 Each operation is one transaction of the backend (``transact``), its statements written
 once in SQLite's ``:name`` style.
@@ -61,9 +62,15 @@ def order_schema_sql(real: str, blob: str) -> list[str]:
     ]
 
 
-SEEN = """INSERT INTO order_members (owner, seen_at) VALUES (:owner, :now)
-ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at"""
-LIVE_MEMBERS = "SELECT owner FROM order_members WHERE seen_at >= :cutoff ORDER BY owner"
+SEEN = """INSERT INTO order_members (owner, seen_at, partitions) VALUES (:owner, :now, :configured)
+ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at, partitions = excluded.partitions"""
+LIVE_MEMBERS = """SELECT owner, partitions FROM order_members WHERE seen_at >= :cutoff
+ORDER BY owner"""
+# The deployment's P, recorded by the first member; and a change of P under way.
+RECORD_PARTITIONS = """INSERT INTO store_meta (name, value) VALUES ('partitions', :value)
+ON CONFLICT (name) DO NOTHING"""
+READ_PARTITIONING = """SELECT name, value FROM store_meta
+WHERE name IN ('partitions', 'partitions_switch')"""
 LEAVE = "DELETE FROM order_members WHERE owner = :owner"
 # Taken when free, already this owner's, or expired.
 TAKE = """INSERT INTO order_leases (name, owner, expires_at) VALUES (:name, :owner, :expires_at)
@@ -114,6 +121,20 @@ class Tick:
     held: frozenset[str]  # lease names this owner holds after the tick
     members: tuple[str, ...]  # live members, sorted
     sequencer: str | None = None  # who holds the sequencer lease
+    partitions: int = 0  # the deployment's P (store_meta), 0: not known
+    switch: str | None = None  # a change of P under way: "drain:<P'>" or "release:<P'>"
+    agreed: int | None = None  # the P every live member is configured with, if they agree
+
+
+def _text(value: Any) -> str:
+    return bytes(value).decode("ascii", "replace")
+
+
+def _agreed(rows: list[Any]) -> int | None:
+    configured = {row[1] for row in rows}
+    if len(configured) != 1 or None in configured:
+        return None  # they disagree, or one predates the column
+    return int(configured.pop())
 
 
 class OrderStore:
@@ -140,13 +161,18 @@ class OrderStore:
         release: Iterable[str],
         ttl_s: float,
         dead_after_s: float,
+        configured: int | None = None,
     ) -> Tick:
-        """One heartbeat: be seen, let go of ``release``, take or renew ``take``."""
+        """One heartbeat: be seen (configured with ``configured`` partitions), let go of
+        ``release``, take or renew ``take``; the deployment's partitioning as it stands."""
         now = self._clock()
         take, release = list(take), list(release)
 
         def work(execute: Callable[[str, dict[str, Any]], Any]) -> Tick:
-            execute(SEEN, {"owner": owner, "now": now})
+            execute(SEEN, {"owner": owner, "now": now, "configured": configured})
+            if configured:
+                execute(RECORD_PARTITIONS, {"value": str(configured).encode()})
+            meta = {str(n): _text(v) for n, v in execute(READ_PARTITIONING, {}).fetchall()}
             for name in release:
                 execute(RELEASE, {"name": name, "owner": owner})
             held = set()
@@ -160,6 +186,9 @@ class OrderStore:
                 frozenset(held),
                 tuple(str(r[0]) for r in rows),
                 None if sequencer is None else str(sequencer[0]),
+                int(meta.get("partitions", "0") or 0),
+                meta.get("partitions_switch"),
+                _agreed(rows),
             )
 
         return self._run(work)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from worker.store.order import RELEASED, OrderStore
+from worker.store.order import READ_PARTITIONING, RELEASED, OrderStore
 from worker.store.schema import PURGE_BATCH_ROWS, PURGE_MAX_ROWS_PER_RUN
 
 Execute = Callable[[str, dict[str, Any]], Any]
@@ -25,7 +25,7 @@ Execute = Callable[[str, dict[str, Any]], Any]
 # An operator's listing: no body, no properties (passwords rest there), only counts.
 LIST_HOLDS = """SELECT h.order_key, h.holder, h.part_no, h.updated_at,
     (SELECT COUNT(*) FROM order_parked p WHERE p.order_key = h.order_key)
-FROM order_holds h ORDER BY h.updated_at, h.order_key"""
+FROM order_holds h {where} ORDER BY h.updated_at, h.order_key"""
 HOLD_ROW = "SELECT holder, part_no FROM order_holds WHERE order_key = :key"
 RELEASE_HOLD = """UPDATE order_holds SET holder = NULL, updated_at = :now
 WHERE order_key = :key AND holder IS NOT NULL"""
@@ -39,6 +39,18 @@ AND name IN (SELECT name FROM order_aliases WHERE COALESCE(used_at, created_at) 
              LIMIT :batch)"""
 PURGE_RELEASED = "DELETE FROM order_released WHERE released_at < :cutoff"
 
+MEMBERS_CONFIGURED = "SELECT owner, partitions FROM order_members ORDER BY owner"
+SET_SWITCH = """INSERT INTO store_meta (name, value) VALUES ('partitions_switch', :value)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value"""
+SWITCH_STEP = "SELECT value FROM store_meta WHERE name = 'partitions_switch'"
+END_SWITCH = "DELETE FROM store_meta WHERE name = 'partitions_switch'"
+SET_PARTITIONS = "UPDATE store_meta SET value = :value WHERE name = 'partitions'"
+PARTITION_LEASES_HELD = """SELECT COUNT(*) FROM order_leases
+WHERE name <> 'sequencer' AND expires_at > :now"""
+HELD_KEYS = "SELECT order_key FROM order_holds"
+MOVE_HOLD = "UPDATE order_holds SET part_no = :partition WHERE order_key = :key"
+MOVE_PARKED = "UPDATE order_parked SET part_no = :partition WHERE order_key = :key"
+
 # Aliases live at least this long after their last use, whatever the records' retention:
 # far beyond the longest wait of a command routed through one (a delay tier is an hour at
 # most, and an overdue hold is reported well before), see docs/ordering.md.
@@ -49,6 +61,11 @@ def alias_retention_s(retention_days: float) -> float:
     """How long an alias no command was routed through is kept: the store's retention
     (``PROVISIONER_RETENTION_DAYS``), and never less than ``ALIAS_MIN_RETENTION_S``."""
     return max(retention_days * 86400, ALIAS_MIN_RETENTION_S)
+
+
+def _param_name(partition: int) -> str:
+    """``:part_bc`` for 12: statement parameters are letters only (``to_pyformat``)."""
+    return "part_" + "".join(chr(ord("a") + int(digit)) for digit in str(partition))
 
 
 @dataclass(frozen=True)
@@ -67,12 +84,18 @@ class OrderUpkeep(OrderStore):
 
     def holds(self, partitions: Iterable[int] | None = None) -> list[HoldRow]:
         """Every hold, oldest first; only those of ``partitions`` when given."""
-        rows = self._run(lambda execute: execute(LIST_HOLDS, {}).fetchall())
-        wanted = None if partitions is None else set(partitions)
+        params: dict[str, Any] = {}
+        where = ""
+        if partitions is not None:
+            params = {_param_name(p): p for p in set(partitions)}
+            if not params:
+                return []
+            where = "WHERE h.part_no IN (" + ", ".join(f":{name}" for name in params) + ")"
+        sql = LIST_HOLDS.format(where=where)
+        rows = self._run(lambda execute: execute(sql, params).fetchall())
         return [
             HoldRow(str(key), None if holder is None else str(holder), int(part), float(at), int(n))
             for key, holder, part, at, n in rows
-            if wanted is None or int(part) in wanted
         ]
 
     def hold(self, order_key: str) -> tuple[str | None, int] | None:
@@ -100,6 +123,52 @@ class OrderUpkeep(OrderStore):
         """The ordering key ``holder`` was released from (forgotten now), or None."""
         row = self._run(lambda execute: execute(TAKE_RELEASED, {"holder": holder}).fetchone())
         return None if row is None else str(row[0])
+
+    # -- a change of P (worker.repartition) ---------------------------------------------
+
+    def partitioning(self) -> tuple[int, str | None, dict[str, int | None]]:
+        """(the deployment's P or 0, the change under way, each member's configured P)."""
+
+        def work(execute: Execute) -> tuple[int, str | None, dict[str, int | None]]:
+            meta = {
+                str(name): bytes(value).decode("ascii", "replace")
+                for name, value in execute(READ_PARTITIONING, {}).fetchall()
+            }
+            members = execute(MEMBERS_CONFIGURED, {}).fetchall()
+            return (
+                int(meta.get("partitions", "0") or 0),
+                meta.get("partitions_switch"),
+                {str(owner): None if p is None else int(p) for owner, p in members},
+            )
+
+        return self._run(work)
+
+    def set_switch(self, value: str) -> None:
+        params = {"value": value.encode()}
+        self._run(lambda execute: execute(SET_SWITCH, params))
+
+    def finish_switch(self, partitions: int, partition_of: Callable[[str], int]) -> bool:
+        """Record ``partitions`` as the deployment's P, move every hold (and its parked
+        commands) to its partition under it, and end the switch: one transaction, and only
+        at its ``release`` step while no partition lease is held (False, nothing changed,
+        otherwise)."""
+        now = self._clock()
+
+        def work(execute: Execute) -> bool:
+            step = execute(SWITCH_STEP, {}).fetchone()
+            if step is None or bytes(step[0]) != f"release:{partitions}".encode():
+                return False  # finished already, or not at its last step
+            if execute(PARTITION_LEASES_HELD, {"now": now}).fetchone()[0]:
+                return False
+            for (key,) in execute(HELD_KEYS, {}).fetchall():
+                params = {"key": key, "partition": partition_of(str(key))}
+                execute(MOVE_HOLD, params)
+                execute(MOVE_PARKED, params)
+            execute(SET_PARTITIONS, {"value": str(partitions).encode()})
+            execute(END_SWITCH, {})
+            return True
+
+        return self._run(work)
 
     def touch_alias(self, name: str, order_key: str) -> None:
         """Mark the alias used now; written again if the purge took it meanwhile (the

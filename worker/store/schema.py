@@ -30,6 +30,7 @@ META = "store_meta"
 ADDED_COLUMNS = (
     (RECORDS, "uncertain", "INTEGER NOT NULL DEFAULT 0"),
     ("order_aliases", "used_at", "DOUBLE PRECISION"),
+    ("order_members", "partitions", "INTEGER"),
 )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from worker.store import fingerprint_key, schema
+from worker.store import BUSY_TIMEOUT_S, fingerprint_key, schema
 from worker.store.connections import PerThreadConnections
 from worker.store.group_commit import GroupCommitter
 from worker.store.order import order_schema_sql
@@ -28,8 +28,8 @@ from worker.store.records import (
 
 T = TypeVar("T")
 
-# How long a writer waits for another connection's write lock before failing.
-BUSY_TIMEOUT_MS = 10_000
+# How long a writer waits for another connection's write lock before failing: the store's
+# ``busy_timeout_s`` (``PROVISIONER_STORE_BUSY_TIMEOUT``, 10 s by default).
 # Writes do not wait there: SQLite's busy handler sleeps (1, 2, 5, 10 ... 100 ms) between
 # retries. A file store's writes go through one writer thread per process, which commits
 # them in batches (``group_commit``), and an flock on ``<db>.writer-lock`` orders the
@@ -49,8 +49,9 @@ def sqlite_path(url: str) -> str:
 class SqliteStore:
     dialect = "sqlite"
 
-    def __init__(self, url: str, *, clock: Clock) -> None:
+    def __init__(self, url: str, *, clock: Clock, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self.path = sqlite_path(url)
+        self._busy_timeout_ms = max(1, round(busy_timeout_s * 1000))
         self._clock = clock
         self._memory_lock = threading.Lock()
         self._writer_file = -1  # opened with the schema, when the store is a file
@@ -71,10 +72,13 @@ class SqliteStore:
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout_ms / 1000,
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             if self.path != MEMORY_PATH:
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
