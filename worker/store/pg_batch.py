@@ -4,10 +4,13 @@ Each write (a claim, a completion, a release, an unlock, a heartbeat) is a trans
 its own in autocommit mode, and every commit waits for the server to flush its WAL: with a
 small pool, the commands' writes queued behind those flushes (390 commands/s from 64
 threads on four connections, against 1,300 with a connection per thread). Here a pool
-thread hands its write to the writer threads, one per pooled connection, and sleeps until
-its batch is committed; a writer takes everything queued (up to ``MAX_BATCH``), runs it in
-one transaction on a connection it borrows from the pool, and only then wakes the writers:
-nothing is reported done before it is committed, and a batch costs one flush.
+thread hands its write to the writer threads (``WRITERS``) and sleeps until its batch is
+committed; a writer takes everything queued (up to ``MAX_BATCH``), runs it in one
+transaction on a connection it borrows from the pool, and only then wakes the writers:
+nothing is reported done before it is committed, and a batch costs one flush. Two writers
+rather than one per pooled connection: while one waits for its flush the other gathers the
+next batch, and batches stay large (0.25 commits per command in one process at c32 against
+0.57 with four writers; the server's CPU per command 0.43 against 0.54 ms).
 
 A batch goes out in pipeline mode (libpq's, through psycopg): ``BEGIN``, the lock timeout,
 every write's statement and ``COMMIT`` are sent together and answered together, one round
@@ -40,6 +43,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64
+WRITERS = 2  # writer threads per store (at most its pool size)
 # A batch waiting this long for another's row lock gives up and runs its writes one by one.
 BATCH_LOCK_TIMEOUT_MS = 200
 SET_LOCK_TIMEOUT = f"SET LOCAL lock_timeout = {BATCH_LOCK_TIMEOUT_MS}"

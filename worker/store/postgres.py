@@ -95,7 +95,8 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise self._error("cannot create the schema in", exc) from None
         self._pool = pg_pool.open_pool(url, pool_size, pool_wait_s)
-        self._writer = pg_batch.BatchWriter(self._pool, pool_size, self._run, self._pool_error)
+        writers = min(pool_size, pg_batch.WRITERS)
+        self._writer = pg_batch.BatchWriter(self._pool, writers, self._run, self._pool_error)
 
     # -- connections -------------------------------------------------------------------
 
