@@ -146,3 +146,30 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: s
         assert all(store.get(f"k{i}") is not None for i in range(8))
     finally:
         store.close()
+
+
+def test_a_command_costs_the_store_two_statements(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store, and every statement its connections send written down
+    store = open_store(pg_url, pool_size=1)
+    sent: list[str] = []
+    execute = psycopg.Connection.execute
+
+    def noted(conn: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(conn, query, *args, **kwargs)
+
+    try:
+        store.heartbeat("w1")
+        monkeypatch.setattr(psycopg.Connection, "execute", noted)
+        # When a command of a customer is claimed and its result stored
+        claimed = store.claim("k1", "fp", "w1", LEASE_S, DEAD_S, customer="ada")
+        stored = store.complete("k1", "w1", True, b"done", customer="ada")
+        # Then that took one statement each (the customer's lease went with them)
+        assert claimed.status is ClaimStatus.ACQUIRED and stored
+        assert len(sent) == 2, sent
+        assert "customer_leases" in sent[0] and "customer_leases" in sent[1]
+    finally:
+        monkeypatch.undo()
+        store.close()
