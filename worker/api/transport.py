@@ -60,38 +60,20 @@ class HttpTransport:
         self._base = base_url.rstrip("/")
         self._pool_timeout_s = connect_timeout_s
         self._timeout = timeout = urllib3.Timeout(connect=connect_timeout_s, read=timeout_s)
-        form_headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
         # block: never more connections than slots, a burst waits for one.
+        options: dict[str, Any] = {
+            "headers": {**headers, "Content-Type": FORM_CONTENT_TYPE},
+            "timeout": timeout,
+            "maxsize": pool_size,
+            "block": True,
+            "retries": NO_RETRIES,
+        }
         proxy = proxy_for(base_url)
         self._opener: urllib3.PoolManager | HTTPConnectionPool
         if proxy is None:
-            # Every call goes to the base URL's origin: its pool directly, with the request
-            # target as a path, skips a manager's URL parsing and pool lookup per call.
-            origin = urllib3.util.parse_url(self._base)
-            tls: dict[str, Any] = {"ca_certs": ca_bundle()} if origin.scheme == "https" else {}
-            pool = POOLS[origin.scheme or "http"]
-            self._opener = pool(
-                origin.host or "",
-                origin.port,
-                timeout=timeout,
-                maxsize=pool_size,
-                block=True,
-                headers=form_headers,
-                retries=NO_RETRIES,
-                **tls,
-            )
-            self._prefix = origin.path or ""
+            self._opener, self._prefix = _origin_pool(self._base, options)
         else:
-            self._opener = urllib3.ProxyManager(
-                proxy,
-                num_pools=1,
-                headers=form_headers,
-                timeout=timeout,
-                maxsize=pool_size,
-                block=True,
-                retries=NO_RETRIES,
-                ca_certs=ca_bundle(),
-            )
+            self._opener = urllib3.ProxyManager(proxy, num_pools=1, ca_certs=ca_bundle(), **options)
             self._opener.pool_classes_by_scheme = POOLS
             self._prefix = self._base
 
@@ -155,6 +137,16 @@ class _TlsPool(HTTPSConnectionPool):
 
 
 POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _Pool, "https": _TlsPool}
+
+
+def _origin_pool(base: str, options: dict[str, Any]) -> tuple[HTTPConnectionPool, str]:
+    """The pool of the base URL's origin, and the path every request target starts with:
+    every call goes there, so its pool directly skips a manager's URL parsing and pool lookup
+    per call."""
+    origin = urllib3.util.parse_url(base)
+    tls: dict[str, Any] = {"ca_certs": ca_bundle()} if origin.scheme == "https" else {}
+    pool = POOLS[origin.scheme or "http"]
+    return pool(origin.host or "", origin.port, **options, **tls), origin.path or ""
 
 
 def encode_form(form: Sequence[tuple[str, str]]) -> bytes:
