@@ -43,14 +43,17 @@ class ConsumingChannel:
         prefetch: int,
         on_message: Callable[[Any, Any, Any, bytes], None],
         queue: str | None = None,
+        *,
+        batch_acks: bool = False,
     ) -> None:
         """Consumes ``queue`` (default: the commands queue), or nothing when it is ``""``
-        (``worker.partitioned`` subscribes to its partitions itself)."""
+        (``worker.partitioned`` subscribes to its partitions itself). With ``batch_acks``
+        its single acks leave at ``frames.flush_acks()`` (``worker.broker.acks``)."""
         self._lost: tuple[str, str] | None = None
         self._closing = False
         channel = connection.channel()
         self.channel = channel
-        self.frames = ChannelFrames(channel)
+        self.frames = ChannelFrames(channel, batch_acks=batch_acks)
         self.frames.on_close(self._on_closed)
         channel.add_on_cancel_callback(self._on_cancelled)
         topology.declare(channel)
@@ -96,6 +99,7 @@ class ConsumingChannel:
         self._closing = True
         if self.channel.is_open:
             with contextlib.suppress(Exception):  # the channel or connection may be dying
+                self.frames.flush_acks()
                 self.channel.close()
 
     def close_keeping_order(self, wait_s: float) -> None:
@@ -111,6 +115,7 @@ class ConsumingChannel:
         channel = self.channel
         if not channel.is_open:
             return
+        self.frames.flush_acks()  # what was decided goes out before the close
         settled = time.monotonic() + SETTLE_S
         while time.monotonic() < settled:
             channel.connection.process_data_events(time_limit=CLOSE_POLL_S)

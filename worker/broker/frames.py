@@ -17,17 +17,38 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from worker.broker.acks import AckBatch
+
 
 class ChannelFrames:
-    """Non-waiting operations on one ``BlockingChannel``."""
+    """Non-waiting operations on one ``BlockingChannel``. With ``batch_acks``, single acks
+    wait for ``flush_acks`` at the end of the loop's turn (``worker.broker.acks``), and the
+    consumer registers each delivery it dispatches with ``delivered``."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, *, batch_acks: bool = False) -> None:
         self._impl = channel._impl  # the asynchronous pika.channel.Channel (see above)
+        self._batch = AckBatch(self._send_ack) if batch_acks else None
+
+    def delivered(self, delivery_tag: int) -> None:
+        if self._batch is not None:
+            self._batch.delivered(delivery_tag)
 
     def ack(self, delivery_tag: int, *, multiple: bool = False) -> None:
+        if self._batch is not None and not multiple:
+            self._batch.ack(delivery_tag)
+            return
+        self._impl.basic_ack(delivery_tag, multiple=multiple)
+
+    def flush_acks(self) -> None:
+        if self._batch is not None:
+            self._batch.flush()
+
+    def _send_ack(self, delivery_tag: int, multiple: bool) -> None:
         self._impl.basic_ack(delivery_tag, multiple=multiple)
 
     def nack(self, delivery_tag: int, *, requeue: bool) -> None:
+        if self._batch is not None:
+            self._batch.settled(delivery_tag)
         self._impl.basic_nack(delivery_tag, requeue=requeue)
 
     def publish(

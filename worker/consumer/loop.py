@@ -72,7 +72,12 @@ class Consumer(Receiving):
     def _open_channel(self) -> None:
         queue = self._consumed_queue()
         consuming = ConsumingChannel(
-            self._connection, self._topology, self._settings.prefetch, self.on_message, queue
+            self._connection,
+            self._topology,
+            self._settings.prefetch,
+            self.on_message,
+            queue,
+            batch_acks=True,
         )
         self._consuming, self._channel = consuming, consuming.channel
         self._confirms = consuming.confirms
@@ -84,12 +89,18 @@ class Consumer(Receiving):
         """The queue the channel consumes (``worker.partitioned``: its partitions instead)."""
         return self._topology.commands_queue
 
+    def _flush_acks(self) -> None:
+        """The turn's acks, as few frames as possible (``worker.broker.acks``)."""
+        if self._consuming is not None and self._consuming.channel.is_open:
+            self._consuming.frames.flush_acks()
+
     def _on_pump(self) -> None:
         """After each turn of the loop, on the connection's thread (a hook)."""
 
     def _consume_until_stopped(self) -> None:
         while not self._stopping.is_set():
             self._connection.process_data_events(time_limit=PUMP_S)
+            self._flush_acks()
             self._report.tick()
             self._on_pump()
             assert self._consuming is not None
@@ -192,5 +203,6 @@ class Consumer(Receiving):
                 )
             if connection is not None and connection.is_open:
                 connection.process_data_events(time_limit=PUMP_S)
+                self._flush_acks()
             else:
                 time.sleep(PUMP_S)  # outcomes are dropped now; only the pool's threads matter

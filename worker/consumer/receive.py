@@ -39,6 +39,8 @@ class Receiving(Settling):
     # -- deliveries -------------------------------------------------------------------
 
     def on_message(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
+        if self._consuming is not None and channel is self._channel:
+            self._consuming.frames.delivered(method.delivery_tag)  # unsettled until acked
         try:
             delivery = self._delivery(channel, method, properties, body)
         except Exception as exc:  # never end the consumer; the broker dead-letters it
