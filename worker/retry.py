@@ -8,13 +8,11 @@ and a slow API cannot pin the pool. Anything longer goes through the TTL queues.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
@@ -22,9 +20,7 @@ from tenacity import (
 from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 
-from contracts import Command
 from worker.errors import TransientError
-from worker.outcomes import retries_now
 
 BACKOFF_MULTIPLIER_S = 0.1
 BACKOFF_MAX_S = 2.0
@@ -61,27 +57,6 @@ class _StopWhenRetryAfterExceeds(stop_base):
         return retry_after is not None and retry_after > self._budget_s - elapsed
 
 
-def immediate_retrying(
-    attempts: int,
-    budget_s: float,
-    on_retry: Callable[[RetryCallState], Any] | None = None,
-    command: Command | None = None,
-) -> Retrying:
-    """A tenacity controller for one command's immediate retries (re-raises the last error);
-    which errors it retries is the outcome policy's answer for ``command``."""
-    return Retrying(
-        retry=retry_if_exception(lambda error: retries_now(error, command)),
-        stop=(
-            stop_after_attempt(max(1, attempts))
-            | stop_after_delay(budget_s)
-            | _StopWhenRetryAfterExceeds(budget_s)
-        ),
-        wait=_WaitHonouringRetryAfter(),
-        before_sleep=on_retry,
-        reraise=True,
-    )
-
-
 class RetriedCall(Protocol):
     """What ``shared_retrying`` asks of the object whose bound method it calls."""
 
@@ -110,10 +85,12 @@ def _before_sleep(state: RetryCallState) -> None:
 
 @functools.lru_cache(maxsize=32)
 def shared_retrying(attempts: int, budget_s: float) -> Retrying:
-    """``immediate_retrying``'s controller, built once per (attempts, budget) and shared by
-    every thread: tenacity keeps each call's state thread-local, and building the controller
-    (its stop and wait strategies) cost more than a successful call's whole retry bookkeeping.
-    It must be called with a bound method of a ``RetriedCall``."""
+    """The tenacity controller of a command's immediate retries (re-raises the last error;
+    which errors it retries is the outcome policy's answer for the call's command), built
+    once per (attempts, budget) and shared by every thread: tenacity keeps each call's state
+    thread-local, and building the controller (its stop and wait strategies) cost more than
+    a successful call's whole retry bookkeeping. It must be called with a bound method of a
+    ``RetriedCall``."""
     return Retrying(
         retry=_AskTheCall(),
         stop=(

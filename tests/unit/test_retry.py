@@ -2,12 +2,44 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from tenacity import RetryCallState
 
 from contracts import ErrorCode
 from worker import retry
 from worker.errors import AmbiguousError, PermanentError, TransientError
+from worker.outcomes import retries_now
+
+
+class Call:
+    """A ``RetriedCall`` around ``fn`` with no command: the outcome policy's general answer."""
+
+    def __init__(
+        self, fn: Callable[[], Any], on_retry: Callable[[RetryCallState], Any] | None = None
+    ) -> None:
+        self._fn, self._on_retry = fn, on_retry
+
+    def attempt(self) -> Any:
+        return self._fn()
+
+    def retries_now(self, error: BaseException) -> bool:
+        return retries_now(error, None)
+
+    def on_retry(self, state: RetryCallState) -> None:
+        if self._on_retry is not None:
+            self._on_retry(state)
+
+
+def immediately(
+    attempts: int,
+    budget_s: float,
+    fn: Callable[[], Any],
+    on_retry: Callable[[RetryCallState], Any] | None = None,
+) -> Any:
+    return retry.shared_retrying(attempts, budget_s)(Call(fn, on_retry).attempt)
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +61,7 @@ def test_transient_then_success_is_retried_immediately(no_real_waiting: list[flo
         return "ok"
 
     # When it runs under the immediate policy
-    result = retry.immediate_retrying(3, 5.0, on_retry=seen.append)(call)
+    result = immediately(3, 5.0, call, on_retry=seen.append)
     # Then it succeeds after two retries with bounded backoff
     assert result == "ok"
     assert len(seen) == 2
@@ -44,7 +76,7 @@ def test_permanent_errors_are_never_retried() -> None:
         raise PermanentError(ErrorCode.API_REJECTED, "no")
 
     with pytest.raises(PermanentError):
-        retry.immediate_retrying(5, 5.0)(call)
+        immediately(5, 5.0, call)
     assert calls == [1]
 
 
@@ -57,7 +89,7 @@ def test_retry_after_is_honoured_within_budget(no_real_waiting: list[float]) -> 
             raise exc
         return "ok"
 
-    assert retry.immediate_retrying(3, 5.0)(call) == "ok"
+    assert immediately(3, 5.0, call) == "ok"
     assert no_real_waiting and no_real_waiting[0] >= 1.5
 
 
@@ -69,7 +101,7 @@ def test_retry_after_longer_than_budget_goes_to_the_delay_queue() -> None:
         raise TransientError("429", retry_after_s=60)
 
     with pytest.raises(TransientError):
-        retry.immediate_retrying(3, 5.0)(call)
+        immediately(3, 5.0, call)
     assert calls == [1]
 
 
@@ -81,7 +113,7 @@ def test_attempts_are_bounded(no_real_waiting: list[float]) -> None:
         raise TransientError("503")
 
     with pytest.raises(TransientError):
-        retry.immediate_retrying(3, 5.0)(call)
+        immediately(3, 5.0, call)
     assert len(calls) == 3
 
 
