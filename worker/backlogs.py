@@ -13,10 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from pika.exceptions import AMQPError
-
 from worker.broker.confirms import ConfirmGroup
-from worker.broker.publishing import carry_out
+from worker.broker.publishing import carry_out_confirmed
 from worker.consumer import Consumer
 from worker.delivery import Delivery
 from worker.outage import OutageAbandonedError, let_go_after_outage, ride_out_store_outage
@@ -110,24 +108,18 @@ class BacklogRunner(Consumer):
             None, 0, run.parked.routing_key, run.properties, run.parked.body, time.monotonic()
         )
         settled = functools.partial(self._on_parked_confirmed, key, partition, epoch, run, delivery)
-        group = confirms.group(settled)
-        try:
-            carry_out(
-                confirms.publisher(group),
-                self._topology,
-                delivery.body,
-                delivery.properties,
-                delivery.routing_key,
-                run.decision,
-            )
-        except AMQPError:
-            raise
-        except Exception as exc:  # kept in the store; the partition's next consumption retries
-            confirms.discard(group)
-            log.error("a parked command's outcome is not publishable", exc_info=exc)
+        failure = carry_out_confirmed(
+            confirms,
+            self._topology,
+            delivery.body,
+            delivery.properties,
+            delivery.routing_key,
+            run.decision,
+            settled,
+        )
+        if failure is not None:  # kept in the store; the partition's next consumption retries
+            log.error("a parked command's outcome is not publishable", exc_info=failure)
             self._end_backlog(key, partition)
-            return
-        confirms.seal(group)
 
     def _on_parked_confirmed(
         self,

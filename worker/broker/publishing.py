@@ -7,12 +7,15 @@ lose.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import pika
+from pika.exceptions import AMQPError
 
 from worker.broker import headers as h
+from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.topology import Topology
 from worker.decision import Decision
 from worker.observability import tracing
@@ -181,3 +184,27 @@ def carry_out(
             error_code=parked.error_code,
             last_error=parked.last_error,
         )
+
+
+def carry_out_confirmed(
+    confirms: ConfirmTracker,
+    topology: Topology,
+    body: bytes,
+    properties: Any,
+    routing_key: str,
+    decision: Decision,
+    on_confirmed: Callable[[ConfirmGroup], None],
+) -> Exception | None:
+    """``carry_out`` as one confirm group: ``on_confirmed(group)`` once the broker confirmed
+    (or refused) all of it. A lost broker raises; any other error (a value pika cannot
+    encode) discards the group and is returned, for the caller to settle the message."""
+    group = confirms.group(on_confirmed)
+    try:
+        carry_out(confirms.publisher(group), topology, body, properties, routing_key, decision)
+    except AMQPError:
+        raise
+    except Exception as exc:
+        confirms.discard(group)
+        return exc
+    confirms.seal(group)
+    return None

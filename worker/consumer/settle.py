@@ -9,10 +9,8 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from pika.exceptions import AMQPError
-
 from worker.broker.confirms import ConfirmGroup
-from worker.broker.publishing import carry_out
+from worker.broker.publishing import carry_out_confirmed
 from worker.consumer.state import ConsumerState
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
@@ -53,29 +51,23 @@ class Settling(ConsumerState):
         """Publish what ``decision`` needs; ``on_confirmed`` acks once all are confirmed."""
         confirms = self._confirms
         assert confirms is not None
-        group = confirms.group(functools.partial(self.on_confirmed, delivery, envelope, decision))
-        try:
-            with delivery.trace.resumed():  # the event and copies carry the command's span
-                carry_out(
-                    confirms.publisher(group),
-                    self._topology,
-                    delivery.body,
-                    delivery.properties,
-                    delivery.routing_key,
-                    decision,
-                )
-        except AMQPError:
-            raise
-        except Exception as exc:  # e.g. a value pika cannot encode: never end the consumer
-            confirms.discard(group)
+        with delivery.trace.resumed():  # the event and copies carry the command's span
+            failure = carry_out_confirmed(
+                confirms,
+                self._topology,
+                delivery.body,
+                delivery.properties,
+                delivery.routing_key,
+                decision,
+                functools.partial(self.on_confirmed, delivery, envelope, decision),
+            )
+        if failure is not None:  # e.g. a value pika cannot encode: never end the consumer
             self._count_in_flight(-1)
             log.error(
                 "outcome not publishable; the broker dead-letters the command",
-                extra={"fields": {"error": describe(exc)}},
+                extra={"fields": {"error": describe(failure)}},
             )
             self._frames().nack(delivery.delivery_tag, requeue=False)
-            return
-        confirms.seal(group)
 
     def _frames(self) -> Any:
         assert self._consuming is not None
