@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 from worker.cli.common import add_settings_flags, fail_config, settings_from_args
 from worker.config import ConfigError, Settings
@@ -27,6 +28,8 @@ finished), with a warning `a released holder came back`."""
 EPILOG = """exit codes: 0 listed / released, 2 bad configuration, 3 store unreachable,
   4 release: KEY is not held (no hold, or its parked commands already run)"""
 SETTINGS = ("store_url", "retry_delays_s", "hold_overdue_margin_s")
+
+T = TypeVar("T")
 
 
 def register(subparsers: Any) -> None:
@@ -67,7 +70,11 @@ def _store_failure(exc: StoreError) -> int:
     return EXIT_BROKER
 
 
-def handle_holds(args: argparse.Namespace) -> int:
+def _ask_store(
+    args: argparse.Namespace, ask: Callable[[OrderUpkeep], T]
+) -> tuple[Settings, T] | int:
+    """The settings and what ``ask`` got from the store, or the exit code once the
+    configuration or the store failed (said on stderr)."""
     try:
         settings = settings_from_args(args)
     except ConfigError as exc:
@@ -75,11 +82,18 @@ def handle_holds(args: argparse.Namespace) -> int:
     try:
         upkeep = _upkeep(settings)
         try:
-            rows = upkeep.holds()
+            return settings, ask(upkeep)
         finally:
             _close(upkeep)
     except StoreError as exc:
         return _store_failure(exc)
+
+
+def handle_holds(args: argparse.Namespace) -> int:
+    answer = _ask_store(args, lambda upkeep: upkeep.holds())
+    if isinstance(answer, int):
+        return answer
+    settings, rows = answer
     overdue_s = overdue_after_s(settings.retry_delays_s, settings.hold_overdue_margin_s)
     listed = [_listed(row, time.time(), overdue_s) for row in rows]
     if args.json:
@@ -111,18 +125,10 @@ def _listed(row: HoldRow, now: float, overdue_s: float) -> dict[str, Any]:
 
 
 def handle_release(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from_args(args)
-    except ConfigError as exc:
-        return fail_config(exc)
-    try:
-        upkeep = _upkeep(settings)
-        try:
-            holder = upkeep.release(args.key)
-        finally:
-            _close(upkeep)
-    except StoreError as exc:
-        return _store_failure(exc)
+    answer = _ask_store(args, lambda upkeep: upkeep.release(args.key))
+    if isinstance(answer, int):
+        return answer
+    settings, holder = answer
     if holder is None:
         print(f"{args.key} is not held (no hold, or its parked commands already run)")
         return EXIT_PARTIAL
@@ -135,18 +141,10 @@ def handle_release(args: argparse.Namespace) -> int:
 
 
 def handle_partitions(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from_args(args)
-    except ConfigError as exc:
-        return fail_config(exc)
-    try:
-        upkeep = _upkeep(settings)
-        try:
-            partitions, switch, members = upkeep.partitioning()
-        finally:
-            _close(upkeep)
-    except StoreError as exc:
-        return _store_failure(exc)
+    answer = _ask_store(args, lambda upkeep: upkeep.partitioning())
+    if isinstance(answer, int):
+        return answer
+    _settings, (partitions, switch, members) = answer
     print(f"partitions: {partitions or 'not recorded yet'}")
     print(f"change under way: {switch or 'none'}")
     for owner, configured in members.items():
