@@ -150,3 +150,17 @@ def test_imports_point_down_the_layers() -> None:
     )
     # Then none points up
     assert upward == []
+
+
+def test_only_the_frames_adapter_reaches_under_pikas_blocking_channel() -> None:
+    # Given every production module; When each is searched for ``._impl`` attribute access
+    reaching = sorted(
+        module
+        for module, path in modules_of(PRODUCTION_PACKAGES).items()
+        if any(
+            isinstance(node, ast.Attribute) and node.attr == "_impl"
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    # Then only worker.broker.frames does (its docstring says why)
+    assert reaching == ["worker.broker.frames"]

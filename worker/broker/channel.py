@@ -120,7 +120,7 @@ class ConsumingChannel:
         while time.monotonic() < settled:
             channel.connection.process_data_events(time_limit=CLOSE_POLL_S)
         with contextlib.suppress(Exception):  # the channel or connection may be dying
-            channel._impl.close()
+            self.frames.close()
         deadline = time.monotonic() + wait_s
         while not channel.is_closed and time.monotonic() < deadline:  # a lost connection raises
             channel.connection.process_data_events(time_limit=CLOSE_POLL_S)

@@ -5,8 +5,9 @@ in confirm mode its ``basic_publish`` waits for each message's confirm: the conn
 thread, which publishes every event and acks every command, would wait a whole round trip
 per message (that alone capped the worker at ~1/RTT commands a second). Its public API has
 no way to queue frames for the next turn of the loop, no confirm mode with an ack/nack
-callback, and no channel-close callback with the broker's reason. The asynchronous channel
-underneath has all three; this adapter is the only code that touches it, so a pika upgrade
+callback, no channel-close callback with the broker's reason, and no close that leaves the
+deliveries it holds undispatched in place (it nacks them first). The asynchronous channel
+underneath has all four; this adapter is the only code that touches it, so a pika upgrade
 that changes it breaks one file, and everything else uses ``BlockingChannel`` as documented.
 
 Everything here runs on the connection's thread; frames leave when the loop next polls.
@@ -61,6 +62,12 @@ class ChannelFrames:
     ) -> None:
         """Confirm mode: ``on_confirm(frame)`` for each Basic.Ack/Nack, no waiting per publish."""
         self._impl.confirm_delivery(ack_nack_callback=on_confirm, callback=on_selected)
+
+    def close(self) -> None:
+        """Close the channel without nacking what pika received but has not dispatched
+        (``BlockingChannel.close`` nacks those first, and a quorum queue then returns them
+        ahead of the dispatched ones: see ``ConsumingChannel.close_keeping_order``)."""
+        self._impl.close()
 
     def on_return(self, callback: Callable[[Any, Any, Any, bytes], None]) -> None:
         self._impl.add_on_return_callback(callback)
