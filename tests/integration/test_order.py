@@ -73,6 +73,20 @@ def flow(username: str) -> list[tuple[dict[str, Any], tuple[Any, ...]]]:
     ]
 
 
+def hold_behind_a_throttled_add(rig: WorkerRig, name: str) -> list[tuple[dict[str, Any], Any]]:
+    """Create ``name``, then publish the rest of its flow while the API answers its
+    credential add with 429s for longer than the immediate retries: the add goes to a delay
+    tier and holds the customer. The published steps, in order."""
+    rig.publish(customer_command(name))
+    rig.wait_events(1, 30, idempotency_key=f"create-{name}")
+    rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
+    rig.sandbox.control_post("/_sandbox/faults", {"next": [rule]})
+    steps = flow(name)[1:]
+    for command, _ in steps:
+        rig.publish(command)
+    return steps
+
+
 def publish_interleaved(rig: WorkerRig, customers: list[str]) -> dict[str, list[Any]]:
     """Publish every flow, customers interleaved at random, each flow in its own order."""
     flows = {name: flow(name) for name in customers}
@@ -216,14 +230,8 @@ def test_a_customers_later_commands_wait_behind_one_in_a_delay_tier(rig: WorkerR
     for port in ports:
         rig.start_worker(PROVISIONER_HTTP_PORT=str(port))
     wait_until(lambda: len(rig.owners_of_partitions()) == 2, 30, "2 owners")
-    rig.publish(customer_command(name))
-    rig.wait_events(1, 30, idempotency_key=f"create-{name}")
-    rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
-    rig.sandbox.control_post("/_sandbox/faults", {"next": [rule]})
     # When the add is followed by the customer's delete of that credential and a profile change
-    steps = flow(name)[1:]
-    for command, _ in steps:
-        rig.publish(command)
+    steps = hold_behind_a_throttled_add(rig, name)
     # Then each ran after the add came back from its delay tier, and all succeeded
     keys = [command["idempotency_key"] for command, _ in steps]
     events = {e["idempotency_key"]: e for e in rig.wait_events(len(steps) + 1, 60, customer=name)}
@@ -294,13 +302,7 @@ def test_a_new_owner_resumes_a_held_customer_whose_owner_was_killed(rig: WorkerR
         for worker_id in ("order-a", "order-b")
     }
     wait_until(lambda: len(rig.owners_of_partitions()) == 2, 30, "2 owners")
-    rig.publish(customer_command(name))
-    rig.wait_events(1, 30, idempotency_key=f"create-{name}")
-    rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
-    rig.sandbox.control_post("/_sandbox/faults", {"next": [rule]})
-    steps = flow(name)[1:]
-    for command, _ in steps:
-        rig.publish(command)
+    steps = hold_behind_a_throttled_add(rig, name)
     wait_until(lambda: rig.order_rows() == (1, len(steps) - 1), 30, "the later ones parked")
     # When the process owning the customer's partition is killed with SIGKILL
     owner = rig.partition_owners()[f"partition-{partition_of(name, TEST_PARTITIONS)}"]

@@ -10,11 +10,11 @@ from typing import cast
 import pytest
 
 from tests.fixtures.wait import wait_until
-from tests.integration.harness import TEST_PARTITIONS, WorkerRig, customer_command, free_port
+from tests.integration.harness import TEST_PARTITIONS, WorkerRig, free_port
 from tests.integration.test_order import (
     applied_by_customer,
     assert_every_flow_in_order,
-    flow,
+    hold_behind_a_throttled_add,
     metric_totals,
     publish_interleaved,
 )
@@ -43,13 +43,7 @@ def test_workers_configured_with_another_p_switch_online_keeping_every_order(
     # tier, and a backlog of interleaved flows on a slow API
     old = rig.start_worker(PROVISIONER_RETRY_DELAYS=DELAY)
     held = "repart-held"
-    rig.publish(customer_command(held))
-    rig.wait_events(1, 30, idempotency_key=f"create-{held}")
-    rule = {"call": "credential", "task": "add", "fault": "429", "count": 4}
-    rig.sandbox.control_post("/_sandbox/faults", {"next": [rule]})
-    held_steps = flow(held)[1:]
-    for command, _ in held_steps:
-        rig.publish(command)
+    held_steps = hold_behind_a_throttled_add(rig, held)
     wait_until(lambda: rig.order_rows() == (1, len(held_steps) - 1), 30, "the customer held")
     rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 20})
     expected = publish_interleaved(rig, [f"repart-{i:02d}" for i in range(16)])
