@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder lets go
 # A partition, or the intake (the sequencer), is taken up (consumed) only while at least this
-# share of its fencing window is left: a lease round that took long (the store just back) must not start a consumption that
-# fences again at once, closing the channel a second time with part of the returned
-# deliveries received and part still queued (a quorum queue would then put the second
-# return behind the rest: out of order).
+# share of its fencing window is left: a lease round that took long (the store just back)
+# must not start a consumption that fences again at once, closing the channel a second time
+# with part of the returned deliveries received and part still queued (a quorum queue would
+# then put the second return behind the rest: out of order).
 START_FRESH_SHARE = 0.5
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
