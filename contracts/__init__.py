@@ -38,6 +38,7 @@ from contracts.commands import (
     UpdateCustomerProfile,
     command_customer,
 )
+from contracts.event_codec import decode_event, encode_event, make_event, outcome_of, routing_key
 from contracts.events import (
     EVENT_TYPES,
     SUCCESS_EVENTS,
@@ -69,11 +70,6 @@ from contracts.events import (
     UsernameChanged,
     WebsiteAccessDisabled,
     WebsiteAccessEnabled,
-    decode_event,
-    encode_event,
-    make_event,
-    outcome_of,
-    routing_key,
 )
 from contracts.secret import Secret
 from contracts.validation import Problem

@@ -1,11 +1,11 @@
 """The documented field requirements, declared once as annotated types.
 
-Each alias below is used by the command Structs (``contracts.commands``), so one declaration
-drives three things: the JSON Schema, msgspec's typed decoding, and the field-by-field
-validation in ``contracts.validation`` that reports every problem at once. Requirements
-that a JSON Schema keyword cannot express name a check in ``Meta.extra["checks"]``
-(implemented in ``CHECKS`` below); ``Meta.extra["rule"]`` is the human message for a
-``pattern``.
+Each alias below is used by the command Structs (``contracts.customer_commands`` and
+``contracts.credential_app_commands``), so one declaration drives three things: the JSON
+Schema, msgspec's typed decoding, and the field-by-field validation in
+``contracts.validation`` that reports every problem at once. Requirements that a JSON
+Schema keyword cannot express name a check in ``Meta.extra["checks"]`` (implemented in
+``CHECKS`` below); ``Meta.extra["rule"]`` is the human message for a ``pattern``.
 
 Numbers come from /work/shared/reseller-api/: customers-apiv2.txt (apiv2),
 customers-v1-distributor.md and customers-v1-html.md (v1), credentials-apiv2.txt,

@@ -22,9 +22,10 @@ from worker.errors import ProvisioningError, TransientError
 from worker.leases import HeldLeases
 from worker.left_behind import LeftBehind, Unrecorded
 from worker.outcomes import Disposition, Verdict, of_claim, of_error, when_retries_run_out
+from worker.recorded import recorded_by_another, recorded_failure, recorded_outcome, replay_success
 from worker.rejection import reject_conflict, reject_invalid
 from worker.retry import next_delay_s
-from worker.store import Claim, ClaimStatus, IdempotencyStore, RecordState, StoreError
+from worker.store import Claim, ClaimStatus, IdempotencyStore, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +59,9 @@ class Executor:
             return reject_invalid(self._store, self._config, envelope, self._count)
         if self._at_delivery_limit(envelope):
             command = envelope.command
-            return self._decided(command) or terminal.poisoned(envelope, command)
+            decided = recorded_outcome(self._store, command, self._fingerprints, self._count)
+            return decided or terminal.poisoned(envelope, command)
         return self._process_command(envelope, envelope.command)
-
-    def _decided(self, command: Command) -> Decision | None:
-        """The stored outcome of a key, if any: a command parked at the delivery limit after
-        it succeeded (its ack lost, say) re-publishes its event, not CommandFailed."""
-        record = self._store.get(command.idempotency_key)
-        if record is None or record.fingerprint not in self._fingerprints(command):
-            return None
-        if record.state is RecordState.SUCCEEDED and record.event is not None:
-            return self._replay(command, record.event)
-        return self._decided_failure(command)
 
     def _at_delivery_limit(self, envelope: Envelope) -> bool:
         # The broker would dead-letter the next redelivery silently; park it ourselves
@@ -94,7 +86,7 @@ class Executor:
         # copy that survived a crash between scheduling it and acking the original. A fresh
         # publish or a dead-letter replay (attempts reset) of a failed key runs again.
         if env.delivery_count or env.delayed_attempts:
-            decided = self._decided_failure(command)
+            decided = recorded_failure(self._store, command, self._fingerprints, self._count)
             if decided is not None:
                 return decided
         # One worker process at a time per customer (this process's pool already orders
@@ -130,7 +122,7 @@ class Executor:
                     raise
         if verdict.outcome is Disposition.SUCCEEDED:
             assert claim.event is not None
-            return self._replay(command, claim.event)
+            return replay_success(command, claim.event, self._count)
         if verdict.outcome is Disposition.REJECTED:
             fingerprint, store, config = self.fingerprint(command), self._store, self._config
             return reject_conflict(store, config, env, command, verdict, fingerprint, self._count)
@@ -185,28 +177,6 @@ class Executor:
         except StoreError:  # the lease expires, and this owner may take it again meanwhile
             log.warning("could not release a customer lease", exc_info=True)
 
-    def _decided_failure(self, command: Command) -> Decision | None:
-        """A redelivered command whose failure is already recorded: that decision again.
-
-        The worker died after recording the failure and before the ack. Running the command
-        again would publish a second terminal event (another event_id) and dead-letter it a
-        second time; instead the stored event goes out again with its dead-letter copy. The
-        copy may then be in the dead-letter queue twice, which a replay absorbs (the second
-        replay finds the key succeeded), whereas skipping it could lose the only copy.
-        """
-        record = self._store.get(command.idempotency_key)
-        if record is None or record.state is not RecordState.FAILED or record.event is None:
-            return None
-        if record.fingerprint not in self._fingerprints(command):
-            return None  # the claim reports the conflict
-        return self._stored_failure(command, record.event)
-
-    def _stored_failure(self, command: Command, stored: bytes) -> Decision | None:
-        decision = terminal.stored_failure(command, stored)
-        if decision is not None:
-            self._count("idempotent_replay", type(command).__name__)
-        return decision
-
     def _lease_lost(self, command: Command) -> Decision:
         """``complete`` found another worker holding the key: this execution publishes no
         event of its own. The one recorded by whoever completed goes out again; when nobody
@@ -215,14 +185,9 @@ class Executor:
             "lease lost before the outcome was stored; publishing the recorded one",
             extra={"fields": {"command_type": type(command).__name__}},
         )
-        record = self._store.get(command.idempotency_key)
-        stored = record.event if record is not None else None
-        if record is not None and stored is not None:
-            if record.state is RecordState.SUCCEEDED:
-                return self._replay(command, stored)
-            decided = self._stored_failure(command, stored)
-            if decided is not None:
-                return decided
+        recorded = recorded_by_another(self._store, command, self._count)
+        if recorded is not None:
+            return recorded
         return self._busy(command, "another worker took the key over while this one ran")
 
     def _claim(self, env: Envelope, command: Command, customer: str | None) -> Claim:
@@ -255,10 +220,6 @@ class Executor:
             time.sleep(BUSY_POLL_S)
 
     # -- outcomes ---------------------------------------------------------------------
-
-    def _replay(self, command: Command, stored: bytes) -> Decision:
-        self._count("idempotent_replay", type(command).__name__)
-        return terminal.succeeded(command, stored, replayed=True)
 
     def _record(self, command: Command, outcome: Unrecorded) -> Decision:
         """Store the outcome (``complete``, which lets the customer's lease go in the same

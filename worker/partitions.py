@@ -30,11 +30,11 @@ from worker.store.order import SEQUENCER_LEASE, OrderStore, Tick, partition_leas
 log = logging.getLogger(__name__)
 
 FENCE_FRACTION = 0.5  # of the lease time, without a renewal, before a holder lets go
-# A partition is taken up (consumed) only while at least this share of its fencing window is
-# left: a lease round that took long (the store just back) must not start a consumption that
-# fences again at once, closing the channel a second time with part of the returned
-# deliveries received and part still queued (a quorum queue would then put the second
-# return behind the rest: out of order).
+# A partition, or the intake (the sequencer), is taken up (consumed) only while at least this
+# share of its fencing window is left: a lease round that took long (the store just back)
+# must not start a consumption that fences again at once, closing the channel a second time
+# with part of the returned deliveries received and part still queued (a quorum queue would
+# then put the second return behind the rest: out of order).
 START_FRESH_SHARE = 0.5
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
@@ -135,9 +135,11 @@ class Ownership(threading.Thread):
         window_s = self._ttl_s * FENCE_FRACTION * share
         return renewed is not None and self._clock() - renewed < window_s
 
-    def is_sequencer(self) -> bool:
+    def is_sequencer(self, share: float = 1.0) -> bool:
+        """Holding the sequencer lease, renewed within ``share`` of the fencing window (the
+        sequencer starts consuming the intake only with ``START_FRESH_SHARE`` left)."""
         with self._lock:
-            return self._fresh(SEQUENCER_LEASE)
+            return self._fresh(SEQUENCER_LEASE, share)
 
     def wanted(self, share: float = 1.0) -> frozenset[int]:
         """Partitions to consume now: held (and fresh), assigned, not being given up; with

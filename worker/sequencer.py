@@ -33,7 +33,7 @@ from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.observability.health import Downtime
 from worker.observability.redact import redact_text
-from worker.partitions import Ownership
+from worker.partitions import START_FRESH_SHARE, Ownership
 from worker.repartition import Repartitioner
 from worker.routing import (
     ALIAS_TOUCH_EVERY_S,
@@ -114,8 +114,11 @@ class Sequencer(threading.Thread):
                     self.stopped.wait(IDLE_S)
                     continue
                 if self._connection is None:
-                    self._router.partitions = plan.partitions
                     self._intake.down()
+                    if not self._ownership.is_sequencer(START_FRESH_SHARE):
+                        self.stopped.wait(IDLE_S)  # the next round renews it: start then
+                        continue
+                    self._router.partitions = plan.partitions
                     self._open()
                 self._connection.process_data_events(time_limit=PUMP_S)
                 self._check_channel()

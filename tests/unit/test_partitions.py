@@ -7,7 +7,13 @@ from typing import Any, cast
 
 import pytest
 
-from worker.partitions import STARTUP_GRACE_S, Ownership, assigned
+from worker.partitions import (
+    FENCE_FRACTION,
+    START_FRESH_SHARE,
+    STARTUP_GRACE_S,
+    Ownership,
+    assigned,
+)
 from worker.store import open_store
 from worker.store.order import Backend, OrderStore
 
@@ -144,4 +150,20 @@ def test_partitions_fenced_or_never_held_are_reported_lost(tmp_path: Path) -> No
     # And a successful round makes them its own again
     member.tick()
     assert member.lost([0, 5]) == frozenset()
+    backend.close()
+
+
+def test_the_sequencer_lease_starts_the_intake_only_with_half_its_window_left(
+    tmp_path: Path,
+) -> None:
+    # Given a member holding the sequencer lease, its last round longer ago than half the
+    # fencing window (a round that waited for the store)
+    backend, _store, clock, member = sole_member(tmp_path)
+    clock.now += TTL_S * FENCE_FRACTION * START_FRESH_SHARE + 0.1
+    # Then it still holds the lease (a consuming sequencer goes on), but must not start one
+    assert member.is_sequencer()
+    assert not member.is_sequencer(START_FRESH_SHARE)
+    # And after a round it may start again
+    member.tick()
+    assert member.is_sequencer(START_FRESH_SHARE)
     backend.close()

@@ -17,7 +17,7 @@ from pika.exceptions import AMQPError
 from worker.broker import headers as h
 from worker.broker.confirms import ConfirmGroup, ConfirmTracker
 from worker.broker.topology import Topology
-from worker.decision import Decision
+from worker.decision import DeadLetter, Decision
 from worker.observability import tracing
 
 PERSISTENT = pika.DeliveryMode.Persistent
@@ -173,17 +173,28 @@ def carry_out(
             properties.reply_to,
         )
     if decision.dead_letter is not None:
-        parked = decision.dead_letter
-        dead_letter(
-            publisher,
-            topology,
-            body,
-            properties,
-            routing_key,
-            reason=parked.reason,
-            error_code=parked.error_code,
-            last_error=parked.last_error,
-        )
+        _park_copy(publisher, topology, body, properties, routing_key, decision.dead_letter)
+
+
+def _park_copy(
+    publisher: Any,
+    topology: Topology,
+    body: bytes,
+    properties: Any,
+    routing_key: str,
+    parked: DeadLetter,
+) -> None:
+    """The dead-letter copy a failed or rejected decision asks for."""
+    dead_letter(
+        publisher,
+        topology,
+        body,
+        properties,
+        routing_key,
+        reason=parked.reason,
+        error_code=parked.error_code,
+        last_error=parked.last_error,
+    )
 
 
 def carry_out_confirmed(

@@ -95,6 +95,7 @@ class Metrics:
         self._clock = clock
         self._command_types = known_command_types()
         self._declare_command_metrics()
+        self._declare_retry_metrics()
         self._declare_broker_metrics()
         build_info = Gauge(
             f"{PREFIX}_build_info",
@@ -126,6 +127,18 @@ class Metrics:
             buckets=DURATION_BUCKETS_S,
             registry=r,
         )
+        self._in_flight = Gauge(
+            f"{p}_in_flight_commands", "Commands taken and not yet settled.", registry=r
+        )
+        self._last = Gauge(
+            f"{p}_last_processed_timestamp_seconds",
+            "Unix time of the last finished command.",
+            registry=r,
+        )
+
+    def _declare_retry_metrics(self) -> None:
+        """Retries, dead letters and replays: the commands that did not simply run once."""
+        r, p = self.registry, PREFIX
         self._immediate = Counter(
             f"{p}_immediate_retries",
             "In-process retries of an API call.",
@@ -145,14 +158,6 @@ class Metrics:
             f"{p}_idempotent_replays",
             "Commands answered from the store without an API call.",
             ["command_type"],
-            registry=r,
-        )
-        self._in_flight = Gauge(
-            f"{p}_in_flight_commands", "Commands taken and not yet settled.", registry=r
-        )
-        self._last = Gauge(
-            f"{p}_last_processed_timestamp_seconds",
-            "Unix time of the last finished command.",
             registry=r,
         )
 

@@ -11,7 +11,12 @@ class OrderMetrics:
     """Partitions owned, hand-overs, sequenced commands, commands held behind an earlier one."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r, p = registry, PREFIX
+        self._declare_partition_metrics(registry)
+        self._declare_hold_metrics(registry)
+
+    def _declare_partition_metrics(self, r: CollectorRegistry) -> None:
+        """Who consumes which partition, the sequencer, the partition count and its changes."""
+        p = PREFIX
         self._owned = Gauge(
             f"{p}_partitions_owned", "Partitions this process consumes.", registry=r
         )
@@ -26,6 +31,20 @@ class OrderMetrics:
         self._sequenced = Counter(
             f"{p}_commands_sequenced", "Commands moved from the intake to a partition.", registry=r
         )
+        self._partitions = Gauge(
+            f"{p}_partitions",
+            "The deployment's partition count as the store records it (all processes use it).",
+            registry=r,
+        )
+        self._switching = Gauge(
+            f"{p}_partitions_switching",
+            "1 while the partition count is being changed (routing paused).",
+            registry=r,
+        )
+
+    def _declare_hold_metrics(self, r: CollectorRegistry) -> None:
+        """Commands held behind an earlier one of their customer, and the holds' fate."""
+        p = PREFIX
         self._held = Counter(
             f"{p}_commands_held",
             "Commands parked behind an earlier command of their customer (a delayed retry).",
@@ -50,16 +69,6 @@ class OrderMetrics:
         )
         for by in ("operator", "finished_holder"):
             self._released.labels(by=by)
-        self._partitions = Gauge(
-            f"{p}_partitions",
-            "The deployment's partition count as the store records it (all processes use it).",
-            registry=r,
-        )
-        self._switching = Gauge(
-            f"{p}_partitions_switching",
-            "1 while the partition count is being changed (routing paused).",
-            registry=r,
-        )
         self._returned = Counter(
             f"{p}_order_released_holders_returned",
             "Released holders that came back after all and ran after the commands they held.",
