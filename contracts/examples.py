@@ -33,31 +33,42 @@ EXAMPLE_CUSTOMER = "customer@example.com"
 
 def example_commands(today: date | None = None) -> dict[str, CommandBase]:
     """Command type name -> a valid instance (``billing_date`` is ``today``, UTC default)."""
-    today = today or datetime.now(UTC).date()
-    c = EXAMPLE_CUSTOMER
     examples: list[CommandBase] = [
-        CreateCustomer(
-            idempotency_key="create-1",
-            username=c,
-            password=Secret("s3cret-pass"),
-            email=c,
-            first_name="Ada",
-            last_name="Lovelace",
-            address="12 Analytical Row",
-            city="London",
-            state="LDN",
-            zip="N1 9GU",
-            country="GB",
-            phone="+44 20 7946 0000",
-            website="https://example.com",
-            company="Engines Ltd",
-            package="Silver",
-            whitelabel="sendgrid.me",
-            ip_groups=["marketing"],
-            ips=["192.0.2.10", "2001:db8::10"],
-            free_user=False,
-            billing_date=today,
-        ),
+        _example_create_customer(today or datetime.now(UTC).date()),
+        *_account_examples(EXAMPLE_CUSTOMER),
+        *_credential_and_app_examples(EXAMPLE_CUSTOMER),
+    ]
+    return {type(cmd).__name__: cmd for cmd in examples}
+
+
+def _example_create_customer(today: date) -> CreateCustomer:
+    c = EXAMPLE_CUSTOMER
+    return CreateCustomer(
+        idempotency_key="create-1",
+        username=c,
+        password=Secret("s3cret-pass"),
+        email=c,
+        first_name="Ada",
+        last_name="Lovelace",
+        address="12 Analytical Row",
+        city="London",
+        state="LDN",
+        zip="N1 9GU",
+        country="GB",
+        phone="+44 20 7946 0000",
+        website="https://example.com",
+        company="Engines Ltd",
+        package="Silver",
+        whitelabel="sendgrid.me",
+        ip_groups=["marketing"],
+        ips=["192.0.2.10", "2001:db8::10"],
+        free_user=False,
+        billing_date=today,
+    )
+
+
+def _account_examples(c: str) -> list[CommandBase]:
+    return [
         DeleteCustomer(idempotency_key="delete-1", customer=c),
         ListCustomers(idempotency_key="list-1", username=c, active=True, limit=10, offset=0),
         EnableCustomer(idempotency_key="enable-1", customer=c),
@@ -70,6 +81,11 @@ def example_commands(today: date | None = None) -> dict[str, CommandBase]:
         ResetPassword(idempotency_key="password-1", customer=c, new_password=Secret("n3w-pass")),
         ChangeUsername(idempotency_key="username-1", customer=c, new_username="ada@example.org"),
         ChangeEmail(idempotency_key="email-1", customer=c, new_email="billing@example.org"),
+    ]
+
+
+def _credential_and_app_examples(c: str) -> list[CommandBase]:
+    return [
         AddCredential(
             idempotency_key="cred-add-1",
             customer=c,
@@ -94,7 +110,6 @@ def example_commands(today: date | None = None) -> dict[str, CommandBase]:
         ),
         GetAppSettings(idempotency_key="app-get-1", customer=c, app="clicktrack"),
     ]
-    return {type(cmd).__name__: cmd for cmd in examples}
 
 
 # The profile every generated CreateCustomer shares (tests, benchmarks, the soak).

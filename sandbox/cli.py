@@ -50,6 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# Per call, the probability (0..1) of each fault: its flag, and what happens.
+FAULT_RATES = (
+    ("--error-rate", "a 503"),
+    ("--rate-429", "a 429"),
+    ("--hang-rate", "applying a call, then answering only after --hang-s"),
+    ("--reset-rate", "applying a call, then closing the connection unanswered"),
+    ("--applied-error-rate", "applying a call, then answering --error-status (e.g. 502)"),
+    ("--applied-garbled-rate", "applying a call, then answering 200 with a body not JSON"),
+)
+
+
 def add_fault_flags(parser: argparse.ArgumentParser) -> None:
     faults = parser.add_argument_group(
         "fault injection (also settable at runtime: POST /_sandbox/faults)"
@@ -57,37 +68,13 @@ def add_fault_flags(parser: argparse.ArgumentParser) -> None:
     faults.add_argument(
         "--latency-ms", type=float, default=0.0, help="answer each call this long after it arrived"
     )
-    faults.add_argument("--error-rate", type=float, default=0.0, help="probability 0..1 of a 503")
-    faults.add_argument("--rate-429", type=float, default=0.0, help="probability 0..1 of a 429")
+    for flag, what in FAULT_RATES:
+        faults.add_argument(flag, type=float, default=0.0, help=f"probability 0..1 of {what}")
     faults.add_argument(
         "--retry-after-s",
         type=float,
         default=DEFAULT_RETRY_AFTER_S,
         help="Retry-After of a 429 (%(default)s)",
-    )
-    faults.add_argument(
-        "--hang-rate",
-        type=float,
-        default=0.0,
-        help="probability 0..1 of applying a call, then answering only after --hang-s",
-    )
-    faults.add_argument(
-        "--reset-rate",
-        type=float,
-        default=0.0,
-        help="probability 0..1 of applying a call, then closing the connection unanswered",
-    )
-    faults.add_argument(
-        "--applied-error-rate",
-        type=float,
-        default=0.0,
-        help="probability 0..1 of applying a call, then answering --error-status (e.g. 502)",
-    )
-    faults.add_argument(
-        "--applied-garbled-rate",
-        type=float,
-        default=0.0,
-        help="probability 0..1 of applying a call, then answering 200 with a body not JSON",
     )
     faults.add_argument(
         "--error-status", type=int, default=503, help="status of injected 5xx (%(default)s)"

@@ -35,25 +35,7 @@ def _consumers(channel: Any, topology: Topology) -> int:
 
 def signup_flow(customer: str) -> list[dict[str, Any]]:
     key = uuid.uuid4().hex[:8]
-    create = {
-        "type": "CreateCustomer",
-        "idempotency_key": f"{key}-create",
-        "username": customer,
-        "password": "correct-horse-battery",
-        "email": f"{customer}@example.com",
-        "first_name": "Grace",
-        "last_name": "Hopper",
-        "address": "1 Compiler Way",
-        "city": "Arlington",
-        "state": "VA",
-        "zip": "22201",
-        "country": "US",
-        "phone": "555-0100",
-        "website": "example.com",
-        "company": "Cobol Inc",
-        "package": "Pro",
-        "whitelabel": "sendgrid.me",
-    }
+    create = _create_customer(customer, key)
     c = {"customer": customer}
     return [
         create,
@@ -82,6 +64,28 @@ def signup_flow(customer: str) -> list[dict[str, Any]]:
         {"type": "CreateCustomer", "idempotency_key": f"{key}-bad", "username": customer},
         create,  # a duplicate delivery: answered from the store, no second API call
     ]
+
+
+def _create_customer(customer: str, key: str) -> dict[str, Any]:
+    return {
+        "type": "CreateCustomer",
+        "idempotency_key": f"{key}-create",
+        "username": customer,
+        "password": "correct-horse-battery",
+        "email": f"{customer}@example.com",
+        "first_name": "Grace",
+        "last_name": "Hopper",
+        "address": "1 Compiler Way",
+        "city": "Arlington",
+        "state": "VA",
+        "zip": "22201",
+        "country": "US",
+        "phone": "555-0100",
+        "website": "example.com",
+        "company": "Cobol Inc",
+        "package": "Pro",
+        "whitelabel": "sendgrid.me",
+    }
 
 
 def describe(event: dict[str, Any], routing_key: str, seen_ids: set[str]) -> str:
