@@ -30,7 +30,7 @@ PARTITIONS = 4
 class AlwaysSequencer:
     """The ownership of a process that holds the sequencer lease, P fixed."""
 
-    def is_sequencer(self) -> bool:
+    def is_sequencer(self, share: float = 1.0) -> bool:
         return True
 
     def partitioning(self) -> Partitioning:
