@@ -1,7 +1,7 @@
 """Who consumes which partition, and who is the sequencer: leases in the shared store.
 
 Every worker process is a member (``order_members``, seen every heartbeat). All members
-compute the same assignment from the live members sorted by id (``assigned``), each takes
+compute the same assignment from the live members (``worker.assignment``), each takes
 the leases of its own partitions when free, expired or already its own, and renews them
 every heartbeat. A partition it holds but is no longer assigned (a member joined) is
 drained by the consumer (cancel, finish what was received) and only then released, so its
@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from worker.assignment import Partitioning, assigned
 from worker.observability.redact import redact_text
 from worker.store import StoreError
 from worker.store.order import SEQUENCER_LEASE, OrderStore, Tick, partition_lease
@@ -39,10 +39,6 @@ START_FRESH_SHARE = 0.5
 # Between two lease rounds at most (the heartbeat when shorter): how soon a joining process
 # gets its share. A round is one store transaction per process.
 OWNERSHIP_TICK_S = 0.5
-# The sequencer's process takes this share of a partition owner's load (measured: moving a
-# command costs it ~0.2 ms of the ~2.2 ms a command costs its worker; 16 partitions over 2
-# processes split 7/9).
-SEQUENCER_CAPACITY = 0.85
 # A process takes no partition in its first second: the processes of one supervisor (or
 # replicas rolled out together) start within it and split the partitions at once, instead
 # of the first taking all and handing most over while the others wait.
@@ -50,48 +46,6 @@ STARTUP_GRACE_S = 1.0
 # While this process waits for partitions it is assigned (or gives some up): the hand-over
 # is a few rounds of both processes, and every round of it leaves work on one of them.
 UNSETTLED_TICK_S = 0.1
-
-
-@dataclass(frozen=True)
-class Partitioning:
-    """The deployment's P as the store records it, this process's own, and a change under
-    way (``switch``: ``drain:<P'>`` or ``release:<P'>``, see ``worker.repartition``)."""
-
-    partitions: int
-    configured: int
-    switch: str | None = None
-    agreed: int | None = None  # the P every live member is configured with, if they agree
-
-    @property
-    def releasing(self) -> bool:
-        return (self.switch or "").startswith("release:")
-
-    @property
-    def to_change(self) -> bool:
-        """A switch is under way, or every member wants another P than the deployment's."""
-        wanted = self.configured != self.partitions and self.agreed == self.configured
-        return self.switch is not None or wanted
-
-
-def assigned(
-    partitions: int, members: Sequence[str], me: str, sequencer: str | None = None
-) -> frozenset[int]:
-    """The partitions of ``me``. Each partition in turn goes to the member with the least
-    load for its capacity (ties: the first in sorted order), so every member has its even
-    share; the sequencer's process counts as ``SEQUENCER_CAPACITY`` of one, since it also
-    moves every command of the intake (one process is a GIL's worth of CPU)."""
-    ordered = sorted(members)
-    if me not in ordered:
-        return frozenset()
-    capacity = {m: SEQUENCER_CAPACITY if m == sequencer else 1.0 for m in ordered}
-    load = dict.fromkeys(ordered, 0)
-    mine = set()
-    for partition in range(partitions):
-        owner = min(ordered, key=lambda m: ((load[m] + 1) / capacity[m], ordered.index(m)))
-        load[owner] += 1
-        if owner == me:
-            mine.add(partition)
-    return frozenset(mine)
 
 
 class Ownership(threading.Thread):

@@ -26,10 +26,10 @@ from typing import Any
 
 from pika.exceptions import ChannelClosedByBroker
 
+from worker.assignment import Partitioning
 from worker.broker.addresses import BrokerAddresses
 from worker.broker.connection import connect
 from worker.broker.topology import Topology
-from worker.partitions import Partitioning
 from worker.routing import partition_of
 from worker.store.order_upkeep import OrderUpkeep
 

@@ -100,32 +100,7 @@ class Sequencer(threading.Thread):
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
-                if not self._ownership.is_sequencer():
-                    self._intake.up()  # not ours to consume
-                    self._close()
-                    self._repartition.close()
-                    self.stopped.wait(IDLE_S)
-                    continue
-                plan = self._ownership.partitioning()
-                if plan.to_change:  # routing paused: the intake keeps what arrives
-                    self._intake.up()  # paused on purpose, not a fault of this process
-                    self._close()
-                    self._repartition.step(plan)
-                    self.stopped.wait(IDLE_S)
-                    continue
-                if self._connection is None:
-                    self._intake.down()
-                    if not self._ownership.is_sequencer(START_FRESH_SHARE):
-                        self.stopped.wait(IDLE_S)  # the next round renews it: start then
-                        continue
-                    self._router.partitions = plan.partitions
-                    self._open()
-                self._connection.process_data_events(time_limit=PUMP_S)
-                self._check_channel()
-                if self._reset:
-                    self._close()  # start over on a new channel
-                elif self._consuming is not None:
-                    self._intake.up()
+                self._turn()
             except (AMQPError, StoreError, OSError) as exc:
                 log.warning("sequencer lost", extra={"fields": {"error": type(exc).__name__}})
                 self._intake.down(redact_text(f"{type(exc).__name__}: {exc}")[:300])
@@ -139,6 +114,35 @@ class Sequencer(threading.Thread):
                 self.stopped.wait(RECONNECT_S)
         self._close()
         self._repartition.close()
+
+    def _turn(self) -> None:
+        """One round: idle while not the sequencer or while P changes, else move the intake."""
+        if not self._ownership.is_sequencer():
+            self._intake.up()  # not ours to consume
+            self._close()
+            self._repartition.close()
+            self.stopped.wait(IDLE_S)
+            return
+        plan = self._ownership.partitioning()
+        if plan.to_change:  # routing paused: the intake keeps what arrives
+            self._intake.up()  # paused on purpose, not a fault of this process
+            self._close()
+            self._repartition.step(plan)
+            self.stopped.wait(IDLE_S)
+            return
+        if self._connection is None:
+            self._intake.down()
+            if not self._ownership.is_sequencer(START_FRESH_SHARE):
+                self.stopped.wait(IDLE_S)  # the next round renews it: start then
+                return
+            self._router.partitions = plan.partitions
+            self._open()
+        self._connection.process_data_events(time_limit=PUMP_S)
+        self._check_channel()
+        if self._reset:
+            self._close()  # start over on a new channel
+        elif self._consuming is not None:
+            self._intake.up()
 
     def _open(self) -> None:
         self._router.load()

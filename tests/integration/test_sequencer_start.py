@@ -10,9 +10,10 @@ from typing import Any, cast
 import pytest
 
 from tests.fixtures.wait import wait_until
+from worker.assignment import Partitioning
 from worker.broker.topology import Topology
 from worker.config import Settings
-from worker.partitions import START_FRESH_SHARE, Partitioning
+from worker.partitions import START_FRESH_SHARE
 from worker.sequencer import Sequencer
 
 pytestmark = pytest.mark.integration

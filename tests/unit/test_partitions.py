@@ -7,12 +7,12 @@ from typing import Any, cast
 
 import pytest
 
+from worker.assignment import assigned
 from worker.partitions import (
     FENCE_FRACTION,
     START_FRESH_SHARE,
     STARTUP_GRACE_S,
     Ownership,
-    assigned,
 )
 from worker.store import open_store
 from worker.store.order import Backend, OrderStore
