@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from contracts import command_customer
-from worker.backlogs import BacklogRunner
+from worker.awaiting import PredecessorWaits
 from worker.broker import headers as h
 from worker.broker.confirms import ConfirmGroup
 from worker.decision import Decision, Envelope
@@ -43,7 +43,7 @@ UNCONSUMED_GRACE_S = 5.0
 FENCED = "partitions_fenced"  # why the channel is closed (the channel-loss metric's reason)
 
 
-class PartitionedConsumer(BacklogRunner):
+class PartitionedConsumer(PredecessorWaits):
     def __init__(
         self,
         *args: Any,
@@ -56,6 +56,7 @@ class PartitionedConsumer(BacklogRunner):
         super().__init__(*args, **kwargs)
         self._ownership = ownership
         self._holds = Holds(order_store)
+        self._set_up_waits(records, order_store, order_metrics)
         self._gate = OrderGate(
             self._executor, order_store, self._holds, self._envelope_of, order_metrics
         )
@@ -246,9 +247,10 @@ class PartitionedConsumer(BacklogRunner):
             delivery.properties,
             delivery.body,
         )
+        chained = self._in_chain(delivery, envelope, key, gate)  # a returned one may wait
         command = envelope.command
         let_go = None if command is None else functools.partial(self._executor.let_go, command)
-        return functools.partial(self._ride_out, key, gate, let_go, self._epoch)
+        return functools.partial(self._ride_out, key, chained, let_go, self._epoch)
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
         try:

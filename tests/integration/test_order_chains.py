@@ -13,11 +13,13 @@ import pika
 import pytest
 
 from tests.fixtures.wait import wait_until
+from tests.integration.harness import TEST_PARTITIONS, WorkerRig, customer_command, free_port
+from tests.integration.test_order import applied_by_customer, metric_totals
+from worker.assignment import Partitioning
 from worker.broker import headers as h
 from worker.broker.topology import Topology
 from worker.config import Settings
-from worker.partitions import Partitioning
-from worker.sequencer import Sequencer
+from worker.sequencer import Sequencer, partition_of
 from worker.store import open_store
 from worker.store.order import Backend
 from worker.store.order_upkeep import OrderUpkeep
@@ -140,3 +142,90 @@ def test_a_delay_tier_copy_is_neither_chained_nor_keeps_a_forged_predecessor(
     # Then the copy names no predecessor, and the next command follows the first
     assert h.AFTER not in headers["c0"]
     assert headers["c2"][h.AFTER] == "c1"
+
+
+def profile(name: str, key: str, **fields: str) -> dict[str, Any]:
+    return {"type": "UpdateCustomerProfile", "idempotency_key": key, "customer": name, **fields}
+
+
+def returned_to_partition(rig: WorkerRig, chain: list[tuple[dict[str, Any], str | None]]) -> None:
+    """Publish ``chain`` (command, predecessor) to its customer's partition in the order
+    given, with the headers the sequencer sets; deliver them to a consumer that closes its
+    channel without acking, so they wait there redelivered, in that order."""
+    name = chain[0][0]["customer"] if "customer" in chain[0][0] else chain[0][0]["username"]
+    partition = partition_of(name, TEST_PARTITIONS)
+    for body, after in chain:
+        headers = {h.ORDER_KEY: name, h.ORIGINAL_ROUTING_KEY: body["type"]}
+        if after is not None:
+            headers[h.AFTER] = after
+        rig.channel.basic_publish(
+            rig.topology.partitions_exchange,
+            str(partition),
+            json.dumps(body).encode(),
+            pika.BasicProperties(
+                message_id=body["idempotency_key"], delivery_mode=2, headers=headers
+            ),
+        )
+    taker = rig.connection.channel()
+    taker.basic_qos(prefetch_count=len(chain))
+    taken: list[bytes] = []
+    queue = rig.topology.partition_queue(partition)
+    taker.basic_consume(queue, lambda _ch, _m, _p, body: taken.append(body), auto_ack=False)
+    wait_until(
+        lambda: rig.connection.process_data_events(0.05) or len(taken) == len(chain),
+        10,
+        "every command delivered once",
+    )
+    taker.close()  # unacked: back to the partition, in delivery order, redelivered
+
+
+def test_returned_commands_out_of_order_run_in_predecessor_order(rig: WorkerRig) -> None:
+    # Given a customer's signup and two profile updates back on its partition, redelivered,
+    # the latest update first (as a channel closed with it on its way returns it)
+    name = "chain-1"
+    create = customer_command(name)
+    first = profile(name, "p1", first_name="Grace")
+    second = profile(name, "p2", city="Paris")
+    returned_to_partition(rig, [(second, "p1"), (create, None), (first, create["idempotency_key"])])
+    # When a worker takes the partition
+    port = free_port()
+    worker = rig.start_worker(PROVISIONER_HTTP_PORT=str(port))
+    # Then each command succeeded once, and the API saw them in publish order
+    for key in (create["idempotency_key"], "p1", "p2"):
+        [event] = rig.wait_events(1, 30, idempotency_key=key)
+        assert event["_routing_key"].endswith("succeeded")
+    assert applied_by_customer(rig)[name] == [
+        ("add", None),
+        ("manage", "set", ("first_name",)),
+        ("manage", "set", ("city",)),
+    ]
+    # And the later update waited for its predecessor, none gave up, none waits now
+    assert "a returned command waits for its predecessor" in rig.worker_log(worker)
+    totals = metric_totals([port])
+    assert totals["provisioner_predecessor_waits_given_up_total"] == 0
+    assert totals["provisioner_commands_awaiting_predecessor"] == 0
+    assert [len(rig.events_for(k)) for k in (create["idempotency_key"], "p1", "p2")] == [1, 1, 1]
+
+
+def test_a_predecessor_that_never_comes_is_waited_for_only_the_configured_time(
+    rig: WorkerRig,
+) -> None:
+    # Given a customer's signup and a profile update back on its partition, the update
+    # naming a predecessor nobody will deliver (purged by an operator, say)
+    name = "chain-2"
+    create = customer_command(name)
+    update = profile(name, "p-late", first_name="Ada")
+    returned_to_partition(rig, [(update, "purged-key"), (create, None)])
+    # When a worker configured to wait one second takes the partition
+    port = free_port()
+    worker = rig.start_worker(PROVISIONER_HTTP_PORT=str(port), PROVISIONER_PREDECESSOR_WAIT="1s")
+    # Then the update runs after the wait, once, and the give-up is said and counted
+    [event] = rig.wait_events(1, 30, idempotency_key="p-late")
+    assert event["_routing_key"].endswith("succeeded")
+    assert applied_by_customer(rig)[name] == [("add", None), ("manage", "set", ("first_name",))]
+    log = rig.worker_log(worker)
+    assert "gave up waiting for a predecessor" in log
+    assert "s3cret-pass" not in log
+    totals = metric_totals([port])
+    assert totals["provisioner_predecessor_waits_given_up_total"] == 1
+    assert totals["provisioner_commands_awaiting_predecessor"] == 0

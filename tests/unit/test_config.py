@@ -95,3 +95,17 @@ def test_a_heartbeat_not_well_inside_the_death_cutoff_is_refused() -> None:
     with pytest.raises(ConfigError) as refused:
         load_settings({"PROVISIONER_WORKER_HEARTBEAT": "10", "PROVISIONER_WORKER_DEAD_AFTER": "15"})
     assert refused.value.variable == "PROVISIONER_WORKER_DEAD_AFTER"
+
+
+@pytest.mark.parametrize("raw", ["11m", "0", "-1s", "soon"])
+def test_a_predecessor_wait_outside_its_bounds_is_refused_naming_the_variable(raw: str) -> None:
+    # Given a wait for a predecessor of zero, unreadable, or near the broker's consumer_timeout
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"PROVISIONER_PREDECESSOR_WAIT": raw})
+    # Then start-up is refused naming it
+    assert refused.value.variable == "PROVISIONER_PREDECESSOR_WAIT"
+
+
+def test_the_predecessor_wait_defaults_to_half_a_minute_and_can_be_set() -> None:
+    assert load_settings({}).predecessor_wait_s == 30.0
+    assert load_settings({"PROVISIONER_PREDECESSOR_WAIT": "10m"}).predecessor_wait_s == 600.0

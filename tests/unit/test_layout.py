@@ -113,6 +113,7 @@ LAYERS = (
     (
         "consumer and executor",
         (
+            "worker.awaiting",
             "worker.backlogs",
             "worker.consumer",
             "worker.execute",
@@ -120,6 +121,7 @@ LAYERS = (
             "worker.partitioned",
             "worker.parking",
             "worker.hold_watch",
+            "worker.predecessors",
         ),
     ),
     ("parts", ("worker",)),

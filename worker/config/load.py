@@ -17,6 +17,7 @@ from worker.config.settings import (
     FILE_ALLOWED,
     MAX_BODY_BYTES_LIMIT,
     MAX_PARTITIONS,
+    MAX_PREDECESSOR_WAIT_S,
     MAX_PROCESSES,
     MAX_STORE_POOL_SIZE,
     MIN_BODY_BYTES,
@@ -179,6 +180,12 @@ def _consistent(settings: Settings) -> Settings:
             env_name("worker_dead_after_s"),
             f"must exceed twice {env_name('worker_heartbeat_s')} "
             f"({settings.worker_heartbeat_s:g} s) so one late heartbeat is not a death",
+        )
+    if settings.predecessor_wait_s > MAX_PREDECESSOR_WAIT_S:
+        # The waiting delivery is unacked: keep it far from the broker's consumer_timeout.
+        raise ConfigError(
+            env_name("predecessor_wait_s"),
+            f"at most {MAX_PREDECESSOR_WAIT_S:g} s (the delivery waits unacked)",
         )
     if settings.store_pool_wait_s >= settings.lease_ttl_s:
         # A command waiting that long for the store would outlive its own lease.

@@ -59,6 +59,11 @@ PARTITIONS = 16
 # back (docs/ordering.md, "Stuck holds"); reported, never released on that ground alone.
 HOLD_OVERDUE_MARGIN_S = 600.0
 MAX_PARTITIONS = 256
+# A returned delivery waits at most this long for its predecessor, then runs (docs/ordering.md,
+# "Returned deliveries out of order"); at most MAX_PREDECESSOR_WAIT_S, far below RabbitMQ's
+# 30-minute consumer_timeout, since the delivery stays unacked meanwhile.
+PREDECESSOR_WAIT_S = 30.0
+MAX_PREDECESSOR_WAIT_S = 600.0
 # Members of each new quorum queue: a majority survives one node lost; RabbitMQ places them
 # on fewer nodes when the cluster has fewer (one on a single node).
 QUORUM_GROUP_SIZE = 3
@@ -128,6 +133,7 @@ class Settings:
     confirm_timeout_s: float = CONFIRM_TIMEOUT_S
     partitions: int = PARTITIONS
     hold_overdue_margin_s: float = HOLD_OVERDUE_MARGIN_S
+    predecessor_wait_s: float = PREDECESSOR_WAIT_S
     log_level: str = "INFO"
     worker_id: str = field(default_factory=lambda: f"worker-{uuid.uuid4().hex[:12]}")
 

@@ -13,6 +13,22 @@ class OrderMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._declare_partition_metrics(registry)
         self._declare_hold_metrics(registry)
+        self._declare_predecessor_metrics(registry)
+
+    def _declare_predecessor_metrics(self, r: CollectorRegistry) -> None:
+        """Returned deliveries waiting for their predecessor (docs/ordering.md)."""
+        p = PREFIX
+        self._awaiting = Gauge(
+            f"{p}_commands_awaiting_predecessor",
+            "Returned commands waiting, unacked, for the command before them of their customer.",
+            registry=r,
+        )
+        self._gave_up = Counter(
+            f"{p}_predecessor_waits_given_up",
+            "Returned commands that stopped waiting for their predecessor after "
+            "PROVISIONER_PREDECESSOR_WAIT and ran (possibly out of order).",
+            registry=r,
+        )
 
     def _declare_partition_metrics(self, r: CollectorRegistry) -> None:
         """Who consumes which partition, the sequencer, the partition count and its changes."""
@@ -84,6 +100,12 @@ class OrderMetrics:
 
     def sequenced(self) -> None:
         self._sequenced.inc()
+
+    def awaiting_predecessor(self, count: int) -> None:
+        self._awaiting.set(count)
+
+    def predecessor_wait_given_up(self) -> None:
+        self._gave_up.inc()
 
     def command_held(self) -> None:
         self._held.inc()

@@ -99,6 +99,7 @@ FIRST_PARKED = """SELECT seq, routing_key, properties, body FROM order_parked
 WHERE order_key = :key ORDER BY seq LIMIT 1"""
 UNPARK = "DELETE FROM order_parked WHERE order_key = :key AND seq = :seq"
 PARKED_COUNT = "SELECT COUNT(*) FROM order_parked WHERE order_key = :key"
+PARKED_BODIES = "SELECT body FROM order_parked WHERE order_key = :key ORDER BY seq"
 
 
 class Backend(Protocol):
@@ -268,6 +269,12 @@ class OrderStore:
             return None
         seq, routing_key, properties, body = row
         return Parked(order_key, int(seq), str(routing_key), bytes(properties), bytes(body))
+
+    def parked_bodies(self, order_key: str) -> list[bytes]:
+        """The bodies parked behind ``order_key``'s hold, in order (a rare look: a returned
+        delivery of a held customer asks whether its predecessor is among them)."""
+        rows = self._run(lambda execute: execute(PARKED_BODIES, {"key": order_key}).fetchall())
+        return [bytes(row[0]) for row in rows]
 
     def unpark(self, order_key: str, seq: int) -> None:
         self._run(lambda execute: execute(UNPARK, {"key": order_key, "seq": seq}))
