@@ -57,7 +57,7 @@ CLOSE_WAIT_S = 5.0  # for the broker's close-ok of the intake channel
 # a reconnection takes RECONNECT_S and the time to connect.
 INTAKE_DOWN_GRACE_S = 5 * RECONNECT_S
 # Not carried to the partition: the intake's own bookkeeping, and what the sequencer sets.
-DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED}
+DROPPED = h.BROKER_DEATH_HEADERS | {h.ORDER_KEY, h.RESEQUENCED, h.AFTER}
 
 
 class Sequencer(threading.Thread):
@@ -206,10 +206,15 @@ class Sequencer(threading.Thread):
     def _sequence(self, channel: Any, method: Any, properties: Any, body: bytes) -> None:
         confirms = self._confirms
         assert confirms is not None
-        order_key, partition = self._router.route(body, properties.message_id)
+        delayed = h.attempts_of(properties) > 0  # a delay-tier copy: its hold keeps its place
+        order_key, partition, after = self._router.route_chained(
+            body, properties.message_id, delayed
+        )
         headers = {k: v for k, v in (properties.headers or {}).items() if k not in DROPPED}
         if order_key is not None:
             headers[h.ORDER_KEY] = order_key
+        if after is not None:
+            headers[h.AFTER] = after
         # The partition's routing key is its number: keep the publisher's for dead letters.
         headers[h.ORIGINAL_ROUTING_KEY] = h.original_routing_key(properties, method.routing_key)
         redelivered = (

@@ -69,3 +69,14 @@ def test_a_first_failure_time_too_long_or_not_text_is_not_carried() -> None:
     assert h.first_failure_of(props(**{h.FIRST_FAILURE: {"a": 1}})) is None
     stamp = "2026-01-01T00:00:00.000+00:00"
     assert h.first_failure_of(props(**{h.FIRST_FAILURE: stamp})) == stamp
+
+
+@pytest.mark.parametrize("value", ["", "k" * 256, 7, [1], {"a": 1}, None, True])
+def test_a_predecessor_header_that_is_no_idempotency_key_reads_as_none(value: Any) -> None:
+    assert h.predecessor_of(props(**{h.AFTER: value})) is None
+    assert h.predecessor_of(SimpleNamespace(headers="nonsense")) is None
+
+
+def test_a_predecessor_header_is_read_as_text() -> None:
+    assert h.predecessor_of(props(**{h.AFTER: b"create-ada"})) == "create-ada"
+    assert h.predecessor_of(props(**{h.AFTER: "k" * 255})) == "k" * 255

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.rules import IDEMPOTENCY_KEY_MAX_LENGTH
+
 ATTEMPTS = "x-provisioner-attempts"
 REPLAYS = "x-provisioner-replays"
 ORIGINAL_ROUTING_KEY = "x-provisioner-original-routing-key"
@@ -30,6 +32,9 @@ FIRST_FAILURE = "x-provisioner-first-failure"
 # and that the intake delivery was itself redelivered (the partition may hold it twice).
 ORDER_KEY = "x-provisioner-order-key"
 RESEQUENCED = "x-provisioner-resequenced"
+# Set by the sequencer: the idempotency key of the command routed before this one with the
+# same ordering key ("predecessor chains" in docs/ordering.md).
+AFTER = "x-provisioner-after"
 LAST_FAILURE = "x-provisioner-last-failure"
 
 # Set by the broker when it redelivers or dead-letters a message (RabbitMQ's own names).
@@ -100,6 +105,17 @@ def routing_key_text(value: Any) -> str | None:
 def original_routing_key(properties: Any, fallback: str) -> str:
     """The routing key recorded at the first retry, or ``fallback`` (the delivery's own)."""
     return routing_key_text(_headers(properties).get(ORIGINAL_ROUTING_KEY)) or fallback
+
+
+def predecessor_of(properties: Any) -> str | None:
+    """The predecessor the sequencer named (``AFTER``), or None when absent or not an
+    idempotency key (text of 1..IDEMPOTENCY_KEY_MAX_LENGTH characters)."""
+    value = _headers(properties).get(AFTER)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if isinstance(value, str) and 0 < len(value) <= IDEMPOTENCY_KEY_MAX_LENGTH:
+        return value
+    return None
 
 
 def _time_header(value: Any) -> str | None:
