@@ -23,7 +23,7 @@ from sandbox.rigs import (
     EventTap,
     SandboxProcess,
     connect,
-    declare_tap,
+    declare_durable_tap,
     delete_topology,
     free_port,
     wait_until,
@@ -49,13 +49,7 @@ class Broker:
         self.connection = connect()
         self.channel = self.connection.channel()
         self.topology.declare(self.channel)
-        declare_tap(
-            self.channel,
-            self.topology,
-            self.tap_queue,
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
-        )
+        declare_durable_tap(self.channel, self.topology, self.tap_queue)
         self.channel.confirm_delivery()
 
     def publish_all(self, commands: list[dict[str, Any]]) -> None:

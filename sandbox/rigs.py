@@ -151,6 +151,12 @@ def declare_tap(channel: Any, topology: Topology, queue: str = "", **arguments: 
     return name
 
 
+def declare_durable_tap(channel: Any, topology: Topology, queue: str) -> str:
+    """A tap that keeps its events through a broker restart, or the loss of a node: durable,
+    and a quorum queue (replicated over a cluster's nodes)."""
+    return declare_tap(channel, topology, queue, durable=True, arguments={"x-queue-type": "quorum"})
+
+
 def delete_topology(channel: Any, topology: Topology, extra_queues: Iterable[str] = ()) -> None:
     """Delete every queue and exchange ``topology`` names, and ``extra_queues``."""
     for name in [q.name for q in topology.queues()] + list(extra_queues):

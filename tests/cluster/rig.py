@@ -18,7 +18,7 @@ import pika
 import urllib3
 
 from contracts.examples import create_customer_body
-from sandbox.rigs import declare_tap, free_port, wait_until
+from sandbox.rigs import declare_durable_tap, free_port, wait_until
 from tests.fixtures.rabbit_cluster import ClusterNode, RabbitCluster
 from worker.broker.topology import Topology
 
@@ -112,13 +112,7 @@ class Traffic:
         self.connection = pika.BlockingConnection(pika.URLParameters(node.url))
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
-        self.tap = declare_tap(
-            self.channel,
-            topology,
-            f"{topology.prefix}.tap",
-            durable=True,
-            arguments={"x-queue-type": "quorum"},  # replicated: outlives a node
-        )
+        self.tap = declare_durable_tap(self.channel, topology, f"{topology.prefix}.tap")
         self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
 
     def publish_customers(self, run: str, count: int) -> list[str]:

@@ -20,7 +20,7 @@ from typing import Any, cast
 import pika
 
 from contracts.examples import create_customer_body
-from sandbox.rigs import declare_tap, free_port, wait_until
+from sandbox.rigs import declare_durable_tap, free_port, wait_until
 from worker.broker.topology import Topology
 from worker.store import open_store
 from worker.store.order import Backend, OrderStore
@@ -51,13 +51,7 @@ class WorkerRig:
         self.channel = self.connection.channel()
         self.topology.declare(self.channel)
         self.channel.confirm_delivery()
-        declare_tap(
-            self.channel,
-            self.topology,
-            self.tap,
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
-        )
+        declare_durable_tap(self.channel, self.topology, self.tap)
 
     def _try_connect(self) -> Any:
         try:

@@ -1,5 +1,5 @@
-"""The package layout: imports point one way (no cycle), and the worker never imports the sandbox
-(a test double, not in the image)."""
+"""The package layout: imports point one way (no cycle), the worker never imports the sandbox
+(a test double, not in the image), and files and functions stay within the guide's sizes."""
 
 from __future__ import annotations
 
@@ -166,3 +166,60 @@ def test_only_the_frames_adapter_reaches_under_pikas_blocking_channel() -> None:
     )
     # Then only worker.broker.frames does (its docstring says why)
     assert reaching == ["worker.broker.frames"]
+
+
+# The developer guide's size limits: a file a reader can hold in mind, a function that does
+# one step. No exceptions are listed: a new one needs its reason here.
+MAX_FILE_LINES = 300
+MAX_FUNCTION_LINES = 40
+SIZED_PACKAGES = ("worker", "contracts", "sandbox")
+
+
+def long_functions(path: Path, limit: int) -> list[str]:
+    """``line name (n lines)`` of every function or method longer than ``limit``, decorators
+    excluded, its docstring included."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        f"{node.lineno} {node.name} ({length} lines)"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > limit
+    ]
+
+
+def test_no_file_is_over_300_lines() -> None:
+    # Given every module of the worker, the contracts and the sandbox
+    modules = modules_of(SIZED_PACKAGES)
+    assert "sandbox.server" in modules
+    # When their lines are counted
+    lines = {
+        name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules.items()
+    }
+    # Then none is over the limit
+    assert {name: n for name, n in lines.items() if n > MAX_FILE_LINES} == {}
+
+
+def test_no_function_is_over_40_lines() -> None:
+    # Given every module of the worker, the contracts and the sandbox
+    modules = modules_of(SIZED_PACKAGES)
+    # When each function's and method's lines are counted
+    long = [
+        f"{name}:{function}"
+        for name, path in modules.items()
+        for function in long_functions(path, MAX_FUNCTION_LINES)
+    ]
+    # Then none is over the limit
+    assert long == []
+
+
+def test_the_function_measure_counts_from_def_to_last_line(tmp_path: Path) -> None:
+    # Given a module with a 3-line function and a 5-line method
+    source = tmp_path / "sample.py"
+    source.write_text(
+        "def short():\n    a = 1\n    return a\n\n\n"
+        "class K:\n    @property\n    def long(self):\n        a = 1\n        b = 2\n"
+        "        c = 3\n        return a + b + c\n",
+        encoding="utf-8",
+    )
+    # When functions over 3 lines are looked for / Then only the method is named, with its size
+    assert long_functions(source, 3) == ["8 long (5 lines)"]
