@@ -90,6 +90,8 @@ MAX_INTS = {
     "store_pool_size": MAX_STORE_POOL_SIZE,
     "partitions": MAX_PARTITIONS,
 }
+# The waiting delivery is unacked: keep it far from the broker's consumer_timeout.
+MAX_SECONDS = {"predecessor_wait_s": MAX_PREDECESSOR_WAIT_S}
 
 
 def _convert(name: str, raw: str) -> Any:
@@ -105,6 +107,8 @@ def _convert(name: str, raw: str) -> Any:
         value = parse_duration_s(raw) if name.endswith("_s") else float(raw)
         if value <= 0:
             raise ValueError("must be positive")
+        if name in MAX_SECONDS and value > MAX_SECONDS[name]:
+            raise ValueError(f"at most {MAX_SECONDS[name]:g} s")
         return value
     return raw
 
@@ -180,12 +184,6 @@ def _consistent(settings: Settings) -> Settings:
             env_name("worker_dead_after_s"),
             f"must exceed twice {env_name('worker_heartbeat_s')} "
             f"({settings.worker_heartbeat_s:g} s) so one late heartbeat is not a death",
-        )
-    if settings.predecessor_wait_s > MAX_PREDECESSOR_WAIT_S:
-        # The waiting delivery is unacked: keep it far from the broker's consumer_timeout.
-        raise ConfigError(
-            env_name("predecessor_wait_s"),
-            f"at most {MAX_PREDECESSOR_WAIT_S:g} s (the delivery waits unacked)",
         )
     if settings.store_pool_wait_s >= settings.lease_ttl_s:
         # A command waiting that long for the store would outlive its own lease.
