@@ -40,6 +40,7 @@ class KeyedSerialExecutor:
         self._aside: dict[Hashable, tuple[Hashable | None, Task, Done]] = {}
         # resumed before the pool saw them step aside (another thread released them)
         self._resumed_early: set[Hashable] = set()
+        self._forgotten_early: set[Hashable] = set()  # given back before it stepped aside
         self._closed = False
 
     def submit(self, key: Hashable | None, task: Task, done: Done) -> None:
@@ -72,6 +73,9 @@ class KeyedSerialExecutor:
     def _step_aside(self, token: Hashable, key: Hashable | None, task: Task, done: Done) -> None:
         with self._lock:
             if self._closed:
+                return
+            if token in self._forgotten_early:
+                self._forgotten_early.discard(token)
                 return
             if token not in self._resumed_early:
                 self._aside[token] = (key, task, done)
@@ -111,6 +115,13 @@ class KeyedSerialExecutor:
             self._start(key, task, done)
         return len(entries)
 
+    def forget_aside(self, tokens: list[Hashable]) -> None:
+        """Tasks set aside that will never run here (their deliveries given back)."""
+        with self._lock:
+            for token in tokens:
+                if self._aside.pop(token, None) is None:
+                    self._forgotten_early.add(token)  # ``_step_aside`` is on its way
+
     def _start_next(self, key: Hashable) -> None:
         with self._lock:
             queue = self._waiting.get(key)
@@ -129,6 +140,7 @@ class KeyedSerialExecutor:
                 queue.clear()
             self._aside.clear()
             self._resumed_early.clear()
+            self._forgotten_early.clear()
             return dropped
 
     def shutdown(self, wait: bool) -> None:

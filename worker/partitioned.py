@@ -118,6 +118,8 @@ class PartitionedConsumer(PredecessorWaits):
             tag = self._tags.pop(partition)
             self._partition_of_tag.pop(tag, None)
             channel.basic_cancel(tag)  # what was delivered and not yet dispatched goes back
+        if self._waits.waiting():  # all a partition delivered waits aside: given back
+            self._give_back_stalled()
         for partition in self._ownership.to_give_up():
             if partition not in self._tags and not self._running_in(partition):
                 self._holds.forget(partition)

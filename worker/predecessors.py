@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 # How often the store is asked about the predecessors still awaited (they may finish in
 # another process, after a hand-over).
 PREDECESSOR_CHECK_EVERY_S = 1.0
+# Deliveries given back to their partition once (their predecessors behind them there),
+# remembered so that none is given back twice: each return counts towards the delivery limit.
+GIVEN_BACK_KEYS = 10_000
 TERMINAL = (RecordState.SUCCEEDED, RecordState.FAILED)
 
 
@@ -44,8 +48,10 @@ class Waiter:
     order_key: str
     own: str  # its idempotency key
     after: str  # its predecessor's
-    since: float
+    since: float  # when it first waited (before a give-back too): the bound counts from it
     behind_aside: bool  # its predecessor waits aside here too: released when that one runs
+    partition: int | None = None
+    aside_at: float = 0.0  # when this delivery stepped aside
 
 
 class Passed:
@@ -89,17 +95,26 @@ class Predecessors:
         self._lock = threading.RLock()
         self._waiting: dict[str, list[Waiter]] = {}  # ordering key -> in the order set aside
         self._released: set[Hashable] = set()  # resumed: they run without a second check
+        self._given_back: OrderedDict[str, float] = OrderedDict()  # own key -> first waited
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopped = threading.Event()
 
     def check(
-        self, token: Hashable, order_key: str, own: str | None, after: str | None, returned: bool
+        self,
+        token: Hashable,
+        order_key: str,
+        own: str | None,
+        after: str | None,
+        returned: bool,
+        partition: int | None = None,
     ) -> None:
         """Before the delivery's gate, in its customer's order: returns when it may run,
         raises ``SetAside`` when it must wait. Only a returned delivery reads the store."""
         if after is None or own is None or after == own:
             return
+        if not returned and not self._waiting and not self._released:
+            return  # the hot path: nothing waits in this process (no lock taken)
         with self._lock:
             if token in self._released:
                 self._released.discard(token)
@@ -108,7 +123,9 @@ class Predecessors:
             behind_aside = waiting is not None and any(w.own == after for w in waiting)
         if not behind_aside and (not returned or self._passed(order_key, after)):
             return
-        self._set_aside(Waiter(token, order_key, own, after, self._clock(), behind_aside))
+        now = self._clock()
+        since = self._given_back.get(own, now)
+        self._set_aside(Waiter(token, order_key, own, after, since, behind_aside, partition, now))
 
     def _set_aside(self, waiter: Waiter) -> None:
         with self._lock:
@@ -168,6 +185,49 @@ class Predecessors:
         log.warning("gave up waiting for a predecessor; the command runs", extra={"fields": fields})
         if self._metrics is not None:
             self._metrics.predecessor_wait_given_up()
+
+    # -- giving back --------------------------------------------------------------------
+
+    def waiting_in(self, partition: int) -> int:
+        with self._lock:
+            return sum(1 for ws in self._waiting.values() for w in ws if w.partition == partition)
+
+    def partitions(self) -> set[int]:
+        with self._lock:
+            waiters = [w for ws in self._waiting.values() for w in ws]
+        return {w.partition for w in waiters if w.partition is not None}
+
+    def stalled(self, partition: int, after_s: float) -> bool:
+        """The partition's newest waiting delivery stepped aside ``after_s`` ago or more."""
+        with self._lock:
+            times = [
+                w.aside_at for ws in self._waiting.values() for w in ws if w.partition == partition
+            ]
+        return bool(times) and self._clock() - max(times) >= after_s
+
+    def take(self, partition: int, again: bool) -> list[Waiter]:
+        """The partition's waiting deliveries, out of the waits, to give back to it unacked
+        (behind their predecessors there): all of them (``again``), or only those never
+        given back before (a delivery given back once waits out the bound the next time)."""
+        with self._lock:
+            taken = [
+                w
+                for ws in self._waiting.values()
+                for w in ws
+                if w.partition == partition and (again or w.own not in self._given_back)
+            ]
+            for waiter in taken:
+                queue = self._waiting[waiter.order_key]
+                queue.remove(waiter)
+                if not queue:
+                    del self._waiting[waiter.order_key]
+                self._given_back[waiter.own] = waiter.since
+                self._given_back.move_to_end(waiter.own)
+            while len(self._given_back) > GIVEN_BACK_KEYS:
+                self._given_back.popitem(last=False)
+        if taken:
+            self._count()
+        return taken
 
     def forget(self) -> None:
         """The channel is gone: its deliveries go back to their partitions unacked."""

@@ -229,3 +229,37 @@ def test_a_predecessor_that_never_comes_is_waited_for_only_the_configured_time(
     totals = metric_totals([port])
     assert totals["provisioner_predecessor_waits_given_up_total"] == 1
     assert totals["provisioner_commands_awaiting_predecessor"] == 0
+
+
+def test_waiting_commands_that_fill_the_prefetch_are_given_back_behind_their_predecessors(
+    rig: WorkerRig,
+) -> None:
+    # Given a customer's signup and twelve updates back on its partition, redelivered, the
+    # last nine ahead of the first four (two returns in a row): more than the partition's
+    # prefetch (8 with one API slot) would wait for predecessors stuck behind them
+    name = "chain-3"
+    create = customer_command(name)
+    updates = [profile(name, f"u{i:02d}", first_name=f"N{i}") for i in range(1, 13)]
+    chain = [(create, None)] + [
+        (update, ([create] + updates)[i]["idempotency_key"]) for i, update in enumerate(updates)
+    ]
+    returned_to_partition(rig, chain[4:] + chain[:4])
+    # When a worker with one API slot takes the partition
+    port = free_port()
+    worker = rig.start_worker(PROVISIONER_HTTP_PORT=str(port), PROVISIONER_CONCURRENCY="1")
+    # Then every command succeeded once, in publish order, none by giving up
+    keys = [body["idempotency_key"] for body, _ in chain]
+    events = wait_until(
+        lambda: (
+            [e for e in rig.drain_tap() if e.get("customer") == name][len(keys) - 1 :]
+            and [e for e in rig.events if e.get("customer") == name]
+        ),
+        60,
+        "every command's event",
+    )
+    assert [e["idempotency_key"] for e in events] == keys
+    assert all(e["_routing_key"].endswith("succeeded") for e in events)
+    assert "waiting commands given back behind their predecessors" in rig.worker_log(worker)
+    totals = metric_totals([port])
+    assert totals["provisioner_predecessor_waits_given_up_total"] == 0
+    assert totals["provisioner_commands_awaiting_predecessor"] == 0

@@ -94,6 +94,9 @@ class Consumer(Receiving):
         if self._consuming is not None and self._consuming.channel.is_open:
             self._consuming.frames.flush_acks()
 
+    def _on_drain_turn(self) -> None:
+        """Each turn of the drain's wait, on the connection's thread (a hook)."""
+
     def _on_pump(self) -> None:
         """After each turn of the loop, on the connection's thread (a hook)."""
 
@@ -202,6 +205,7 @@ class Consumer(Receiving):
                     extra={"fields": {"left": self._in_flight}},
                 )
             if connection is not None and connection.is_open:
+                self._on_drain_turn()
                 connection.process_data_events(time_limit=PUMP_S)
                 self._flush_acks()
             else:
