@@ -15,6 +15,7 @@ of the partitions it consumes, loaded from the store when it takes a partition.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,7 @@ from typing import Any
 
 import pika
 
+from worker.broker import headers as h
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
 from worker.store.order import OrderStore, Parked
@@ -107,6 +109,19 @@ def encode_properties(properties: Any) -> bytes:
     return b"".join(properties.encode())
 
 
+def parked_properties(properties: Any, redelivered: bool) -> bytes:
+    """What the store keeps of a parked command's properties. A redelivered command stays
+    marked as one (``RESEQUENCED``): run from the store it is no delivery, whose broker count
+    is believed only on a redelivery. Unmarked, a copy parked twice (parked, then returned by
+    the broker before that park was acked: a kill) would run after the first copy's outcome
+    as a first delivery, and a failed key runs again: a second terminal event."""
+    if redelivered:
+        properties = copy.copy(properties)
+        headers = properties.headers if isinstance(properties.headers, dict) else {}
+        properties.headers = {**headers, h.RESEQUENCED: 1}
+    return encode_properties(properties)
+
+
 def decode_properties(data: bytes) -> Any:
     properties = pika.BasicProperties()
     properties.decode(data)
@@ -155,7 +170,8 @@ class OrderGate:
         ):
             self._note_released_holder(own_key)
         if hold is not None and (hold.holder is None or hold.holder != own_key):
-            self._store.park(key, partition, routing_key, encode_properties(properties), body)
+            stored = parked_properties(properties, envelope.delivery_count > 0)
+            self._store.park(key, partition, routing_key, stored, body)
             if self._metrics is not None:
                 self._metrics.command_held()
             return Decision(_command_type(envelope), PARKED)

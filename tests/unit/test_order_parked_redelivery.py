@@ -1,0 +1,96 @@
+"""A parked command keeps whether it was a redelivery (docs/ordering.md, point 8), on the real
+store (SQLite and PostgreSQL).
+
+Found by the reduced soak: a worker killed after parking a command and before acking it
+gets that command back from its partition, redelivered, and parks it a second time. Run
+from the store, the second copy was read as a first delivery (the broker's count is only
+believed on a redelivery) and so, after the first copy had failed, it ran again: a second
+terminal event with another event_id."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+import pika
+
+from tests.fixtures.stores import FakeClock
+from worker.broker import headers as h
+from worker.broker.topology import Topology
+from worker.config import Settings
+from worker.decision import Decision, Envelope
+from worker.delivery import Delivery
+from worker.parking import Holds, OrderGate
+from worker.partitioned import PartitionedConsumer
+from worker.store import IdempotencyStore
+from worker.store.order import Backend
+from worker.store.order_upkeep import OrderUpkeep
+
+KEY, HOLDER, PARTITION = "alice", "alice-p0", 2
+BODY = json.dumps(
+    {"type": "GetAppSettings", "idempotency_key": "alice-p1", "username": "alice", "app": "x"}
+).encode()
+
+
+class NoRecords:
+    def get(self, key: str) -> None:
+        return None
+
+
+class RecordingExecutor:
+    """Records the envelopes it is asked to run; every command fails."""
+
+    def __init__(self) -> None:
+        self.delivery_counts: list[int] = []
+
+    def process(self, envelope: Envelope) -> Decision:
+        self.delivery_counts.append(envelope.delivery_count)
+        return Decision("GetAppSettings", "failed")
+
+
+def envelope_reader() -> PartitionedConsumer:
+    """The consumer of partitions, for how it reads a delivery and a parked command."""
+    return PartitionedConsumer(
+        Settings(),
+        cast(Any, None),
+        Topology("t", (1.0,), 20, 4),
+        ownership=cast(Any, None),
+        order_store=cast(Any, None),
+        records=cast(Any, NoRecords()),
+    )
+
+
+def delivered(redelivered: bool) -> Delivery:
+    headers = {h.DELIVERY_COUNT: 1} if redelivered else {}
+    properties = pika.BasicProperties(headers=headers, message_id="m-1")
+    return Delivery(None, 7, "2", properties, BODY, 0.0, redelivered=redelivered)
+
+
+def test_a_redelivered_command_parked_twice_runs_from_the_store_as_a_redelivery(
+    store: IdempotencyStore, clock: FakeClock
+) -> None:
+    # Given a customer held behind a command in a delay tier
+    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
+    holds = Holds(upkeep)
+    holds.set(KEY, PARTITION, HOLDER)
+    reader, executor = envelope_reader(), RecordingExecutor()
+    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
+    # When its next command arrives, then the same command again, returned by the broker
+    # (its first park was never acked: the worker was killed)
+    for delivery in (delivered(redelivered=False), delivered(redelivered=True)):
+        envelope = reader._envelope(delivery)
+        decision = gate.process(
+            envelope, KEY, PARTITION, "GetAppSettings", delivery.properties, delivery.body
+        )
+        assert decision.outcome == "parked"
+    # And the holder finishes: the backlog runs both copies, in order
+    holds.set(KEY, PARTITION, None)
+    first = gate.run_parked(KEY, PARTITION, None)
+    assert first is not None
+    second = gate.run_parked(KEY, PARTITION, first.parked.seq)
+    assert second is not None
+    # Then the first copy ran as a first delivery, the second as a redelivery (whose recorded
+    # failure the executor publishes again, instead of running the key anew)
+    assert executor.delivery_counts == [0, 1]
+    # And nothing else is parked
+    assert gate.run_parked(KEY, PARTITION, second.parked.seq) is None
