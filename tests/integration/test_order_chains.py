@@ -240,9 +240,8 @@ def test_waiting_commands_that_fill_the_prefetch_are_given_back_behind_their_pre
     name = "chain-3"
     create = customer_command(name)
     updates = [profile(name, f"u{i:02d}", first_name=f"N{i}") for i in range(1, 13)]
-    chain = [(create, None)] + [
-        (update, ([create] + updates)[i]["idempotency_key"]) for i, update in enumerate(updates)
-    ]
+    bodies = [create, *updates]
+    chain = [(b, bodies[i - 1]["idempotency_key"] if i else None) for i, b in enumerate(bodies)]
     returned_to_partition(rig, chain[4:] + chain[:4])
     # When a worker with one API slot takes the partition
     port = free_port()
