@@ -49,7 +49,6 @@ class Waiter:
     own: str  # its idempotency key
     after: str  # its predecessor's
     since: float  # when it first waited (before a give-back too): the bound counts from it
-    behind_aside: bool  # its predecessor waits aside here too: released when that one runs
     partition: int | None = None
     aside_at: float = 0.0  # when this delivery stepped aside
 
@@ -125,7 +124,7 @@ class Predecessors:
             return
         now = self._clock()
         since = self._given_back.get(own, now)
-        self._set_aside(Waiter(token, order_key, own, after, since, behind_aside, partition, now))
+        self._set_aside(Waiter(token, order_key, own, after, since, partition, now))
 
     def _set_aside(self, waiter: Waiter) -> None:
         with self._lock:
@@ -163,10 +162,12 @@ class Predecessors:
             self._count()
 
     def look(self) -> None:
-        """Each predecessor awaited (not itself waiting here) is looked up in the store; a
-        delivery past the bound stops waiting, said loudly."""
+        """Each predecessor awaited (not itself waiting here: that one releases it when it
+        runs) is looked up in the store; a delivery past the bound stops waiting, loudly."""
         with self._lock:
-            due = [w for ws in self._waiting.values() for w in ws if not w.behind_aside]
+            due = [
+                w for ws in self._waiting.values() for w in ws if w.after not in {x.own for x in ws}
+            ]
         for waiter in due:
             passed = self._passed(waiter.order_key, waiter.after)
             over = not passed and self._clock() - waiter.since >= self._wait_s

@@ -152,3 +152,31 @@ def test_dropping_waiting_tasks_forgets_those_set_aside() -> None:
     wait_until(lambda: pool.drop_waiting() == 1, 5, "the task aside")
     assert pool.resume(["t"]) == 0 and done == []
     pool.shutdown(wait=True)
+
+
+def test_a_delivery_is_given_back_once_on_a_stall_and_its_wait_counts_from_the_first(
+    rig: Rig,
+) -> None:
+    # Given c2 waiting on partition 3 since t=0
+    with pytest.raises(SetAside):
+        rig.waits.check("d1", "ada", "c2", "c1", returned=True, partition=3)
+    assert not rig.waits.stalled(3, 1.0)
+    # When a second passes, it is stalled and given back
+    rig.clock.advance(1.0)
+    assert rig.waits.stalled(3, 1.0)
+    assert [w.own for w in rig.waits.take(3, again=False)] == ["c2"]
+    assert rig.waits.waiting() == 0
+    # Then, redelivered 20 s later, it waits again and is not given back a second time
+    rig.clock.advance(20.0)
+    with pytest.raises(SetAside):
+        rig.waits.check("d2", "ada", "c2", "c1", returned=True, partition=3)
+    rig.clock.advance(1.0)
+    assert rig.waits.take(3, again=False) == []
+    # And the bound counts from its first wait: given up at t=30, not t=51
+    rig.clock.advance(8.0)
+    rig.waits.look()
+    assert rig.metrics.given_up == 1
+    # (a hand-over gives back whatever waits, given back before or not)
+    with pytest.raises(SetAside):
+        rig.waits.check("d3", "ada", "c2", "c1", returned=True, partition=3)
+    assert [w.own for w in rig.waits.take(3, again=True)] == ["c2"]
