@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 from bench.measure import RunResult
 from bench.targets import check_targets, verdict_line
+from bench.throughput import TARGET_ROUNDS, is_compared, plan_runs
 
 
 def run(
@@ -35,3 +38,30 @@ def test_the_faster_configuration_is_judged_and_a_busy_host_is_named() -> None:
     assert lines[3] == "  50 ms, c32, one process vs 640/s cap: 0.688 (goal >= 0.85) MISSED"
     assert "steal" not in lines[0] + lines[2] + lines[4]
     assert lines[4] == "  worker peak RSS MB (per process): 45.0 (goal <= 100.0) met"
+
+
+def test_every_compared_configuration_runs_in_rounds_and_is_judged_on_its_best() -> None:
+    # Given the full plan of make bench
+    plan = plan_runs(stores_only=False)
+    # Then every configuration a target reads runs TARGET_ROUNDS times, the others once
+    for config in set(plan):
+        expected = TARGET_ROUNDS if is_compared(config) else 1
+        assert plan.count(config) == expected, config
+    assert {c for c in plan if is_compared(c)} >= {
+        ("raw", 0.0, 1, 1, "sqlite"),
+        ("worker", 0.0, 32, 1, "sqlite"),
+        ("worker", 50.0, 32, 1, "sqlite"),
+        ("worker", 0.0, 32, 1, "postgresql"),
+        ("worker", 0.0, 32, 2, "postgresql"),
+    }
+    # And no configuration runs twice in a row (a spell of steal would take both)
+    assert all(a != b for a, b in itertools.pairwise(plan))
+    # And of two runs of one configuration, the targets read the faster
+    results = [
+        run("raw", 0.0, 1, 500.0, 0.0),
+        run("worker", 0.0, 32, 550.0, 0.0),
+        run("raw", 0.0, 1, 450.0, 0.0),
+        run("worker", 0.0, 32, 650.0, 0.0),
+    ]
+    first = next(t for t in check_targets(results) if "one process vs raw" in t["target"])
+    assert first["value"] == 1.3
