@@ -262,3 +262,39 @@ def test_waiting_commands_that_fill_the_prefetch_are_given_back_behind_their_pre
     totals = metric_totals([port])
     assert totals["provisioner_predecessor_waits_given_up_total"] == 0
     assert totals["provisioner_commands_awaiting_predecessor"] == 0
+
+
+def test_a_draining_worker_gives_a_waiting_command_back_unrun(rig: WorkerRig) -> None:
+    # Given a profile update back on its customer's partition, redelivered, whose
+    # predecessor (the customer's signup) is not there yet, and a worker it waits in
+    name = "chain-4"
+    create = customer_command(name)
+    update = profile(name, "p-drain", first_name="Lin")
+    returned_to_partition(rig, [(update, create["idempotency_key"])])
+    first = rig.start_worker(PROVISIONER_PREDECESSOR_WAIT="300s")
+    wait_until(
+        lambda: "a returned command waits for its predecessor" in rig.worker_log(first),
+        30,
+        "the update waiting for its predecessor",
+    )
+    # When that worker is told to stop (SIGTERM: it drains)
+    assert rig.stop_worker(first) == 0
+    # Then the update went back to its partition unrun: no effect, no event, no give-up
+    partition = rig.topology.partition_queue(partition_of(name, TEST_PARTITIONS))
+    assert rig.depth(partition) == 1
+    assert name not in applied_by_customer(rig)
+    assert rig.events_for("p-drain") == []
+    assert "gave up waiting for a predecessor" not in rig.worker_log(first)
+    # And once the signup reaches the partition, the next worker runs both, in publish order
+    headers = {h.ORDER_KEY: name, h.ORIGINAL_ROUTING_KEY: "CreateCustomer"}
+    rig.channel.basic_publish(
+        rig.topology.partitions_exchange,
+        str(partition_of(name, TEST_PARTITIONS)),
+        json.dumps(create).encode(),
+        pika.BasicProperties(message_id="m-create", delivery_mode=2, headers=headers),
+    )
+    rig.start_worker()
+    for key in (create["idempotency_key"], "p-drain"):
+        [event] = rig.wait_events(1, 30, idempotency_key=key)
+        assert event["_routing_key"].endswith("succeeded")
+    assert applied_by_customer(rig)[name] == [("add", None), ("manage", "set", ("first_name",))]
