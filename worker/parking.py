@@ -220,6 +220,11 @@ class OrderGate:
             return None
         properties = decode_properties(parked.properties)
         envelope = self._envelope_of(properties, parked.body)
+        if not envelope.delivery_count:
+            # Stored as run once before it runs: a crash before its row is deleted runs it
+            # again from the store, as the redelivery it then is (a replay of its outcome,
+            # not a failed key run anew).
+            self._store.repark(key, parked.seq, parked_properties(properties, True))
         decision = self._run(envelope, key, partition, None)
         return ParkedRun(parked, properties, envelope, decision)
 

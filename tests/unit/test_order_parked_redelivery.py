@@ -94,3 +94,30 @@ def test_a_redelivered_command_parked_twice_runs_from_the_store_as_a_redelivery(
     assert executor.delivery_counts == [0, 1]
     # And nothing else is parked
     assert gate.run_parked(KEY, PARTITION, second.parked.seq) is None
+
+
+def test_a_parked_command_run_once_and_left_by_a_crash_runs_again_as_a_redelivery(
+    store: IdempotencyStore, clock: FakeClock
+) -> None:
+    # Given a customer held, one command parked behind the hold (a first delivery)
+    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
+    holds = Holds(upkeep)
+    holds.set(KEY, PARTITION, HOLDER)
+    reader, executor = envelope_reader(), RecordingExecutor()
+    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
+    delivery = delivered(redelivered=False)
+    envelope = reader._envelope(delivery)
+    gate.process(envelope, KEY, PARTITION, "GetAppSettings", delivery.properties, BODY)
+    # When the holder finishes and the backlog runs the command, and the process dies
+    # before the row is deleted (its outcome unconfirmed)
+    holds.set(KEY, PARTITION, None)
+    assert gate.run_parked(KEY, PARTITION, None) is not None
+    # And the partition's next owner runs the backlog from the store
+    next_holds = Holds(upkeep)
+    assert next_holds.load(PARTITION) == [KEY]
+    next_gate = OrderGate(cast(Any, executor), upkeep, next_holds, reader._envelope_of)
+    again = next_gate.run_parked(KEY, PARTITION, None)
+    # Then the first run was a first delivery, the second a redelivery (which replays the
+    # recorded outcome instead of running a failed key anew)
+    assert again is not None
+    assert executor.delivery_counts == [0, 1]

@@ -98,6 +98,8 @@ RETURNING seq"""
 FIRST_PARKED = """SELECT seq, routing_key, properties, body FROM order_parked
 WHERE order_key = :key ORDER BY seq LIMIT 1"""
 UNPARK = "DELETE FROM order_parked WHERE order_key = :key AND seq = :seq"
+REPARK = """UPDATE order_parked SET properties = :properties
+WHERE order_key = :key AND seq = :seq"""
 PARKED_COUNT = "SELECT COUNT(*) FROM order_parked WHERE order_key = :key"
 PARKED_BODIES = "SELECT body FROM order_parked WHERE order_key = :key ORDER BY seq"
 
@@ -278,3 +280,8 @@ class OrderStore:
 
     def unpark(self, order_key: str, seq: int) -> None:
         self._run(lambda execute: execute(UNPARK, {"key": order_key, "seq": seq}))
+
+    def repark(self, order_key: str, seq: int, properties: bytes) -> None:
+        """A parked command's stored properties replaced (marked as run once)."""
+        params = {"key": order_key, "seq": seq, "properties": properties}
+        self._run(lambda execute: execute(REPARK, params))
