@@ -13,9 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from contracts import command_customer
+from worker.broker import headers as h
 from worker.broker.confirms import ConfirmGroup
 from worker.broker.publishing import carry_out_confirmed
 from worker.consumer import Consumer
+from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
 from worker.outage import OutageAbandonedError, let_go_after_outage, ride_out_store_outage
 from worker.parking import Holds, OrderGate, ParkedRun
@@ -31,6 +34,57 @@ class BacklogRunner(Consumer):
     _chains: dict[int, int]  # partition -> backlogs of parked commands running
     _epoch: int  # a new connection: chains of the old one stop
     _given_back: set[str]  # ordering keys a stopping process gave back to the broker
+
+    def _count_running(self, partition: int | None, delta: int) -> None:
+        raise NotImplementedError  # worker.partitioned
+
+    def on_confirmed(
+        self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
+    ) -> None:
+        key = order_key_of(delivery.properties, envelope)
+        own = envelope.command.idempotency_key if envelope.command is not None else None
+        hold = self._holds.get(key) if key is not None else None
+        refused = group.nacked or group.returned_exchanges() - {self._topology.events_exchange}
+        if hold is None or own is None or hold.finishing != own or refused:
+            super().on_confirmed(delivery, envelope, decision, group)
+            if key is not None:  # a hold without a holder (released, say): its backlog runs
+                self._start_backlog(key)
+            return
+        assert key is not None  # a hold was found under it
+        settle = functools.partial(super().on_confirmed, delivery, envelope, decision, group)
+        self._clear_hold_then_ack(key, own, hold.partition, settle)
+
+    def _clear_hold_then_ack(
+        self, key: str, own: str, partition: int, settle: Callable[[], None]
+    ) -> None:
+        """The holder's outcome is out: clear the hold in the store, then ``settle`` (ack)
+        the holder and run its backlog. Acked first, a crash before the clear would leave
+        the hold to a holder that never comes back; cleared at the decision (before the
+        confirm), a crash would run the backlog ahead of the holder's event. A hand-over
+        waits for it (``_count_running``)."""
+        self._count_running(partition, 1)
+        clear = functools.partial(self._holds.clear_finished, key, own)
+        task = functools.partial(self._ride_out, key, clear, None, self._epoch)
+        after = functools.partial(self._on_hold_cleared, key, partition, settle)
+        self._pool.submit(key, task, functools.partial(self._on_connection_thread, after))
+
+    def _on_connection_thread(
+        self, callback: Callable[[Future[Any]], None], future: Future[Any]
+    ) -> None:
+        try:
+            self._connection.add_callback_threadsafe(functools.partial(callback, future))
+        except Exception:  # the connection is gone: the holder is redelivered and replays
+            log.info("hold not cleared: connection gone")
+
+    def _on_hold_cleared(
+        self, key: str, partition: int, settle: Callable[[], None], future: Future[Any]
+    ) -> None:
+        self._count_running(partition, -1)
+        if future.exception() is not None:  # left unacked: it comes back and replays
+            log.warning("hold not cleared; the holder comes back", exc_info=future.exception())
+            return
+        settle()
+        self._start_backlog(key)
 
     def _start_backlog(self, key: str) -> None:
         partition = self._holds.begin_drain(key)
@@ -141,3 +195,10 @@ class BacklogRunner(Consumer):
             elapsed = time.monotonic() - delivery.started_at
             self._observer.command_done(run.envelope, run.decision, elapsed)
         self._next_parked(key, partition, epoch, run.parked.seq)
+
+
+def order_key_of(properties: Any, envelope: Envelope) -> str | None:
+    key = (properties.headers or {}).get(h.ORDER_KEY)
+    if isinstance(key, str):
+        return key
+    return command_customer(envelope.command) if envelope.command is not None else None

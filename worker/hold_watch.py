@@ -101,8 +101,8 @@ class HoldWatch:
         to_settle, overdue = [], []
         for row in self._upkeep.holds(partitions):
             held = self._holds.get(row.order_key)
-            if held is None or held.holder is None:
-                continue  # not this process's (yet), or its backlog already runs
+            if held is None or held.holder is None or held.finishing is not None:
+                continue  # not this process's (yet), its backlog runs, or it soon will
             if row.holder is None:
                 to_settle.append(row.order_key)  # released by an operator
             elif now - row.updated_at > self._overdue_after:

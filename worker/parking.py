@@ -41,6 +41,9 @@ class Hold:
     holder: str | None  # the idempotency key in a delay tier; None: running the backlog
     partition: int
     draining: bool = False  # a chain of parked commands runs in this process
+    # The holder, back and decided, its outcome not yet confirmed: still the holder in the
+    # store until it is (``Holds.clear_finished``), so a crash meanwhile redelivers it first.
+    finishing: str | None = None
 
 
 class Holds:
@@ -73,14 +76,32 @@ class Holds:
         self._store.set_hold(key, partition, holder)
         with self._lock:
             hold = self._holds.setdefault(key, Hold(holder, partition))
-            hold.holder = holder
+            hold.holder, hold.finishing = holder, None
+
+    def finish(self, key: str, holder: str) -> None:
+        """The holder is decided; the store keeps naming it until its outcome is out."""
+        with self._lock:
+            hold = self._holds.get(key)
+            if hold is not None and hold.holder == holder:
+                hold.finishing = holder
+
+    def clear_finished(self, key: str, holder: str) -> bool:
+        """Once the finishing holder's outcome is confirmed: the hold has no holder any more
+        (its backlog may run). False when it is not that holder's any more."""
+        with self._lock:
+            hold = self._holds.get(key)
+            if hold is None or hold.holder != holder or hold.finishing != holder:
+                return False
+            partition = hold.partition
+        self.set(key, partition, None)
+        return True
 
     def adopt_release(self, key: str) -> None:
         """An operator cleared the holder in the store: this view follows."""
         with self._lock:
             hold = self._holds.get(key)
             if hold is not None:
-                hold.holder = None
+                hold.holder, hold.finishing = None, None
 
     def begin_drain(self, key: str) -> int | None:
         """Mark K's backlog as running; its partition, or None when nothing is to run."""
@@ -201,9 +222,11 @@ class OrderGate:
             self._holds.set(key, partition, own_key)
             if self._metrics is not None and hold is None:
                 self._metrics.customer_held()
-        elif hold is not None:
-            # The holder is done: its backlog runs once this outcome is confirmed.
-            self._holds.set(key, partition, None)
+        elif hold is not None and own_key is not None:
+            # The holder is done: the hold is cleared, and its backlog runs, once this
+            # outcome is confirmed (``worker.backlogs``): a crash before that redelivers
+            # the holder, which replays its outcome ahead of the commands it held.
+            self._holds.finish(key, own_key)
         return decision
 
     def run_parked(self, key: str, partition: int, done_seq: int | None) -> ParkedRun | None:

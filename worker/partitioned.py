@@ -19,10 +19,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from contracts import command_customer
 from worker.awaiting import PredecessorWaits
+from worker.backlogs import order_key_of
 from worker.broker import headers as h
-from worker.broker.confirms import ConfirmGroup
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
 from worker.hold_watch import HoldWatch, check_every_s, overdue_after_s
@@ -232,12 +231,12 @@ class PartitionedConsumer(PredecessorWaits):
         super().on_message(channel, method, properties, body)
 
     def _ordering_key(self, delivery: Delivery, envelope: Envelope) -> str | None:
-        return _order_key(delivery.properties, envelope)
+        return order_key_of(delivery.properties, envelope)
 
     def _task(self, delivery: Delivery, envelope: Envelope) -> Callable[[], Decision]:
         partition = self._partition_of_delivery.get((id(delivery.channel), delivery.delivery_tag))
         self._count_running(partition, 1)
-        key = _order_key(delivery.properties, envelope)
+        key = order_key_of(delivery.properties, envelope)
         if key is None or partition is None:
             return super()._task(delivery, envelope)
         gate = functools.partial(
@@ -282,18 +281,3 @@ class PartitionedConsumer(PredecessorWaits):
     def _envelope_of(self, properties: Any, body: bytes) -> Envelope:
         """A parked command's envelope (read from the store, not delivered)."""
         return self._envelope(Delivery(None, 0, "", properties, body, time.monotonic()))
-
-    def on_confirmed(
-        self, delivery: Delivery, envelope: Envelope, decision: Decision, group: ConfirmGroup
-    ) -> None:
-        super().on_confirmed(delivery, envelope, decision, group)
-        key = _order_key(delivery.properties, envelope)
-        if key is not None:  # a holder's outcome is out: its backlog may run
-            self._start_backlog(key)
-
-
-def _order_key(properties: Any, envelope: Envelope) -> str | None:
-    key = (properties.headers or {}).get(h.ORDER_KEY)
-    if isinstance(key, str):
-        return key
-    return command_customer(envelope.command) if envelope.command is not None else None

@@ -28,7 +28,12 @@ from worker.store.order_upkeep import OrderUpkeep
 
 KEY, HOLDER, PARTITION = "alice", "alice-p0", 2
 BODY = json.dumps(
-    {"type": "GetAppSettings", "idempotency_key": "alice-p1", "username": "alice", "app": "x"}
+    {
+        "type": "GetAppSettings",
+        "idempotency_key": "alice-p1",
+        "customer": "alice",
+        "app": "clicktrack",
+    }
 ).encode()
 
 
