@@ -80,8 +80,10 @@ class BacklogRunner(Consumer):
         self, key: str, partition: int, settle: Callable[[], None], future: Future[Any]
     ) -> None:
         self._count_running(partition, -1)
-        if future.exception() is not None:  # left unacked: it comes back and replays
-            log.warning("hold not cleared; the holder comes back", exc_info=future.exception())
+        exc = future.exception()
+        if exc is not None:  # left unacked: it comes back and replays
+            quiet = isinstance(exc, OutageAbandonedError)
+            log.log(logging.INFO if quiet else logging.WARNING, "hold not cleared", exc_info=exc)
             return
         settle()
         self._start_backlog(key)
@@ -116,6 +118,11 @@ class BacklogRunner(Consumer):
         ordering.md, "A store outage"); once given back (unacked), what its run left in the
         store is settled when the store answers (``Executor.let_go``). While the process
         stops, the later commands of a key given back are given back too, unrun."""
+        if epoch != self._epoch:
+            # Its channel is gone, and with it the holds this process read: the broker
+            # returns the delivery (to the partition's owner, maybe another process), and
+            # run now it could pass a command of its customer still held (parked) there.
+            raise OutageAbandonedError("its channel is gone: the broker redelivers it")
         stopping = self._stopping.is_set()
         if stopping and key in self._given_back:
             raise OutageAbandonedError("an earlier command of this key went back unacked")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
 from worker.broker.topology import Topology
 from worker.config import Settings
 from worker.observability.health import Downtime
+from worker.outage import OutageAbandonedError
 from worker.partitioned import UNCONSUMED_GRACE_S, PartitionedConsumer
 from worker.store import StoreError
 
@@ -97,3 +100,18 @@ def test_a_partition_whose_holds_cannot_be_read_makes_it_unready_past_the_grace(
     pump(consumer)
     assert consumer.partitions_problem() is None
     assert consumer._tags.keys() == {0, 1}
+
+
+def test_a_delivery_of_an_abandoned_channel_does_not_start() -> None:
+    # Given a consumer whose channel was lost after a delivery's task was queued (the
+    # channel's holds forgotten with it)
+    consumer = consumer_of_two(HoldsUnreadable(), Clock())
+    queued_epoch = consumer._epoch
+    consumer._epoch += 1
+    ran: list[str] = []
+    # When the pool gets to that task
+    with pytest.raises(OutageAbandonedError):
+        consumer._ride_out("alice", lambda: ran.append("ran"), None, queued_epoch)
+    # Then it did not run (the broker redelivers it), while a current one does
+    consumer._ride_out("alice", lambda: ran.append("current"), None, consumer._epoch)
+    assert ran == ["current"]
