@@ -28,6 +28,7 @@ import pika
 from worker.broker import headers as h
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
+from worker.routing import customer_of
 from worker.store.order import OrderStore, Parked
 from worker.store.order_upkeep import OrderUpkeep
 
@@ -57,10 +58,23 @@ class Holds:
     def load(self, partition: int) -> list[str]:
         """Read the partition's holds from the store; the keys whose backlog must run."""
         rows = self._store.holds_of(partition)
+        for key, holder in list(rows.items()):
+            if holder is not None and self._holder_still_parked(key, holder):
+                self._store.set_hold(key, partition, None)
+                rows[key] = None
         with self._lock:
             for key, holder in rows.items():
                 self._holds[key] = Hold(holder, partition)
         return [key for key, holder in rows.items() if holder is None]
+
+    def _holder_still_parked(self, key: str, holder: str) -> bool:
+        """The holder is the first parked command: run from the backlog, it was decided
+        for a delay tier, then its process died or lost its channel before that copy was
+        confirmed and its row deleted. No copy of it comes back as the holder: the backlog
+        runs again from it (a second delay-tier copy, if the first did get out, replays)."""
+        parked = self._store.first_parked(key)
+        routed = customer_of(parked.body) if parked is not None else None
+        return routed is not None and routed.idempotency_key == holder
 
     def forget(self, partition: int | None = None) -> None:
         with self._lock:

@@ -78,3 +78,55 @@ def test_a_decided_holder_stays_the_holder_until_its_outcome_is_confirmed(
     assert next_holds.clear_finished(KEY, HOLDER)
     assert upkeep.holds_of(PARTITION) == {KEY: None}
     assert next_holds.get(KEY) is not None and next_holds.get(KEY).holder is None  # type: ignore[union-attr]
+
+
+def test_a_parked_command_that_became_the_holder_and_never_left_is_run_again(
+    store: IdempotencyStore, clock: FakeClock
+) -> None:
+    # Given a customer held, its next command parked behind the hold
+    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
+    holds = Holds(upkeep)
+    holds.set(KEY, PARTITION, "alice-p0")
+    reader, executor = envelope_reader(), RecordingExecutor()
+    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
+    parked = delivery_of(HOLDER, redelivered=False)
+    gate.process(
+        reader._envelope(parked), KEY, PARTITION, "GetAppSettings", parked.properties, parked.body
+    )
+    # When the backlog runs it and it is decided for a delay tier (it holds the customer
+    # now), and the process dies before that copy is confirmed and the row deleted
+    holds.set(KEY, PARTITION, None)
+    executor.outcome = "retry"
+    assert gate.run_parked(KEY, PARTITION, None) is not None
+    assert upkeep.holds_of(PARTITION) == {KEY: HOLDER}
+    # Then the partition's next owner does not wait for a holder that never comes back:
+    # it runs the backlog again from that command
+    next_holds = Holds(upkeep)
+    assert next_holds.load(PARTITION) == [KEY]
+    assert upkeep.holds_of(PARTITION) == {KEY: None}
+    executor.outcome = "failed"
+    next_gate = OrderGate(cast(Any, executor), upkeep, next_holds, reader._envelope_of)
+    again = next_gate.run_parked(KEY, PARTITION, None)
+    assert again is not None and again.envelope.command is not None
+    assert again.envelope.command.idempotency_key == HOLDER
+    assert executor.delivery_counts == [0, 1]  # the second time as a redelivery
+
+
+def test_a_holder_out_in_its_delay_tier_keeps_its_hold_on_load(
+    store: IdempotencyStore, clock: FakeClock
+) -> None:
+    # Given a customer held by a command in a delay tier, another command parked behind it
+    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
+    holds = Holds(upkeep)
+    holds.set(KEY, PARTITION, HOLDER)
+    reader, executor = envelope_reader(), RecordingExecutor()
+    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
+    later = delivery_of("alice-p2", redelivered=False)
+    gate.process(
+        reader._envelope(later), KEY, PARTITION, "GetAppSettings", later.properties, later.body
+    )
+    # When the partition's next owner loads the holds
+    next_holds = Holds(upkeep)
+    # Then the customer stays held: nothing to run until the holder comes back
+    assert next_holds.load(PARTITION) == []
+    assert upkeep.holds_of(PARTITION) == {KEY: HOLDER}

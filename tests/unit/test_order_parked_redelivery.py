@@ -43,14 +43,15 @@ class NoRecords:
 
 
 class RecordingExecutor:
-    """Records the envelopes it is asked to run; every command fails."""
+    """Records the envelopes it is asked to run; every command ends in ``outcome``."""
 
     def __init__(self) -> None:
         self.delivery_counts: list[int] = []
+        self.outcome = "failed"
 
     def process(self, envelope: Envelope) -> Decision:
         self.delivery_counts.append(envelope.delivery_count)
-        return Decision("GetAppSettings", "failed")
+        return Decision("GetAppSettings", self.outcome)
 
 
 def envelope_reader() -> PartitionedConsumer:
