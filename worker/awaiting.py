@@ -21,7 +21,8 @@ from worker.broker import headers as h
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery
 from worker.outage import OutageAbandonedError
-from worker.predecessors import Passed, Predecessors, Waiter, key_of
+from worker.predecessors import Passed, Predecessors, Waiter
+from worker.routing import key_of
 from worker.store import IdempotencyStore
 from worker.store.order import OrderStore
 

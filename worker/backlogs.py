@@ -44,7 +44,7 @@ class BacklogRunner(Consumer):
         key = order_key_of(delivery.properties, envelope)
         own = envelope.command.idempotency_key if envelope.command is not None else None
         hold = self._holds.get(key) if key is not None else None
-        refused = group.nacked or group.returned_exchanges() - {self._topology.events_exchange}
+        refused = group.refused(self._topology.events_exchange)
         if hold is None or own is None or hold.finishing != own or refused:
             super().on_confirmed(delivery, envelope, decision, group)
             if key is not None:  # a hold without a holder (released, say): its backlog runs
@@ -65,16 +65,23 @@ class BacklogRunner(Consumer):
         self._count_running(partition, 1)
         clear = functools.partial(self._holds.clear_finished, key, own)
         task = functools.partial(self._ride_out, key, clear, None, self._epoch)
-        after = functools.partial(self._on_hold_cleared, key, partition, settle)
-        self._pool.submit(key, task, functools.partial(self._on_connection_thread, after))
+        done = functools.partial(self._after_hold_clear, key, partition, settle)
+        self._pool.submit(key, task, done)
 
-    def _on_connection_thread(
-        self, callback: Callable[[Future[Any]], None], future: Future[Any]
+    def _after_hold_clear(
+        self, key: str, partition: int, settle: Callable[[], None], future: Future[Any]
     ) -> None:
+        # A pool thread; gone, the connection redelivers the holder, which replays.
+        callback = functools.partial(self._on_hold_cleared, key, partition, settle, future)
+        self._on_connection_thread(callback, "hold not cleared")
+
+    def _on_connection_thread(self, callback: Callable[[], None], undone: str) -> None:
+        """From a pool thread: ``callback`` on the connection's thread; when the connection
+        is gone, only ``undone`` is logged (what it left is redelivered or resumed)."""
         try:
-            self._connection.add_callback_threadsafe(functools.partial(callback, future))
-        except Exception:  # the connection is gone: the holder is redelivered and replays
-            log.info("hold not cleared: connection gone")
+            self._connection.add_callback_threadsafe(callback)
+        except Exception:
+            log.info("%s: connection gone", undone)
 
     def _on_hold_cleared(
         self, key: str, partition: int, settle: Callable[[], None], future: Future[Any]
@@ -97,11 +104,9 @@ class BacklogRunner(Consumer):
 
     def _start_backlog_threadsafe(self, epoch: int, key: str) -> None:
         """From a pool thread (a hold released, ``worker.hold_watch``): on the connection's."""
+        # Gone, the connection's partitions resume the backlog when consumed again.
         callback = functools.partial(self._start_backlog_of, epoch, key)
-        try:
-            self._connection.add_callback_threadsafe(callback)
-        except Exception:  # the connection is gone: the backlog resumes with the partition
-            log.info("backlog not started: connection gone")
+        self._on_connection_thread(callback, "backlog not started")
 
     def _start_backlog_of(self, epoch: int, key: str) -> None:
         if epoch == self._epoch:
@@ -146,13 +151,10 @@ class BacklogRunner(Consumer):
         self._pool.submit(key, task, done)
 
     def _on_parked_run(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
-        # A pool thread: back to the connection's thread to publish.
+        # A pool thread: back to the connection's thread to publish (or, the connection
+        # gone, the backlog resumes with the partition).
         callback = functools.partial(self._carry_out_parked, key, partition, epoch, future)
-        connection = self._connection
-        try:
-            connection.add_callback_threadsafe(callback)
-        except Exception:  # the connection is gone: the backlog resumes with the partition
-            log.info("backlog interrupted: connection gone")
+        self._on_connection_thread(callback, "backlog interrupted")
 
     def _carry_out_parked(self, key: str, partition: int, epoch: int, future: Future[Any]) -> None:
         confirms = self._confirms
@@ -193,7 +195,7 @@ class BacklogRunner(Consumer):
     ) -> None:
         if epoch != self._epoch:
             return
-        if group.nacked or group.returned_exchanges() - {self._topology.events_exchange}:
+        if group.refused(self._topology.events_exchange):
             # Kept in the store: the partition's next owner (or consumption) runs it again.
             log.error("publish refused for a parked command; its backlog waits")
             self._end_backlog(key, partition)

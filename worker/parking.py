@@ -28,7 +28,7 @@ import pika
 from worker.broker import headers as h
 from worker.decision import Decision, Envelope
 from worker.execute import Executor
-from worker.routing import customer_of
+from worker.routing import key_of
 from worker.store.order import OrderStore, Parked
 from worker.store.order_upkeep import OrderUpkeep
 
@@ -73,8 +73,7 @@ class Holds:
         confirmed and its row deleted. No copy of it comes back as the holder: the backlog
         runs again from it (a second delay-tier copy, if the first did get out, replays)."""
         parked = self._store.first_parked(key)
-        routed = customer_of(parked.body) if parked is not None else None
-        return routed is not None and routed.idempotency_key == holder
+        return parked is not None and key_of(parked.body) == holder
 
     def forget(self, partition: int | None = None) -> None:
         with self._lock:

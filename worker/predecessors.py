@@ -27,7 +27,7 @@ from typing import Any
 from worker.config.settings import PREDECESSOR_WAIT_S
 from worker.ordering import SetAside
 from worker.parking import Holds
-from worker.routing import customer_of
+from worker.routing import key_of
 from worker.store import IdempotencyStore, RecordState
 from worker.store.order import OrderStore
 
@@ -70,12 +70,6 @@ class Passed:
         if hold.holder == after:
             return True
         return any(key_of(body) == after for body in self._order_store.parked_bodies(order_key))
-
-
-def key_of(body: bytes) -> str | None:
-    """The idempotency key of a command's body, read leniently (None if absent)."""
-    routed = customer_of(body)
-    return None if routed is None else routed.idempotency_key
 
 
 class Predecessors:

@@ -43,6 +43,12 @@ def customer_of(body: bytes) -> Routed | None:
     return routed
 
 
+def key_of(body: bytes) -> str | None:
+    """The idempotency key of a command's body, read leniently (None if absent)."""
+    routed = customer_of(body)
+    return None if routed is None else routed.idempotency_key
+
+
 def usable_name(name: str | None) -> TypeGuard[str]:
     """A customer or username fit to be an ordering key, in a header and in the store: what
     the contract allows (``contracts.rules``); anything else routes like a command without

@@ -57,6 +57,11 @@ class ConfirmGroup:
     def returned_exchanges(self) -> set[str]:
         return {p.exchange for p in self.publishes if p.returned}
 
+    def refused(self, events_exchange: str) -> bool:
+        """Nacked, or returned from anywhere but the events exchange (an event nobody
+        subscribed to stays in the store for a replay: not a refusal)."""
+        return self.nacked or bool(self.returned_exchanges() - {events_exchange})
+
 
 class GroupPublisher:
     """What ``worker.broker.publishing`` publishes through: a channel-like ``basic_publish``

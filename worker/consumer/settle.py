@@ -82,7 +82,7 @@ class Settling(ConsumerState):
             return
         returned = group.returned_exchanges()
         events_exchange = self._topology.events_exchange
-        if group.nacked or returned - {events_exchange}:
+        if group.refused(events_exchange):
             self._on_refused(delivery, envelope, decision, group)
             return
         if events_exchange in returned:
