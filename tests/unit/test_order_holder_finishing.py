@@ -9,20 +9,17 @@ returned delivery replayed its event after theirs (effects in order, events not)
 from __future__ import annotations
 
 import json
-from typing import Any, cast
+from typing import Any
 
 import pika
 
 from tests.fixtures.stores import FakeClock
-from tests.unit.test_order_parked_redelivery import RecordingExecutor, envelope_reader
+from tests.unit.test_order_parked_redelivery import KEY, PARTITION, Owner
 from worker.broker import headers as h
 from worker.delivery import Delivery
-from worker.parking import Holds, OrderGate
 from worker.store import IdempotencyStore
-from worker.store.order import Backend
-from worker.store.order_upkeep import OrderUpkeep
 
-KEY, HOLDER, PARTITION = "alice", "alice-p1", 2
+HOLDER = "alice-p1"
 
 
 def delivery_of(idempotency_key: str, *, redelivered: bool) -> Delivery:
@@ -45,88 +42,56 @@ def test_a_decided_holder_stays_the_holder_until_its_outcome_is_confirmed(
     store: IdempotencyStore, clock: FakeClock
 ) -> None:
     # Given a customer held by a command that came back from its delay tier
-    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
-    holds = Holds(upkeep)
-    holds.set(KEY, PARTITION, HOLDER)
-    reader, executor = envelope_reader(), RecordingExecutor()
-    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
-    back = delivery_of(HOLDER, redelivered=False)
+    owner = Owner.holding(store, clock, HOLDER)
     # When it runs to a terminal outcome (not yet confirmed by the broker)
-    decision = gate.process(
-        reader._envelope(back), KEY, PARTITION, "GetAppSettings", back.properties, back.body
-    )
-    assert decision.outcome == "failed"
+    assert owner.arrive(delivery_of(HOLDER, redelivered=False)).outcome == "failed"
     # Then the store still names it the holder, and this process knows it is finishing
-    assert upkeep.holds_of(PARTITION) == {KEY: HOLDER}
-    assert holds.get(KEY) is not None and holds.get(KEY).finishing == HOLDER  # type: ignore[union-attr]
+    assert owner.upkeep.holds_of(PARTITION) == {KEY: HOLDER}
+    assert owner.holds.get(KEY) is not None and owner.holds.get(KEY).finishing == HOLDER  # type: ignore[union-attr]
     # And should the process die now, the next owner runs the holder's redelivery first
     # (a replay) and parks the customer's later command behind it
-    next_holds = Holds(upkeep)
-    assert next_holds.load(PARTITION) == []  # no backlog to run yet
-    next_gate = OrderGate(cast(Any, executor), upkeep, next_holds, reader._envelope_of)
-    later = delivery_of("alice-p2", redelivered=False)
-    parked = next_gate.process(
-        reader._envelope(later), KEY, PARTITION, "GetAppSettings", later.properties, later.body
-    )
-    assert parked.outcome == "parked"
-    again = delivery_of(HOLDER, redelivered=True)
-    replayed = next_gate.process(
-        reader._envelope(again), KEY, PARTITION, "GetAppSettings", again.properties, again.body
-    )
-    assert replayed.outcome == "failed"
+    successor = owner.next_owner()
+    assert successor.holds.load(PARTITION) == []  # no backlog to run yet
+    assert successor.arrive(delivery_of("alice-p2", redelivered=False)).outcome == "parked"
+    assert successor.arrive(delivery_of(HOLDER, redelivered=True)).outcome == "failed"
     # And once the outcome is confirmed the hold is cleared, in the store too
-    assert next_holds.clear_finished(KEY, HOLDER)
-    assert upkeep.holds_of(PARTITION) == {KEY: None}
-    assert next_holds.get(KEY) is not None and next_holds.get(KEY).holder is None  # type: ignore[union-attr]
+    assert successor.holds.clear_finished(KEY, HOLDER)
+    assert owner.upkeep.holds_of(PARTITION) == {KEY: None}
+    assert successor.holds.get(KEY) is not None and successor.holds.get(KEY).holder is None  # type: ignore[union-attr]
 
 
 def test_a_parked_command_that_became_the_holder_and_never_left_is_run_again(
     store: IdempotencyStore, clock: FakeClock
 ) -> None:
     # Given a customer held, its next command parked behind the hold
-    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
-    holds = Holds(upkeep)
-    holds.set(KEY, PARTITION, "alice-p0")
-    reader, executor = envelope_reader(), RecordingExecutor()
-    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
-    parked = delivery_of(HOLDER, redelivered=False)
-    gate.process(
-        reader._envelope(parked), KEY, PARTITION, "GetAppSettings", parked.properties, parked.body
-    )
+    owner = Owner.holding(store, clock, "alice-p0")
+    owner.arrive(delivery_of(HOLDER, redelivered=False))
     # When the backlog runs it and it is decided for a delay tier (it holds the customer
     # now), and the process dies before that copy is confirmed and the row deleted
-    holds.set(KEY, PARTITION, None)
-    executor.outcome = "retry"
-    assert gate.run_parked(KEY, PARTITION, None) is not None
-    assert upkeep.holds_of(PARTITION) == {KEY: HOLDER}
+    owner.holds.set(KEY, PARTITION, None)
+    owner.executor.outcome = "retry"
+    assert owner.gate.run_parked(KEY, PARTITION, None) is not None
+    assert owner.upkeep.holds_of(PARTITION) == {KEY: HOLDER}
     # Then the partition's next owner does not wait for a holder that never comes back:
     # it runs the backlog again from that command
-    next_holds = Holds(upkeep)
-    assert next_holds.load(PARTITION) == [KEY]
-    assert upkeep.holds_of(PARTITION) == {KEY: None}
-    executor.outcome = "failed"
-    next_gate = OrderGate(cast(Any, executor), upkeep, next_holds, reader._envelope_of)
-    again = next_gate.run_parked(KEY, PARTITION, None)
+    successor = owner.next_owner()
+    assert successor.holds.load(PARTITION) == [KEY]
+    assert owner.upkeep.holds_of(PARTITION) == {KEY: None}
+    owner.executor.outcome = "failed"
+    again = successor.gate.run_parked(KEY, PARTITION, None)
     assert again is not None and again.envelope.command is not None
     assert again.envelope.command.idempotency_key == HOLDER
-    assert executor.delivery_counts == [0, 1]  # the second time as a redelivery
+    assert owner.executor.delivery_counts == [0, 1]  # the second time as a redelivery
 
 
 def test_a_holder_out_in_its_delay_tier_keeps_its_hold_on_load(
     store: IdempotencyStore, clock: FakeClock
 ) -> None:
     # Given a customer held by a command in a delay tier, another command parked behind it
-    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
-    holds = Holds(upkeep)
-    holds.set(KEY, PARTITION, HOLDER)
-    reader, executor = envelope_reader(), RecordingExecutor()
-    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
-    later = delivery_of("alice-p2", redelivered=False)
-    gate.process(
-        reader._envelope(later), KEY, PARTITION, "GetAppSettings", later.properties, later.body
-    )
+    owner = Owner.holding(store, clock, HOLDER)
+    owner.arrive(delivery_of("alice-p2", redelivered=False))
     # When the partition's next owner loads the holds
-    next_holds = Holds(upkeep)
+    successor = owner.next_owner()
     # Then the customer stays held: nothing to run until the holder comes back
-    assert next_holds.load(PARTITION) == []
-    assert upkeep.holds_of(PARTITION) == {KEY: HOLDER}
+    assert successor.holds.load(PARTITION) == []
+    assert owner.upkeep.holds_of(PARTITION) == {KEY: HOLDER}

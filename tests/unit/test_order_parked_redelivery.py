@@ -72,25 +72,48 @@ def delivered(redelivered: bool) -> Delivery:
     return Delivery(None, 7, "2", properties, BODY, 0.0, redelivered=redelivered)
 
 
+class Owner:
+    """A partition owner's view over the shared store (one process): its holds and order
+    gate, the consumer's reading of a delivery, and ``executor`` recording what ran."""
+
+    def __init__(self, upkeep: OrderUpkeep, executor: RecordingExecutor | None = None) -> None:
+        self.upkeep, self.reader = upkeep, envelope_reader()
+        self.executor = executor or RecordingExecutor()
+        self.holds = Holds(upkeep)
+        self.gate = OrderGate(
+            cast(Any, self.executor), upkeep, self.holds, self.reader._envelope_of
+        )
+
+    @classmethod
+    def holding(cls, store: IdempotencyStore, clock: FakeClock, holder: str) -> Owner:
+        """Given: the customer KEY held by ``holder`` (in a delay tier)."""
+        owner = cls(OrderUpkeep(cast(Backend, store), clock=clock))
+        owner.holds.set(KEY, PARTITION, holder)
+        return owner
+
+    def next_owner(self) -> Owner:
+        """The partition's next owner (after a crash): same store, same recording."""
+        return Owner(self.upkeep, self.executor)
+
+    def arrive(self, delivery: Delivery) -> Decision:
+        envelope = self.reader._envelope(delivery)
+        return self.gate.process(
+            envelope, KEY, PARTITION, "GetAppSettings", delivery.properties, delivery.body
+        )
+
+
 def test_a_redelivered_command_parked_twice_runs_from_the_store_as_a_redelivery(
     store: IdempotencyStore, clock: FakeClock
 ) -> None:
     # Given a customer held behind a command in a delay tier
-    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
-    holds = Holds(upkeep)
-    holds.set(KEY, PARTITION, HOLDER)
-    reader, executor = envelope_reader(), RecordingExecutor()
-    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
+    owner = Owner.holding(store, clock, HOLDER)
+    gate, executor = owner.gate, owner.executor
     # When its next command arrives, then the same command again, returned by the broker
     # (its first park was never acked: the worker was killed)
     for delivery in (delivered(redelivered=False), delivered(redelivered=True)):
-        envelope = reader._envelope(delivery)
-        decision = gate.process(
-            envelope, KEY, PARTITION, "GetAppSettings", delivery.properties, delivery.body
-        )
-        assert decision.outcome == "parked"
+        assert owner.arrive(delivery).outcome == "parked"
     # And the holder finishes: the backlog runs both copies, in order
-    holds.set(KEY, PARTITION, None)
+    owner.holds.set(KEY, PARTITION, None)
     first = gate.run_parked(KEY, PARTITION, None)
     assert first is not None
     second = gate.run_parked(KEY, PARTITION, first.parked.seq)
@@ -106,24 +129,17 @@ def test_a_parked_command_run_once_and_left_by_a_crash_runs_again_as_a_redeliver
     store: IdempotencyStore, clock: FakeClock
 ) -> None:
     # Given a customer held, one command parked behind the hold (a first delivery)
-    upkeep = OrderUpkeep(cast(Backend, store), clock=clock)
-    holds = Holds(upkeep)
-    holds.set(KEY, PARTITION, HOLDER)
-    reader, executor = envelope_reader(), RecordingExecutor()
-    gate = OrderGate(cast(Any, executor), upkeep, holds, reader._envelope_of)
-    delivery = delivered(redelivered=False)
-    envelope = reader._envelope(delivery)
-    gate.process(envelope, KEY, PARTITION, "GetAppSettings", delivery.properties, BODY)
+    owner = Owner.holding(store, clock, HOLDER)
+    owner.arrive(delivered(redelivered=False))
     # When the holder finishes and the backlog runs the command, and the process dies
     # before the row is deleted (its outcome unconfirmed)
-    holds.set(KEY, PARTITION, None)
-    assert gate.run_parked(KEY, PARTITION, None) is not None
+    owner.holds.set(KEY, PARTITION, None)
+    assert owner.gate.run_parked(KEY, PARTITION, None) is not None
     # And the partition's next owner runs the backlog from the store
-    next_holds = Holds(upkeep)
-    assert next_holds.load(PARTITION) == [KEY]
-    next_gate = OrderGate(cast(Any, executor), upkeep, next_holds, reader._envelope_of)
-    again = next_gate.run_parked(KEY, PARTITION, None)
+    successor = owner.next_owner()
+    assert successor.holds.load(PARTITION) == [KEY]
+    again = successor.gate.run_parked(KEY, PARTITION, None)
     # Then the first run was a first delivery, the second a redelivery (which replays the
     # recorded outcome instead of running a failed key anew)
     assert again is not None
-    assert executor.delivery_counts == [0, 1]
+    assert owner.executor.delivery_counts == [0, 1]
