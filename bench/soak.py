@@ -1,7 +1,7 @@
 """`make soak`: the fault-injection soak, checking the delivery guarantees end to end.
 
     python -m bench.soak [--commands 20000] [--customers 2000] [--kills 3]
-                         [--broker-restarts 1] [--seed N]
+                         [--broker-restarts 1] [--seed N] [--postgres]
 
 A mixed workload runs through a real ``provisioner run`` against a ``provisioner-sandbox``
 injecting 5xx, 429 and apply-then-hang faults, while the worker is killed with SIGKILL and
@@ -15,6 +15,7 @@ dead-letter queue without faults brings every key to success.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import soak_checks as checks
+from bench.rig import postgres_store
 from bench.soak_config import (
     DELIVERY_LIMIT,
     DISRUPTION_TIMEOUT_S,
@@ -245,7 +247,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_false",
         help="without the GetAppSettings outage that fills the dead-letter queue",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the store on a fresh schema of the test PostgreSQL instead of a SQLite file",
+    )
     args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        store_url = (
+            stack.enter_context(postgres_store(f"soak{uuid.uuid4().hex[:8]}"))
+            if args.postgres
+            else ""
+        )
+        return _soak_and_report(args, store_url)
+
+
+def _soak_and_report(args: argparse.Namespace, store_url: str) -> int:
     config = SoakConfig(
         commands=args.commands,
         customers=args.customers,
@@ -255,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         processes=args.processes,
         outage=args.outage,
+        store_url=store_url,
     )
     result = run_soak(config)
     print(result.render())

@@ -44,6 +44,9 @@ class SoakConfig:
     concurrency: int = 16  # per worker process
     processes: int = 1  # worker processes under one supervisor (--processes)
     outage: bool = True  # GetAppSettings answers 503 until the faults stop
+    # A PostgreSQL store URL (kept out of the printed config: it holds a password); empty: a
+    # SQLite file in the soak's directory.
+    store_url: str = field(default="", repr=False)
     settle_timeout_s: float = SETTLE_TIMEOUT_S
 
     def faults(self) -> dict[str, Any]:
@@ -90,7 +93,7 @@ def worker_env(
         "PROVISIONER_API_USER": sandbox.api_user,
         "PROVISIONER_API_KEY": sandbox.api_key,
         "PROVISIONER_API_TIMEOUT": str(API_TIMEOUT_S),
-        "PROVISIONER_STORE_URL": f"sqlite:///{work / 'store.db'}",
+        "PROVISIONER_STORE_URL": config.store_url or f"sqlite:///{work / 'store.db'}",
         "PROVISIONER_PREFIX": prefix,
         "PROVISIONER_RETRY_DELAYS": RETRY_DELAYS,
         "PROVISIONER_DELIVERY_LIMIT": str(DELIVERY_LIMIT),

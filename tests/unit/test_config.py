@@ -20,9 +20,9 @@ def test_the_pool_has_threads_per_api_slot_and_the_prefetch_follows_the_pool() -
     assert (settings.concurrency, settings.pool_threads, settings.prefetch) == (8, 24, 48)
 
 
-def test_by_default_a_command_beside_each_api_call_can_claim_or_record() -> None:
+def test_by_default_each_api_slot_has_threads_claiming_recording_and_confirming_beside_it() -> None:
     settings = load_settings({"PROVISIONER_CONCURRENCY": "16"})
-    assert settings.pool_threads == 32
+    assert settings.pool_threads == 16 * 8
 
 
 @pytest.mark.parametrize("variable", ["PROVISIONER_CONCURRENCY", "PROVISIONER_THREADS_PER_SLOT"])
@@ -36,7 +36,13 @@ def test_zero_threads_or_slots_is_refused_naming_the_variable(variable: str) -> 
 def test_the_store_pool_is_a_setting_capped_by_the_threads_that_can_use_it() -> None:
     # Given a pool of six connections, and a process with only two pool threads
     many = load_settings({"PROVISIONER_STORE_POOL_SIZE": "6"})
-    few = load_settings({"PROVISIONER_STORE_POOL_SIZE": "6", "PROVISIONER_CONCURRENCY": "1"})
+    few = load_settings(
+        {
+            "PROVISIONER_STORE_POOL_SIZE": "6",
+            "PROVISIONER_CONCURRENCY": "1",
+            "PROVISIONER_THREADS_PER_SLOT": "2",
+        }
+    )
     # When the connections per process are derived
     # Then the pool is six, independent of the concurrency, but never above threads + purger,
     # and the heartbeat has one more of its own
@@ -89,6 +95,36 @@ def test_the_default_lease_outlasts_one_execution_and_bounds_the_drain() -> None
     worst = worst_case_execution_s(settings)
     assert settings.lease_ttl_s > worst
     assert drain_bound_s(settings) == max(settings.drain_timeout_s, worst)
+
+
+def test_each_thread_of_a_slot_adds_a_request_to_the_worst_case() -> None:
+    # Given the same timeouts with 2 and with 4 threads per API slot
+    two = load_settings({"PROVISIONER_THREADS_PER_SLOT": "2"})
+    four = load_settings({"PROVISIONER_THREADS_PER_SLOT": "4"})
+    # When one execution's worst case is derived
+    # Then each of the 2 attempts (a read-back and the call) of the 2 budgets waits behind
+    # 2 more requests of 35 s (5 s connect, 30 s read)
+    assert worst_case_execution_s(four) - worst_case_execution_s(two) == 2 * 2 * 2 * 35.0
+
+
+def test_a_delivery_that_could_stay_unacked_past_the_consumer_timeout_is_refused() -> None:
+    # Given a 10-minute wait for a predecessor, and 12 threads per slot with the default
+    # timeouts (worst case 65 + 4 * 12 * 35 = 1745 s; the lease raised above it)
+    environ = {
+        "PROVISIONER_PREDECESSOR_WAIT": "10m",
+        "PROVISIONER_THREADS_PER_SLOT": "12",
+        "PROVISIONER_LEASE_TTL": "1h",
+    }
+    # When the settings are read / Then start-up is refused: the delivery, unacked through
+    # the wait and the execution, would outlive RabbitMQ's 30-minute consumer_timeout
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ)
+    assert refused.value.variable == "PROVISIONER_PREDECESSOR_WAIT"
+    assert "consumer_timeout" in str(refused.value)
+    assert "PROVISIONER_THREADS_PER_SLOT" in str(refused.value)
+    # And the same wait with the default threads per slot starts (600 + 1185 s < 1800 s)
+    del environ["PROVISIONER_THREADS_PER_SLOT"]
+    assert load_settings(environ).predecessor_wait_s == 600.0
 
 
 def test_a_heartbeat_not_well_inside_the_death_cutoff_is_refused() -> None:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from worker.broker.addresses import check_urls
 from worker.config.settings import (
     API_NAMINGS,
+    CONSUMER_TIMEOUT_S,
     FILE_ALLOWED,
     MAX_BODY_BYTES_LIMIT,
     MAX_PARTITIONS,
@@ -156,6 +157,16 @@ def load_settings(
     return _consistent(Settings(**values))
 
 
+# What one execution's worst case is made of (``worst_case_execution_s``).
+WORST_CASE_SETTINGS = (
+    "threads_per_slot",
+    "api_connect_timeout_s",
+    "api_timeout_s",
+    "immediate_retry_budget_s",
+    "resolve_budget_s",
+)
+
+
 def _consistent(settings: Settings) -> Settings:
     """Settings that are each valid but not together."""
     if settings.processes > 1 and settings.store_url.endswith(":memory:"):
@@ -164,20 +175,21 @@ def _consistent(settings: Settings) -> Settings:
             env_name("processes"), "several processes need a shared store, not sqlite :memory:"
         )
     worst = worst_case_execution_s(settings)
+    names = ", ".join(env_name(n) for n in WORST_CASE_SETTINGS)
     if settings.lease_ttl_s <= worst:
-        names = ", ".join(
-            env_name(n)
-            for n in (
-                "api_connect_timeout_s",
-                "api_timeout_s",
-                "immediate_retry_budget_s",
-                "resolve_budget_s",
-            )
-        )
         raise ConfigError(
             env_name("lease_ttl_s"),
             f"{settings.lease_ttl_s:g} s is not longer than the worst case of one execution "
             f"({worst:g} s from {names}): raise it or lower those",
+        )
+    if settings.predecessor_wait_s + worst >= CONSUMER_TIMEOUT_S:
+        # The delivery stays unacked through both: past the timeout the broker closes the
+        # channel and the command comes back to run again.
+        raise ConfigError(
+            env_name("predecessor_wait_s"),
+            f"{settings.predecessor_wait_s:g} s plus one execution's worst case ({worst:g} s "
+            f"from {names}) must stay under RabbitMQ's consumer_timeout "
+            f"({CONSUMER_TIMEOUT_S:g} s): lower them",
         )
     if settings.worker_dead_after_s <= 2 * settings.worker_heartbeat_s:
         raise ConfigError(

@@ -27,9 +27,11 @@ MAX_STORE_POOL_SIZE = 64
 # delays them past WORKER_DEAD_AFTER_S.
 LIVENESS_STORE_CONNECTIONS = 1
 CONCURRENCY = 16  # API requests in flight at once, per process
-# Pool threads per API slot: a command also claims its key and records its outcome, and
-# those store round trips must not keep a slot idle.
-THREADS_PER_SLOT = 2
+# Pool threads per API slot: a command also claims its key, records its outcome and waits
+# for its event's confirm, and under load those round trips take as long as a 50 ms API
+# call, so fewer threads leave slots idle (docs/performance.md, "Threads per slot": 8
+# against 2, +15-40 % commands/s at 0 and 50 ms).
+THREADS_PER_SLOT = 8
 PROCESSES = 1
 MAX_PROCESSES = 64
 PREFETCH_PER_WORKER = 2
@@ -43,7 +45,10 @@ RESOLVE_BUDGET_S = 60.0  # how long an unresolved ambiguous call keeps retrying 
 # A key's and its customer's lease: renewed with every heartbeat while the call runs, and
 # still longer than the worst case of one execution (``worst_case_execution_s``), so a
 # worker whose renewals stall is not overtaken by one slow call.
-LEASE_TTL_S = 600.0
+LEASE_TTL_S = 1500.0
+# RabbitMQ's default consumer_timeout: a delivery unacked longer closes its channel. A
+# command's delivery stays unacked while it waits for its predecessor and while it runs.
+CONSUMER_TIMEOUT_S = 1800.0
 WORKER_HEARTBEAT_S = 5.0
 WORKER_DEAD_AFTER_S = 20.0
 DRAIN_TIMEOUT_S = 30.0
@@ -187,10 +192,10 @@ KNOWN_ENV = frozenset(env_name(f.name) for f in fields(Settings)) | frozenset(
 
 
 def worst_case_request_s(settings: Settings) -> float:
-    """One API request at worst: the wait for a slot (one other request holds it, with
-    ``threads_per_slot`` threads per slot) and the request itself, to both timeouts."""
+    """One API request at worst: the wait for a slot (the other ``threads_per_slot`` - 1
+    threads of its share ahead of it) and the request itself, each to both timeouts."""
     one = settings.api_connect_timeout_s + settings.api_timeout_s
-    return one * 2
+    return one * settings.threads_per_slot
 
 
 def worst_case_execution_s(settings: Settings) -> float:
