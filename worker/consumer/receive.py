@@ -93,15 +93,35 @@ class Receiving(Settling):
         return reading.envelope
 
     def _on_done_in_pool(self, delivery: Delivery, envelope: Envelope, future: Future[Any]) -> None:
-        # Runs on a pool thread: only add_callback_threadsafe may touch the connection.
+        # Runs on a pool thread: only add_callback_threadsafe may touch the connection. The
+        # outcomes that finish while one hop is queued ride on it: one wake-up of the
+        # connection's thread (a pipe write, a lock, a poll) per turn, not per command.
         connection = self._connection
-        callback = functools.partial(self.on_processed, delivery, envelope, future)
         with self._in_flight_lock:
             self._in_transit[id(delivery)] = delivery
+            self._outcomes.append((delivery, envelope, future))
+            if self._outcomes_hop_queued:
+                return
+            self._outcomes_hop_queued = True
         if connection is None or not connection.is_open:
-            self._forget(delivery)
+            self._drop_outcomes()
             return
         try:
-            connection.add_callback_threadsafe(callback)
+            connection.add_callback_threadsafe(self.take_outcomes)
         except Exception:  # the connection closed under us: the broker redelivers
+            self._drop_outcomes()
+
+    def take_outcomes(self) -> None:
+        """On the connection's thread: settle every outcome the hop carries."""
+        with self._in_flight_lock:
+            outcomes, self._outcomes = self._outcomes, []
+            self._outcomes_hop_queued = False
+        for delivery, envelope, future in outcomes:
+            self.on_processed(delivery, envelope, future)
+
+    def _drop_outcomes(self) -> None:
+        with self._in_flight_lock:
+            outcomes, self._outcomes = self._outcomes, []
+            self._outcomes_hop_queued = False
+        for delivery, _, _ in outcomes:
             self._forget(delivery)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from worker.broker.addresses import BrokerAddresses
@@ -15,12 +16,17 @@ from worker.broker.channel import ConsumingChannel
 from worker.broker.confirms import ConfirmTracker
 from worker.broker.topology import Topology
 from worker.config import Settings
+from worker.decision import Envelope
 from worker.delivery import Delivery
 from worker.execute import Executor
 from worker.observability.broker_report import BrokerReport
 from worker.ordering import KeyedSerialExecutor
 
 log = logging.getLogger("worker.consumer")  # every part of the consumer logs under its name
+
+
+# A pool thread's finished command on its way to the connection's thread.
+Outcome = tuple[Delivery, Envelope, "Future[Any]"]
 
 
 class ConsumerState:
@@ -57,6 +63,10 @@ class ConsumerState:
         # out with the connection (``_sweep_transit``), each exactly once.
         self._in_transit: dict[int, Delivery] = {}
         self._in_flight_lock = threading.Lock()
+        # Outcomes waiting for the one hop to the connection's thread that carries them all
+        # (``Receiving.take_outcomes``), and whether that hop is already queued.
+        self._outcomes: list[Outcome] = []
+        self._outcomes_hop_queued = False
 
     # -- commands in flight -----------------------------------------------------------
 
@@ -76,6 +86,8 @@ class ConsumerState:
         with self._in_flight_lock:
             lost = len(self._in_transit)
             self._in_transit.clear()
+            self._outcomes.clear()
+            self._outcomes_hop_queued = False
         if lost:
             self._count_in_flight(-lost)
 
