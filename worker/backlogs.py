@@ -52,10 +52,10 @@ class BacklogRunner(Consumer):
             return
         assert key is not None  # a hold was found under it
         settle = functools.partial(super().on_confirmed, delivery, envelope, decision, group)
-        self._clear_hold_then_ack(key, own, hold.partition, settle)
+        self._clear_hold_then_ack(key, own, hold.partition, delivery, settle)
 
     def _clear_hold_then_ack(
-        self, key: str, own: str, partition: int, settle: Callable[[], None]
+        self, key: str, own: str, partition: int, delivery: Delivery, settle: Callable[[], None]
     ) -> None:
         """The holder's outcome is out: clear the hold in the store, then ``settle`` (ack)
         the holder and run its backlog. Acked first, a crash before the clear would leave
@@ -65,15 +65,32 @@ class BacklogRunner(Consumer):
         self._count_running(partition, 1)
         clear = functools.partial(self._holds.clear_finished, key, own)
         task = functools.partial(self._ride_out, key, clear, None, self._epoch)
-        done = functools.partial(self._after_hold_clear, key, partition, settle)
+        done = functools.partial(
+            self._after_hold_clear, key, partition, delivery, self._epoch, settle
+        )
         self._pool.submit(key, task, done)
 
     def _after_hold_clear(
-        self, key: str, partition: int, settle: Callable[[], None], future: Future[Any]
+        self,
+        key: str,
+        partition: int,
+        delivery: Delivery,
+        epoch: int,
+        settle: Callable[[], None],
+        future: Future[Any],
     ) -> None:
-        # A pool thread; gone, the connection redelivers the holder, which replays.
-        callback = functools.partial(self._on_hold_cleared, key, partition, settle, future)
-        self._on_connection_thread(callback, "hold not cleared")
+        # A pool thread. The holder is still in flight: in transit like any outcome, so that
+        # a connection lost with this hop queued counts it out (the broker redelivers it).
+        with self._in_flight_lock:
+            self._in_transit[id(delivery)] = delivery
+        callback = functools.partial(
+            self._on_hold_cleared, key, partition, delivery, epoch, settle, future
+        )
+        try:
+            self._connection.add_callback_threadsafe(callback)
+        except Exception:
+            self._forget(delivery)
+            log.info("hold not cleared: connection gone")
 
     def _on_connection_thread(self, callback: Callable[[], None], undone: str) -> None:
         """From a pool thread: ``callback`` on the connection's thread; when the connection
@@ -84,11 +101,23 @@ class BacklogRunner(Consumer):
             log.info("%s: connection gone", undone)
 
     def _on_hold_cleared(
-        self, key: str, partition: int, settle: Callable[[], None], future: Future[Any]
+        self,
+        key: str,
+        partition: int,
+        delivery: Delivery,
+        epoch: int,
+        settle: Callable[[], None],
+        future: Future[Any],
     ) -> None:
-        self._count_running(partition, -1)
+        if epoch == self._epoch:  # a new channel started its partitions' counts afresh
+            self._count_running(partition, -1)
+        if not self._take_from_transit(delivery):
+            return  # counted out with its lost connection
         exc = future.exception()
-        if exc is not None:  # left unacked: it comes back and replays
+        if exc is not None:
+            # Left unacked: it comes back with its channel and replays. Counted out now, or
+            # a drain would wait for it until its bound.
+            self._count_in_flight(-1)
             quiet = isinstance(exc, OutageAbandonedError)
             log.log(logging.INFO if quiet else logging.WARNING, "hold not cleared", exc_info=exc)
             return

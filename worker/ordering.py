@@ -131,6 +131,15 @@ class KeyedSerialExecutor:
             task, done = queue.popleft()
         self._start(key, task, done)
 
+    def counts(self) -> dict[str, int]:
+        """What the pool holds besides the running tasks, for a stalled drain's report."""
+        with self._lock:
+            return {
+                "queued_behind_their_key": sum(len(q) for q in self._waiting.values()),
+                "set_aside": len(self._aside),
+                "queued_for_a_thread": self._pool._work_queue.qsize(),
+            }
+
     def drop_waiting(self) -> int:
         """Forget tasks not yet started or set aside (their messages go back to the broker
         unacked)."""

@@ -146,6 +146,10 @@ class ConfirmTracker:
         if any arrive, are ignored and ``abandon`` does not count it."""
         group.discarded = True
 
+    def pending(self) -> int:
+        """Publishes the broker has not confirmed yet."""
+        return len(self._pending)
+
     def oldest_unconfirmed_s(self) -> float:
         """How long the oldest publish still waiting for its confirm has waited (0 if none)."""
         for _group, record in self._pending.values():

@@ -202,7 +202,7 @@ class Consumer(Receiving):
                 warned = True
                 log.warning(
                     "drain timeout passed; waiting for the calls still running",
-                    extra={"fields": {"left": self._in_flight}},
+                    extra={"fields": {"left": self._in_flight, **self._in_flight_parts()}},
                 )
             if connection is not None and connection.is_open:
                 self._on_drain_turn()

@@ -91,6 +91,13 @@ class ConsumerState:
         if lost:
             self._count_in_flight(-lost)
 
+    def _in_flight_parts(self) -> dict[str, int]:
+        """Where the commands in flight are, beyond those running on pool threads."""
+        with self._in_flight_lock:
+            parts = {"outcomes_in_transit": len(self._in_transit)}
+        unconfirmed = self._confirms.pending() if self._confirms is not None else 0
+        return {**parts, **self._pool.counts(), "unconfirmed": unconfirmed}
+
     def _count_in_flight(self, delta: int) -> None:
         with self._in_flight_lock:  # pool threads decrement for outcomes they drop
             self._in_flight += delta
