@@ -97,7 +97,8 @@ def test_with_several_processes_an_unreachable_broker_still_exits_3(tmp_path: Pa
     result = run({**env, "PROVISIONER_PROCESSES": "2", "PROVISIONER_LOG_FORMAT": "text"})
     # Then the supervisor exits with the child's code, the reason said, the password hidden
     assert result.returncode == 3, result.stderr
-    assert "provisioner: broker:" in result.stderr
-    assert "unreachable" in result.stderr
+    # (stderr in every message: this test failed once in 5 suite runs, unexplained)
+    assert "provisioner: broker:" in result.stderr, result.stderr
+    assert "unreachable" in result.stderr, result.stderr
     assert "topsecret" not in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
