@@ -86,18 +86,20 @@ class BacklogRunner(Consumer):
         callback = functools.partial(
             self._on_hold_cleared, key, partition, delivery, epoch, settle, future
         )
-        try:
-            self._connection.add_callback_threadsafe(callback)
-        except Exception:
-            self._forget(delivery)
-            log.info("hold not cleared: connection gone")
+        gone = functools.partial(self._forget, delivery)
+        self._on_connection_thread(callback, "hold not cleared", gone)
 
-    def _on_connection_thread(self, callback: Callable[[], None], undone: str) -> None:
+    def _on_connection_thread(
+        self, callback: Callable[[], None], undone: str, gone: Callable[[], None] | None = None
+    ) -> None:
         """From a pool thread: ``callback`` on the connection's thread; when the connection
-        is gone, only ``undone`` is logged (what it left is redelivered or resumed)."""
+        is gone, ``gone`` runs instead (if given) and ``undone`` is logged (what it left is
+        redelivered or resumed)."""
         try:
             self._connection.add_callback_threadsafe(callback)
         except Exception:
+            if gone is not None:
+                gone()
             log.info("%s: connection gone", undone)
 
     def _on_hold_cleared(

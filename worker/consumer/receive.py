@@ -13,6 +13,7 @@ from typing import Any
 
 from contracts import command_customer
 from worker.consumer.settle import Settling
+from worker.consumer.state import Outcome
 from worker.decision import Decision, Envelope
 from worker.delivery import Delivery, read_delivery
 from worker.fallback import describe
@@ -113,15 +114,16 @@ class Receiving(Settling):
 
     def take_outcomes(self) -> None:
         """On the connection's thread: settle every outcome the hop carries."""
-        with self._in_flight_lock:
-            outcomes, self._outcomes = self._outcomes, []
-            self._outcomes_hop_queued = False
-        for delivery, envelope, future in outcomes:
+        for delivery, envelope, future in self._unqueue_outcomes():
             self.on_processed(delivery, envelope, future)
 
     def _drop_outcomes(self) -> None:
+        for delivery, _, _ in self._unqueue_outcomes():
+            self._forget(delivery)
+
+    def _unqueue_outcomes(self) -> list[Outcome]:
+        """The outcomes queued for the hop, taken; the next outcome queues a hop again."""
         with self._in_flight_lock:
             outcomes, self._outcomes = self._outcomes, []
             self._outcomes_hop_queued = False
-        for delivery, _, _ in outcomes:
-            self._forget(delivery)
+        return outcomes
