@@ -117,6 +117,7 @@ class PartitionedConsumer(PredecessorWaits):
             tag = self._tags.pop(partition)
             self._partition_of_tag.pop(tag, None)
             channel.basic_cancel(tag)  # what was delivered and not yet dispatched goes back
+            log.info("handing over a partition", extra={"fields": {"partition": partition}})
         if self._waits.waiting():  # all a partition delivered waits aside: given back
             self._give_back_stalled()
         for partition in self._ownership.to_give_up():
@@ -168,6 +169,10 @@ class PartitionedConsumer(PredecessorWaits):
         self._partition_of_tag[tag] = partition
         for key in backlogs:  # a previous owner's, interrupted
             self._start_backlog(key)
+        log.info(
+            "consuming a partition",
+            extra={"fields": {"partition": partition, "prefetch": per_partition, "owned": owned}},
+        )
 
     def _abandon_channel(self) -> None:
         self._tags.clear()

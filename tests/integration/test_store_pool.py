@@ -15,6 +15,7 @@ import pytest
 from tests.fixtures.postgres import base_pg_url
 from tests.fixtures.wait import wait_until
 from worker.store import ClaimStatus, StoreError, open_store
+from worker.store.pg_statements import Batched
 from worker.store.postgres import PostgresStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -110,41 +111,99 @@ def test_every_pooled_connection_has_server_side_timeouts(pg_url: str) -> None:
 
 
 def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: str) -> None:
-    # Given a store with one writer, kept busy while eight claims and one bad write queue up
+    # Given a store with one connection and one writer, kept busy while eight claims and one
+    # bad write queue up
     store = open_store(pg_url, pool_size=1)
     assert isinstance(store, PostgresStore)
     store.heartbeat("w1")
-    started, gate = threading.Event(), threading.Event()
     outcomes: dict[str, Any] = {}
+    failing = Batched("provisioner_not_prepared", "SELECT 1 / 0")
 
     def claim(key: str) -> None:
         outcomes[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S).status
 
     def bad_write() -> None:
         try:
-            store._writer.write(lambda conn: conn.execute("SELECT 1 / 0"))
+            store._writer.write(failing, {})
         except StoreError as exc:
             outcomes["bad"] = exc
 
+    held = store._pool.getconn()  # the writer's next write waits for it
     try:
-        hold = lambda _conn: (started.set(), gate.wait(30))  # noqa: E731
-        busy = threading.Thread(target=store._writer.write, args=(hold,))
+        busy = threading.Thread(target=claim, args=("first",))
         busy.start()
-        wait_until(started.is_set, 10, "the writer busy")
+        wait_until(lambda: not store._writer._queue, 10, "the writer busy")
         threads = [threading.Thread(target=claim, args=(f"k{i}",)) for i in range(8)]
         threads.append(threading.Thread(target=bad_write))
         for thread in threads:
             thread.start()
         wait_until(lambda: len(store._writer._queue) == 9, 10, "the writes queued")
         # When the writer is free and runs them as one batch
-        gate.set()
+        store._pool.putconn(held)
+        held = None
         for thread in [busy, *threads]:
             thread.join(timeout=30)
         # Then the bad write failed with a store error and every claim was committed
         assert isinstance(outcomes.pop("bad"), StoreError)
-        assert outcomes == {f"k{i}": ClaimStatus.ACQUIRED for i in range(8)}
+        expected = {key: ClaimStatus.ACQUIRED for key in ["first", *(f"k{i}" for i in range(8))]}
+        assert outcomes == expected
         assert all(store.get(f"k{i}") is not None for i in range(8))
     finally:
+        if held is not None:
+            store._pool.putconn(held)
+        store.close()
+
+
+def test_a_batch_is_one_text_of_prepared_statements(pg_url: str) -> None:
+    # Given a store whose writer is held while claims of keys and customers queue up
+    store = open_store(pg_url, pool_size=1)
+    assert isinstance(store, PostgresStore)
+    store.heartbeat("w1")
+    sent: list[str] = []
+    execute = psycopg.ClientCursor.execute
+
+    def noted(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(cursor, query, *args, **kwargs)
+
+    claims: dict[str, Any] = {}
+
+    def claim(key: str, customer: str | None) -> None:
+        claims[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S, customer=customer)
+
+    held = store._pool.getconn()
+    try:
+        first = threading.Thread(target=claim, args=("k0", None))
+        first.start()
+        wait_until(lambda: not store._writer._queue, 10, "the writer busy")
+        threads = [
+            threading.Thread(target=claim, args=(f"k{i}", f"c'{i}" if i % 2 else None))
+            for i in range(1, 7)
+        ]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: len(store._writer._queue) == 6, 10, "the claims queued")
+        psycopg.ClientCursor.execute = noted  # type: ignore[method-assign]
+        # When the writer runs them as one batch
+        store._pool.putconn(held)
+        held = None
+        for thread in [first, *threads]:
+            thread.join(timeout=30)
+        # Then they went as one text, each an EXECUTE of a prepared statement with its
+        # values quoted (a quote in a customer's name included), and each got its own result
+        assert len(sent) == 1, sent
+        assert sent[0].count("EXECUTE provisioner_claim_") == 6
+        assert sent[0].startswith("BEGIN") and sent[0].endswith("COMMIT")
+        assert {k: c.status for k, c in claims.items()} == {
+            f"k{i}": ClaimStatus.ACQUIRED for i in range(7)
+        }
+        # (the customer with a quote in its name is leased as named)
+        other = store.claim("k9", "fp", "w2", LEASE_S, DEAD_S, customer="c'3")
+        assert other.status is ClaimStatus.CUSTOMER_BUSY
+    finally:
+        psycopg.ClientCursor.execute = execute  # type: ignore[method-assign]
+        if held is not None:
+            store._pool.putconn(held)
         store.close()
 
 

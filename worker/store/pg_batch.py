@@ -12,11 +12,17 @@ rather than one per pooled connection: while one waits for its flush the other g
 next batch, and batches stay large (0.25 commits per command in one process at c32 against
 0.57 with four writers; the server's CPU per command 0.43 against 0.54 ms).
 
-A batch goes out in pipeline mode (libpq's, through psycopg): ``BEGIN``, the lock timeout,
-every write's statement and ``COMMIT`` are sent together and answered together, one round
-trip per batch instead of one per statement. A write's ``work`` therefore only sends its
-statement and returns the cursor; its ``read`` turns the cursor into the result once the
-batch committed (inside ``work`` a ``rowcount`` is not known yet, and a fetch costs a sync).
+A batch goes out as one text: ``BEGIN``, the lock timeout, an ``EXECUTE`` of each write's
+statement (prepared on every pooled connection when it opened, ``pg_statements.Batched``,
+its values quoted by psycopg's client-side binding) and ``COMMIT``, sent at once and
+answered at once: one round trip and one wait for the socket per batch. It was a libpq
+pipeline before, also one round trip, but psycopg's pipeline polls the socket after every
+statement it queues, and each poll gives up the GIL: under load the writer waited for the
+GIL again behind the pool threads once per statement (a batch of ~50 took 80 ms of wall
+time for 8 ms of the writer's CPU, and the commands' claims and completions waited ~110 ms
+each). As one text a batch costs the writer a quarter of the CPU (~20 us a write), and the
+commands wait ~45 ms; one process on PostgreSQL went from 517-597 to 692-806 commands/s.
+A write's ``read`` turns a cursor positioned on its statement's result into its result.
 
 A batch holds the rows its writes touched until it commits, so another batch needing one
 of them waits; two such batches could wait for each other. ``lock_timeout`` ends such a
@@ -31,7 +37,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
@@ -39,6 +45,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from worker.store.handoff import Write
+from worker.store.pg_statements import Batched
 
 T = TypeVar("T")
 
@@ -65,7 +72,10 @@ def _as_is(sent: Any) -> Any:
 
 @dataclass
 class _Write(Write[Connection]):
-    read: Read = _as_is  # what ``work`` returned (its cursor) -> the write's result
+    # ``work`` sends it alone; in a batch it is ``EXECUTE``d (``execute_text``).
+    execute_text: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    read: Read = _as_is  # a cursor on its result -> the write's result
 
     def alone(self, conn: Connection) -> Any:
         """The write outside a batch: sent and read at once."""
@@ -93,10 +103,17 @@ class BatchWriter:
         for thread in self._threads:
             thread.start()
 
-    def write(self, work: Work, read: Callable[[Any], T] = _as_is) -> T:
-        """Run ``work`` in the next committed batch; ``read`` of what it returned (its
-        cursor) once the batch committed."""
-        request = _Write(work, read=read)
+    def write(
+        self, statement: Batched, params: dict[str, Any], read: Callable[[Any], T] = _as_is
+    ) -> T:
+        """Run ``statement`` with ``params`` in the next committed batch; ``read`` of a
+        cursor on its result once the batch committed."""
+        request = _Write(
+            lambda conn: conn.execute(statement.text, params),
+            execute_text=statement.execute_text,
+            params=params,
+            read=read,
+        )
         with self._cond:
             if self._closed:
                 return self._run_alone(request.alone)  # type: ignore[no-any-return]
@@ -137,9 +154,11 @@ class BatchWriter:
         write would wait as long again."""
         try:
             with self._pool.connection() as conn:
-                sent = self._in_one_transaction(conn, batch)
-                for request, cursor in zip(batch, sent, strict=True):
-                    self._read(request, cursor)  # on the connection the cursor came from
+                cursor = self._in_one_transaction(conn, batch)
+                cursor.nextset()  # past BEGIN, on the lock timeout's SET
+                for request in batch:
+                    cursor.nextset()
+                    self._read(request, cursor)
         except PoolTimeout as exc:
             error = self._wrap_error(exc)
             for request in batch:
@@ -151,22 +170,20 @@ class BatchWriter:
         return True
 
     @staticmethod
-    def _in_one_transaction(conn: Connection, batch: list[_Write]) -> list[Any]:
-        # Sent together, answered together: the pipeline's exit syncs it and raises the
-        # first error, after which nothing of the batch is committed. BEGIN and COMMIT are
-        # plain statements rather than psycopg's transaction(), ~0.1 ms less per batch.
+    def _in_one_transaction(conn: Connection, batch: list[_Write]) -> psycopg.ClientCursor[Any]:
+        # One text, sent at once and answered at once: the server runs its statements in
+        # order and stops at the first error, after which nothing of the batch is committed.
+        # The cursor then holds one result per statement, on the first (``nextset``).
+        cursor = psycopg.ClientCursor(conn)
+        writes = [cursor.mogrify(request.execute_text, request.params) for request in batch]
         try:
-            with conn.pipeline():
-                conn.execute("BEGIN", prepare=False)
-                conn.execute(SET_LOCK_TIMEOUT)
-                sent = [request.work(conn) for request in batch]
-                conn.execute("COMMIT", prepare=False)
+            cursor.execute(";\n".join(["BEGIN", SET_LOCK_TIMEOUT, *writes, "COMMIT"]))
         except BaseException:
             if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                 with contextlib.suppress(psycopg.Error):
                     conn.execute("ROLLBACK", prepare=False)
             raise
-        return sent
+        return cursor
 
     @staticmethod
     def _read(request: _Write, cursor: Any) -> None:

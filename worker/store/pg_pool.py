@@ -17,6 +17,7 @@ the waiting threads get the new connections as they come. Values the URL sets it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -77,15 +78,24 @@ def connect(url: str) -> Connection:
     return conn
 
 
-def open_pool(url: str, size: int, wait_s: float) -> ConnectionPool[Connection]:
-    """``size`` connections, opened in the background; ``connection()`` waits ``wait_s``."""
+def open_pool(
+    url: str, size: int, wait_s: float, prepare: Sequence[str] = ()
+) -> ConnectionPool[Connection]:
+    """``size`` connections, opened in the background; ``connection()`` waits ``wait_s``.
+    Each new one runs the statements of ``prepare`` (``PREPARE ...``) once."""
+
+    def configure(conn: Connection) -> None:
+        set_session_timeouts(conn)
+        for statement in prepare:
+            conn.execute(statement, prepare=False)
+
     return ConnectionPool(
         url,
         kwargs=connection_kwargs(url),
         min_size=size,
         max_size=size,
         open=True,
-        configure=set_session_timeouts,
+        configure=configure,
         name="provisioner-store",
         timeout=wait_s,
         max_lifetime=MAX_LIFETIME_S,

@@ -10,11 +10,44 @@ into single statements with data-modifying CTEs (``WITH ... AS (INSERT ... RETUR
   waited for, so a ``BUSY`` read is read again afresh (``READ_CLAIM``) before it is
   believed. ``CLAIM_KEY`` is the same without a customer.
 - ``COMPLETE_UNLOCK``: the result stored and the customer's lease let go, in one write.
+
+The writes a batch carries (``BATCHED``) are also prepared on every pooled connection when
+it opens (``Batched``): a batch is then one text of ``EXECUTE`` statements
+(``worker.store.pg_batch``).
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
+
 from worker.store import schema
+
+
+@dataclass(frozen=True)
+class Batched:
+    """A hot write: ``text`` (pyformat) as psycopg runs it alone, and ``name``, the statement
+    each pooled connection prepares from it, which a batch runs as ``EXECUTE name(...)``
+    with the values quoted by the driver (``execute_text``)."""
+
+    name: str
+    text: str
+    params: tuple[str, ...] = field(init=False)  # the placeholders in order: $1, $2, ...
+
+    def __post_init__(self) -> None:
+        names = re.findall(r"%\((\w+)\)s", self.text)
+        object.__setattr__(self, "params", tuple(dict.fromkeys(names)))
+
+    @property
+    def prepare_text(self) -> str:
+        position = {name: i for i, name in enumerate(self.params, 1)}
+        body = re.sub(r"%\((\w+)\)s", lambda m: f"${position[m.group(1)]}", self.text)
+        return f"PREPARE {self.name} AS {body}"
+
+    @property
+    def execute_text(self) -> str:
+        return f"EXECUTE {self.name}(" + ", ".join(f"%({n})s" for n in self.params) + ")"
+
 
 _RECORD_COLUMNS = """(key, fingerprint, state, lease_owner, lease_expires_at, attempts,
                        after_crash, uncertain, event, created_at, updated_at)"""
@@ -56,4 +89,26 @@ CLAIM_CUSTOMER = schema.to_pyformat(
 COMPLETE_UNLOCK = schema.to_pyformat(
     f"WITH done AS ({schema.COMPLETE.strip()} RETURNING 1),\n"
     f"unlocked AS ({schema.UNLOCK_CUSTOMER})\nSELECT count(*) FROM done"
+)
+
+
+def _batched(name: str, text: str) -> Batched:
+    return Batched(f"provisioner_{name}", text)
+
+
+CLAIM_KEY_W = _batched("claim_key", CLAIM_KEY)
+CLAIM_CUSTOMER_W = _batched("claim_customer", CLAIM_CUSTOMER)
+COMPLETE_W = _batched("complete", schema.to_pyformat(schema.COMPLETE))
+COMPLETE_UNLOCK_W = _batched("complete_unlock", COMPLETE_UNLOCK)
+RELEASE_W = _batched("release", schema.to_pyformat(schema.RELEASE))
+UNLOCK_CUSTOMER_W = _batched("unlock_customer", schema.to_pyformat(schema.UNLOCK_CUSTOMER))
+HEARTBEAT_W = _batched("heartbeat", schema.to_pyformat(schema.HEARTBEAT))
+BATCHED = (
+    CLAIM_KEY_W,
+    CLAIM_CUSTOMER_W,
+    COMPLETE_W,
+    COMPLETE_UNLOCK_W,
+    RELEASE_W,
+    UNLOCK_CUSTOMER_W,
+    HEARTBEAT_W,
 )

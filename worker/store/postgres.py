@@ -33,15 +33,11 @@ T = TypeVar("T")
 SCHEMA_LOCK_ID = 0x70726F76  # "prov"
 
 _READ_CLAIM = schema.to_pyformat(schema.READ_CLAIM)
-_COMPLETE = schema.to_pyformat(schema.COMPLETE)
-_RELEASE = schema.to_pyformat(schema.RELEASE)
-_HEARTBEAT = schema.to_pyformat(schema.HEARTBEAT)
 _FORGET_WORKER = schema.to_pyformat(schema.FORGET_WORKER)
 _PURGE_RECORDS = schema.to_pyformat(schema.PURGE_RECORDS_SKIP_LOCKED)
 _PURGE_WORKERS = schema.to_pyformat(schema.PURGE_WORKERS)
 _GET = schema.to_pyformat(schema.GET)
 _LOCK_CUSTOMER = schema.to_pyformat(schema.LOCK_CUSTOMER)
-_UNLOCK_CUSTOMER = schema.to_pyformat(schema.UNLOCK_CUSTOMER)
 _PURGE_CUSTOMER_LEASES = schema.to_pyformat(schema.PURGE_CUSTOMER_LEASES)
 _RENEW_LEASE = schema.to_pyformat(schema.RENEW_LEASE)
 _RENEW_CUSTOMER = schema.to_pyformat(schema.RENEW_CUSTOMER)
@@ -94,7 +90,8 @@ class PostgresStore:
                 self._fingerprint_keys = self._create_schema(conn)
         except psycopg.Error as exc:
             raise self._error("cannot create the schema in", exc) from None
-        self._pool = pg_pool.open_pool(url, pool_size, pool_wait_s)
+        prepare = [statement.prepare_text for statement in pg_statements.BATCHED]
+        self._pool = pg_pool.open_pool(url, pool_size, pool_wait_s, prepare)
         writers = min(pool_size, pg_batch.WRITERS)
         self._writer = pg_batch.BatchWriter(self._pool, writers, self._run, self._pool_error)
 
@@ -178,9 +175,11 @@ class PostgresStore:
             customer,
             legacy_fingerprint,
         )
-        statement = pg_statements.CLAIM_KEY if customer is None else pg_statements.CLAIM_CUSTOMER
+        statement = (
+            pg_statements.CLAIM_KEY_W if customer is None else pg_statements.CLAIM_CUSTOMER_W
+        )
         for _ in range(schema.CLAIM_ROUNDS):
-            row = self._writer.write(lambda conn: conn.execute(statement, params), _one_row)
+            row = self._writer.write(statement, params, _one_row)
             record, (locked, *claimed) = row[:7], row[7:]
             if not locked:
                 return Claim(ClaimStatus.CUSTOMER_BUSY, 0)
@@ -210,15 +209,14 @@ class PostgresStore:
     ) -> bool:
         params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
         if customer is None:
-            return self._writer.write(lambda conn: conn.execute(_COMPLETE, params), _one_changed)
+            return self._writer.write(pg_statements.COMPLETE_W, params, _one_changed)
         params["customer"] = customer
-        statement = pg_statements.COMPLETE_UNLOCK
-        row = self._writer.write(lambda conn: conn.execute(statement, params), _one_row)
+        row = self._writer.write(pg_statements.COMPLETE_UNLOCK_W, params, _one_row)
         return bool(row[0] == 1)
 
     def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
         params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
-        return self._writer.write(lambda conn: conn.execute(_RELEASE, params), _one_changed)
+        return self._writer.write(pg_statements.RELEASE_W, params, _one_changed)
 
     def renew_leases(
         self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
@@ -240,11 +238,11 @@ class PostgresStore:
         params = {"customer": customer, "owner": owner}
         # Waited for, unlike SQLite's single writer: with several writers an unwaited unlock
         # could commit after the caller's next write, which would then find it still held.
-        self._writer.write(lambda conn: conn.execute(_UNLOCK_CUSTOMER, params))
+        self._writer.write(pg_statements.UNLOCK_CUSTOMER_W, params)
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
-        self._writer.write(lambda conn: conn.execute(_HEARTBEAT, params))
+        self._writer.write(pg_statements.HEARTBEAT_W, params)
 
     def forget_worker(self, owner: str) -> None:
         self._run(lambda conn: conn.execute(_FORGET_WORKER, {"owner": owner}))
