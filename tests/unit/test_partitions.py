@@ -40,14 +40,22 @@ def test_every_partition_has_one_owner_and_shares_are_even(count: int) -> None:
     assert max(sizes) - min(sizes) <= 1
 
 
-def test_the_sequencers_process_takes_a_smaller_share_and_a_stranger_none() -> None:
-    # Given two members, one of them holding the sequencer lease
-    members = ["a", "b"]
+@pytest.mark.parametrize("count", [2, 3, 4, 5, 6])
+def test_the_sequencers_process_never_takes_more_and_a_stranger_none(count: int) -> None:
+    # Given members, the first of them holding the sequencer lease
+    members = [f"w{i}" for i in range(count)]
     # When they compute their shares in any order of listing
-    with_sequencer = [len(assigned(PARTITIONS, members[::-1], m, "a")) for m in members]
-    # Then the sequencer's process has fewer partitions; a process not listed has none
-    assert with_sequencer == [7, 9]
-    assert assigned(PARTITIONS, members, "c") == frozenset()
+    shares = [len(assigned(PARTITIONS, members[::-1], m, "w0")) for m in members]
+    # Then the sequencer's process has no more than any other; a process not listed has none
+    assert shares[0] == min(shares)
+    assert assigned(PARTITIONS, members, "stranger") == frozenset()
+
+
+def test_two_processes_split_the_partitions_evenly_the_sequencer_counted() -> None:
+    # Given two members, one of them the sequencer / When they compute their shares
+    shares = [len(assigned(PARTITIONS, ["a", "b"], m, "a")) for m in ("a", "b")]
+    # Then 8/8: moving the commands costs the sequencer's process less than a partition
+    assert shares == [8, 8]
 
 
 def ownership(store: OrderStore, owner: str, clock: Clock) -> Ownership:
@@ -73,7 +81,7 @@ def test_a_joining_member_gets_its_share_only_after_the_owner_drained_it(tmp_pat
     assert second.wanted() == frozenset()
     first.tick()
     given_up = first.to_give_up()
-    assert len(given_up) == 9 and first.wanted() == frozenset(range(PARTITIONS)) - given_up
+    assert len(given_up) == 8 and first.wanted() == frozenset(range(PARTITIONS)) - given_up
     # And once the first reports them drained and releases them, the second takes them
     for partition in given_up:
         first.drained(partition)
