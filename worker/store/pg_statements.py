@@ -79,14 +79,14 @@ def _claim_cte(source: str) -> str:
 
 # Composed from the constant statements above and in ``schema`` only (no input reaches the
 # text: every value is a parameter), hence the S608 exemption.
-CLAIM_KEY = schema.to_pyformat(
+_CLAIM_KEY_SQL = schema.to_pyformat(
     f"WITH claim AS ({_claim_cte(_VALUES)})" + _DECIDE.format(locked="true")
 )
-CLAIM_CUSTOMER = schema.to_pyformat(
+_CLAIM_CUSTOMER_SQL = schema.to_pyformat(
     f"WITH lock AS ({schema.LOCK_CUSTOMER.strip()}),\nclaim AS ({_claim_cte(_IF_LOCKED)})"  # noqa: S608
     + _DECIDE.format(locked="EXISTS (SELECT 1 FROM lock)")
 )
-COMPLETE_UNLOCK = schema.to_pyformat(
+_COMPLETE_UNLOCK_SQL = schema.to_pyformat(
     f"WITH done AS ({schema.COMPLETE.strip()} RETURNING 1),\n"
     f"unlocked AS ({schema.UNLOCK_CUSTOMER})\nSELECT count(*) FROM done"
 )
@@ -96,19 +96,19 @@ def _batched(name: str, text: str) -> Batched:
     return Batched(f"provisioner_{name}", text)
 
 
-CLAIM_KEY_W = _batched("claim_key", CLAIM_KEY)
-CLAIM_CUSTOMER_W = _batched("claim_customer", CLAIM_CUSTOMER)
-COMPLETE_W = _batched("complete", schema.to_pyformat(schema.COMPLETE))
-COMPLETE_UNLOCK_W = _batched("complete_unlock", COMPLETE_UNLOCK)
-RELEASE_W = _batched("release", schema.to_pyformat(schema.RELEASE))
-UNLOCK_CUSTOMER_W = _batched("unlock_customer", schema.to_pyformat(schema.UNLOCK_CUSTOMER))
-HEARTBEAT_W = _batched("heartbeat", schema.to_pyformat(schema.HEARTBEAT))
+CLAIM_KEY = _batched("claim_key", _CLAIM_KEY_SQL)
+CLAIM_CUSTOMER = _batched("claim_customer", _CLAIM_CUSTOMER_SQL)
+COMPLETE = _batched("complete", schema.to_pyformat(schema.COMPLETE))
+COMPLETE_UNLOCK = _batched("complete_unlock", _COMPLETE_UNLOCK_SQL)
+RELEASE = _batched("release", schema.to_pyformat(schema.RELEASE))
+UNLOCK_CUSTOMER = _batched("unlock_customer", schema.to_pyformat(schema.UNLOCK_CUSTOMER))
+HEARTBEAT = _batched("heartbeat", schema.to_pyformat(schema.HEARTBEAT))
 BATCHED = (
-    CLAIM_KEY_W,
-    CLAIM_CUSTOMER_W,
-    COMPLETE_W,
-    COMPLETE_UNLOCK_W,
-    RELEASE_W,
-    UNLOCK_CUSTOMER_W,
-    HEARTBEAT_W,
+    CLAIM_KEY,
+    CLAIM_CUSTOMER,
+    COMPLETE,
+    COMPLETE_UNLOCK,
+    RELEASE,
+    UNLOCK_CUSTOMER,
+    HEARTBEAT,
 )

@@ -175,9 +175,7 @@ class PostgresStore:
             customer,
             legacy_fingerprint,
         )
-        statement = (
-            pg_statements.CLAIM_KEY_W if customer is None else pg_statements.CLAIM_CUSTOMER_W
-        )
+        statement = pg_statements.CLAIM_KEY if customer is None else pg_statements.CLAIM_CUSTOMER
         for _ in range(schema.CLAIM_ROUNDS):
             row = self._writer.write(statement, params, _one_row)
             record, (locked, *claimed) = row[:7], row[7:]
@@ -209,14 +207,14 @@ class PostgresStore:
     ) -> bool:
         params = schema.complete_params(key, owner, succeeded, event, uncertain, self._clock())
         if customer is None:
-            return self._writer.write(pg_statements.COMPLETE_W, params, _one_changed)
+            return self._writer.write(pg_statements.COMPLETE, params, _one_changed)
         params["customer"] = customer
-        row = self._writer.write(pg_statements.COMPLETE_UNLOCK_W, params, _one_row)
+        row = self._writer.write(pg_statements.COMPLETE_UNLOCK, params, _one_row)
         return bool(row[0] == 1)
 
     def release(self, key: str, owner: str, uncertain: bool = False) -> bool:
         params = {"key": key, "owner": owner, "uncertain": int(uncertain), "now": self._clock()}
-        return self._writer.write(pg_statements.RELEASE_W, params, _one_changed)
+        return self._writer.write(pg_statements.RELEASE, params, _one_changed)
 
     def renew_leases(
         self, owner: str, keys: Collection[str], customers: Collection[str], lease_ttl_s: float
@@ -238,11 +236,11 @@ class PostgresStore:
         params = {"customer": customer, "owner": owner}
         # Waited for, unlike SQLite's single writer: with several writers an unwaited unlock
         # could commit after the caller's next write, which would then find it still held.
-        self._writer.write(pg_statements.UNLOCK_CUSTOMER_W, params)
+        self._writer.write(pg_statements.UNLOCK_CUSTOMER, params)
 
     def heartbeat(self, owner: str) -> None:
         params = {"owner": owner, "now": self._clock()}
-        self._writer.write(pg_statements.HEARTBEAT_W, params)
+        self._writer.write(pg_statements.HEARTBEAT, params)
 
     def forget_worker(self, owner: str) -> None:
         self._run(lambda conn: conn.execute(_FORGET_WORKER, {"owner": owner}))
