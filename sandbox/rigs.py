@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import socket
 import subprocess
@@ -62,11 +63,42 @@ def wait_until(
         time.sleep(poll_s)
 
 
+# Ports handed to a process that binds them later: below the kernel's ephemeral range, where
+# no outgoing connection takes one between the check and the bind (a RabbitMQ node of the
+# cluster test once failed to start with ``dist_port_already_used`` on a port from that range).
+SERVICE_PORT_LOW = 20000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+FREE_PORT_TRIES = 200
+
+
 def free_port() -> int:
-    """A port free on 127.0.0.1 now (for a process that cannot be told to pick port 0)."""
+    """A port free on every address now, outside the ephemeral range when the kernel leaves
+    room below it (for a process that cannot be told to pick port 0)."""
+    high = _ephemeral_low()
+    rng = random.SystemRandom()
+    for _ in range(FREE_PORT_TRIES if high > SERVICE_PORT_LOW else 0):
+        port = rng.randrange(SERVICE_PORT_LOW, high)
+        if _bindable(port):
+            return port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # every address: an Erlang node listens on all
+        except OSError:
+            return False
+    return True
 
 
 def connect(amqp_url: str = AMQP_URL, timeout_s: float = BROKER_BACK_TIMEOUT_S) -> Any:

@@ -155,7 +155,7 @@ def test_separate_processes_run_every_customers_flow_in_publish_order(
     assert_every_flow_in_order(rig, expected)
 
 
-def test_order_holds_with_postgresql_and_three_processes(rig: WorkerRig, pg_url: str) -> None:
+def test_order_holds_with_postgresql_and_three_processes(pg_url: str, rig: WorkerRig) -> None:
     # Given a backlog of interleaved flows and three processes sharing a PostgreSQL store
     rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 5})
     expected = publish_interleaved(rig, [f"pg-{i:02d}" for i in range(15)])

@@ -112,7 +112,7 @@ def test_slow_api_does_not_starve_heartbeats(rig: WorkerRig) -> None:
 
 
 @pytest.mark.postgres
-def test_two_workers_racing_on_postgres_run_each_key_once(rig: WorkerRig, pg_url: str) -> None:
+def test_two_workers_racing_on_postgres_run_each_key_once(pg_url: str, rig: WorkerRig) -> None:
     # Given two worker processes sharing one PostgreSQL store
     rig.sandbox.control_post("/_sandbox/faults", {"latency_ms": 20})
     for _ in range(2):
