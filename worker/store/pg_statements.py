@@ -33,20 +33,17 @@ class Batched:
     name: str
     text: str
     params: tuple[str, ...] = field(init=False)  # the placeholders in order: $1, $2, ...
+    prepare_text: str = field(init=False)
+    execute_text: str = field(init=False)
 
     def __post_init__(self) -> None:
-        names = re.findall(r"%\((\w+)\)s", self.text)
-        object.__setattr__(self, "params", tuple(dict.fromkeys(names)))
-
-    @property
-    def prepare_text(self) -> str:
-        position = {name: i for i, name in enumerate(self.params, 1)}
+        params = tuple(dict.fromkeys(re.findall(r"%\((\w+)\)s", self.text)))
+        position = {name: i for i, name in enumerate(params, 1)}
         body = re.sub(r"%\((\w+)\)s", lambda m: f"${position[m.group(1)]}", self.text)
-        return f"PREPARE {self.name} AS {body}"
-
-    @property
-    def execute_text(self) -> str:
-        return f"EXECUTE {self.name}(" + ", ".join(f"%({n})s" for n in self.params) + ")"
+        arguments = ", ".join(f"%({name})s" for name in params)
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "prepare_text", f"PREPARE {self.name} AS {body}")
+        object.__setattr__(self, "execute_text", f"EXECUTE {self.name}({arguments})")
 
 
 _RECORD_COLUMNS = """(key, fingerprint, state, lease_owner, lease_expires_at, attempts,
