@@ -110,6 +110,11 @@ def test_every_pooled_connection_has_server_side_timeouts(pg_url: str) -> None:
         store.close()
 
 
+def waiting_for_a_connection(store: PostgresStore) -> bool:
+    """The writer took the first write alone and waits for the pool's only connection."""
+    return not store._writer._queue and store._pool.get_stats().get("requests_waiting") == 1
+
+
 def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: str) -> None:
     # Given a store with one connection and one writer, kept busy while eight claims and one
     # bad write queue up
@@ -129,10 +134,11 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: s
             outcomes["bad"] = exc
 
     held = store._pool.getconn()  # the writer's next write waits for it
+    given_back = False
     try:
         busy = threading.Thread(target=claim, args=("first",))
         busy.start()
-        wait_until(lambda: not store._writer._queue, 10, "the writer busy")
+        wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
         threads = [threading.Thread(target=claim, args=(f"k{i}",)) for i in range(8)]
         threads.append(threading.Thread(target=bad_write))
         for thread in threads:
@@ -140,7 +146,7 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: s
         wait_until(lambda: len(store._writer._queue) == 9, 10, "the writes queued")
         # When the writer is free and runs them as one batch
         store._pool.putconn(held)
-        held = None
+        given_back = True
         for thread in [busy, *threads]:
             thread.join(timeout=30)
         # Then the bad write failed with a store error and every claim was committed
@@ -149,12 +155,14 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: s
         assert outcomes == expected
         assert all(store.get(f"k{i}") is not None for i in range(8))
     finally:
-        if held is not None:
+        if not given_back:
             store._pool.putconn(held)
         store.close()
 
 
-def test_a_batch_is_one_text_of_prepared_statements(pg_url: str) -> None:
+def test_a_batch_is_one_text_of_prepared_statements(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a store whose writer is held while claims of keys and customers queue up
     store = open_store(pg_url, pool_size=1)
     assert isinstance(store, PostgresStore)
@@ -172,10 +180,11 @@ def test_a_batch_is_one_text_of_prepared_statements(pg_url: str) -> None:
         claims[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S, customer=customer)
 
     held = store._pool.getconn()
+    given_back = False
     try:
         first = threading.Thread(target=claim, args=("k0", None))
         first.start()
-        wait_until(lambda: not store._writer._queue, 10, "the writer busy")
+        wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
         threads = [
             threading.Thread(target=claim, args=(f"k{i}", f"c'{i}" if i % 2 else None))
             for i in range(1, 7)
@@ -183,10 +192,10 @@ def test_a_batch_is_one_text_of_prepared_statements(pg_url: str) -> None:
         for thread in threads:
             thread.start()
         wait_until(lambda: len(store._writer._queue) == 6, 10, "the claims queued")
-        psycopg.ClientCursor.execute = noted  # type: ignore[method-assign]
+        monkeypatch.setattr(psycopg.ClientCursor, "execute", noted)
         # When the writer runs them as one batch
         store._pool.putconn(held)
-        held = None
+        given_back = True
         for thread in [first, *threads]:
             thread.join(timeout=30)
         # Then they went as one text, each an EXECUTE of a prepared statement with its
@@ -201,8 +210,8 @@ def test_a_batch_is_one_text_of_prepared_statements(pg_url: str) -> None:
         other = store.claim("k9", "fp", "w2", LEASE_S, DEAD_S, customer="c'3")
         assert other.status is ClaimStatus.CUSTOMER_BUSY
     finally:
-        psycopg.ClientCursor.execute = execute  # type: ignore[method-assign]
-        if held is not None:
+        monkeypatch.undo()
+        if not given_back:
             store._pool.putconn(held)
         store.close()
 
