@@ -241,3 +241,49 @@ def test_a_command_costs_the_store_two_statements(
     finally:
         monkeypatch.undo()
         store.close()
+
+
+def test_missing_prepared_statements_warn_once_and_the_writes_still_commit(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a store whose only connection lost its prepared statements (as a server
+    # connection behind a pooler in transaction mode has none), its writer held meanwhile
+    store = open_store(pg_url, pool_size=1)
+    assert isinstance(store, PostgresStore)
+    store.heartbeat("w1")
+    held = store._pool.getconn()
+    held.execute("DEALLOCATE ALL")
+    given_back = False
+    outcomes: dict[str, Any] = {}
+
+    def claim(key: str) -> None:
+        outcomes[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S).status
+
+    try:
+        with caplog.at_level("WARNING", logger="worker.store.pg_batch"):
+            first = threading.Thread(target=claim, args=("first",))
+            first.start()
+            wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
+            threads = [threading.Thread(target=claim, args=(f"k{i}",)) for i in range(4)]
+            for thread in threads:
+                thread.start()
+            wait_until(lambda: len(store._writer._queue) == 4, 10, "the claims queued")
+            # When the writer runs them as a batch, and a second batch after it
+            store._pool.putconn(held)
+            given_back = True
+            for thread in [first, *threads]:
+                thread.join(timeout=30)
+            later = [threading.Thread(target=claim, args=(f"j{i}",)) for i in range(4)]
+            for thread in later:
+                thread.start()
+            for thread in later:
+                thread.join(timeout=30)
+        # Then every claim was committed one by one, and the cause was said once
+        expected = {"first", *(f"k{i}" for i in range(4)), *(f"j{i}" for i in range(4))}
+        assert outcomes == dict.fromkeys(expected, ClaimStatus.ACQUIRED)
+        warnings = [r for r in caplog.records if "prepared statements are missing" in r.message]
+        assert len(warnings) == 1
+    finally:
+        if not given_back:
+            store._pool.putconn(held)
+        store.close()

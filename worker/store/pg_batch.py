@@ -96,6 +96,7 @@ class BatchWriter:
         self._cond = threading.Condition()
         self._queue: list[_Write] = []
         self._closed = False
+        self._warned_unprepared = False
         self._threads = [
             threading.Thread(target=self._run, name=f"store-writer-{i}", daemon=True)
             for i in range(max(1, writers))
@@ -164,10 +165,23 @@ class BatchWriter:
             for request in batch:
                 request.error = error
             return True
+        except psycopg.errors.InvalidSqlStatementName:
+            self._warn_unprepared()
+            return False
         except Exception as exc:  # a failing write, a lock wait, a lost connection
             log.info("a store batch failed, writing one by one: %s", type(exc).__name__)
             return False
         return True
+
+    def _warn_unprepared(self) -> None:
+        # Only a server connection other than the one the pool prepared its statements on
+        # lacks them: a pooler in transaction mode (README, "Sizing PostgreSQL connections").
+        if not self._warned_unprepared:
+            self._warned_unprepared = True
+            log.warning(
+                "the store's prepared statements are missing on its server connection "
+                "(PgBouncer in transaction mode?): batches fail and writes go one by one"
+            )
 
     @staticmethod
     def _in_one_transaction(conn: Connection, batch: list[_Write]) -> psycopg.ClientCursor[Any]:
