@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -243,47 +243,47 @@ def test_a_command_costs_the_store_two_statements(
         store.close()
 
 
-def test_missing_prepared_statements_warn_once_and_the_writes_still_commit(
+def test_missing_prepared_statements_turn_the_batches_into_pipelines(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a store whose only connection lost its prepared statements (as a server
-    # connection behind a pooler in transaction mode has none), its writer held meanwhile
+    # connection behind a pooler in transaction mode has none)
     store = open_store(pg_url, pool_size=1)
     assert isinstance(store, PostgresStore)
     store.heartbeat("w1")
-    held = store._pool.getconn()
-    held.execute("DEALLOCATE ALL")
-    given_back = False
     outcomes: dict[str, Any] = {}
 
     def claim(key: str) -> None:
         outcomes[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S).status
 
-    try:
-        with caplog.at_level("WARNING", logger="worker.store.pg_batch"):
-            first = threading.Thread(target=claim, args=("first",))
+    def one_batch(keys: list[str], before: Callable[[psycopg.Connection[Any]], Any]) -> None:
+        held = store._pool.getconn()
+        before(held)
+        first = threading.Thread(target=claim, args=(keys[0],))
+        try:
             first.start()
             wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
-            threads = [threading.Thread(target=claim, args=(f"k{i}",)) for i in range(4)]
+            threads = [threading.Thread(target=claim, args=(key,)) for key in keys[1:]]
             for thread in threads:
                 thread.start()
-            wait_until(lambda: len(store._writer._queue) == 4, 10, "the claims queued")
-            # When the writer runs them as a batch, and a second batch after it
+            wait_until(lambda: len(store._writer._queue) == len(threads), 10, "writes queued")
+        finally:
             store._pool.putconn(held)
-            given_back = True
-            for thread in [first, *threads]:
-                thread.join(timeout=30)
-            later = [threading.Thread(target=claim, args=(f"j{i}",)) for i in range(4)]
-            for thread in later:
-                thread.start()
-            for thread in later:
-                thread.join(timeout=30)
-        # Then every claim was committed one by one, and the cause was said once
-        expected = {"first", *(f"k{i}" for i in range(4)), *(f"j{i}" for i in range(4))}
+        for thread in [first, *threads]:
+            thread.join(timeout=30)
+
+    try:
+        with caplog.at_level("INFO", logger="worker.store.pg_batch"):
+            # When a batch runs on it, and another batch after that
+            one_batch(["a0", "a1", "a2", "a3"], lambda conn: conn.execute("DEALLOCATE ALL"))
+            one_batch(["b0", "b1", "b2", "b3"], lambda conn: None)
+        # Then every claim was committed, the cause was said once, and from then on the
+        # batches went as a pipeline, which needs no statement of the worker's own
+        expected = [f"{x}{i}" for x in "ab" for i in range(4)]
         assert outcomes == dict.fromkeys(expected, ClaimStatus.ACQUIRED)
-        warnings = [r for r in caplog.records if "prepared statements are missing" in r.message]
-        assert len(warnings) == 1
+        said = [r.message for r in caplog.records]
+        assert sum("prepared statements are missing" in m for m in said) == 1, said
+        assert sum("batch failed" in m for m in said) == 0, said
+        assert store._writer._pipelined
     finally:
-        if not given_back:
-            store._pool.putconn(held)
         store.close()

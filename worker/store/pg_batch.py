@@ -23,6 +23,8 @@ time for 8 ms of the writer's CPU, and the commands' claims and completions wait
 each). As one text a batch costs the writer a quarter of the CPU (~20 us a write), and the
 commands wait ~45 ms; one process on PostgreSQL went from 517-597 to 692-806 commands/s.
 A write's ``read`` turns a cursor positioned on its statement's result into its result.
+A server connection without the prepared statements (behind a pooler in transaction mode)
+turns the writer to the pipeline for good, with a warning: slower, but it needs no session.
 
 A batch holds the rows its writes touched until it commits, so another batch needing one
 of them waits; two such batches could wait for each other. ``lock_timeout`` ends such a
@@ -36,7 +38,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -96,7 +98,7 @@ class BatchWriter:
         self._cond = threading.Condition()
         self._queue: list[_Write] = []
         self._closed = False
-        self._warned_unprepared = False
+        self._pipelined = False  # True once the prepared statements were found missing
         self._threads = [
             threading.Thread(target=self._run, name=f"store-writer-{i}", daemon=True)
             for i in range(max(1, writers))
@@ -155,7 +157,11 @@ class BatchWriter:
         write would wait as long again."""
         try:
             with self._pool.connection() as conn:
-                cursor = self._in_one_transaction(conn, batch)
+                if self._pipelined:
+                    for request, cursor in zip(batch, _in_one_pipeline(conn, batch), strict=True):
+                        self._read(request, cursor)
+                    return True
+                cursor = _in_one_text(conn, batch)
                 cursor.nextset()  # past BEGIN, on the lock timeout's SET
                 for request in batch:
                     cursor.nextset()
@@ -166,38 +172,23 @@ class BatchWriter:
                 request.error = error
             return True
         except psycopg.errors.InvalidSqlStatementName:
-            self._warn_unprepared()
+            self._pipeline_from_now_on()
             return False
         except Exception as exc:  # a failing write, a lock wait, a lost connection
             log.info("a store batch failed, writing one by one: %s", type(exc).__name__)
             return False
         return True
 
-    def _warn_unprepared(self) -> None:
+    def _pipeline_from_now_on(self) -> None:
         # Only a server connection other than the one the pool prepared its statements on
         # lacks them: a pooler in transaction mode (README, "Sizing PostgreSQL connections").
-        if not self._warned_unprepared:
-            self._warned_unprepared = True
+        # psycopg's own prepared statements go through it (PgBouncer >= 1.21).
+        if not self._pipelined:
+            self._pipelined = True
             log.warning(
                 "the store's prepared statements are missing on its server connection "
-                "(PgBouncer in transaction mode?): batches fail and writes go one by one"
+                "(PgBouncer in transaction mode?): batches go as a pipeline from now on"
             )
-
-    @staticmethod
-    def _in_one_transaction(conn: Connection, batch: list[_Write]) -> psycopg.ClientCursor[Any]:
-        # One text, sent at once and answered at once: the server runs its statements in
-        # order and stops at the first error, after which nothing of the batch is committed.
-        # The cursor then holds one result per statement, on the first (``nextset``).
-        cursor = psycopg.ClientCursor(conn)
-        writes = [cursor.mogrify(request.execute_text, request.params) for request in batch]
-        try:
-            cursor.execute(";\n".join(["BEGIN", SET_LOCK_TIMEOUT, *writes, "COMMIT"]))
-        except BaseException:
-            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("ROLLBACK", prepare=False)
-            raise
-        return cursor
 
     @staticmethod
     def _read(request: _Write, cursor: Any) -> None:
@@ -214,3 +205,36 @@ class BatchWriter:
                 request.result = self._run_alone(request.alone)
             except Exception as exc:  # handed to the waiting caller
                 request.error = exc
+
+
+def _in_one_text(conn: Connection, batch: list[_Write]) -> psycopg.ClientCursor[Any]:
+    """One text, sent at once and answered at once: the server runs its statements in order
+    and stops at the first error, after which nothing of the batch is committed. The cursor
+    then holds one result per statement, on the first (``nextset``)."""
+    cursor = psycopg.ClientCursor(conn)
+    writes = [cursor.mogrify(request.execute_text, request.params) for request in batch]
+    with _rolled_back_on_error(conn):
+        cursor.execute(";\n".join(["BEGIN", SET_LOCK_TIMEOUT, *writes, "COMMIT"]))
+    return cursor
+
+
+def _in_one_pipeline(conn: Connection, batch: list[_Write]) -> list[Any]:
+    """The same as a libpq pipeline of psycopg's own prepared statements, a cursor each: one
+    round trip, but a poll of the socket per statement (see above)."""
+    with _rolled_back_on_error(conn), conn.pipeline():
+        conn.execute("BEGIN", prepare=False)
+        conn.execute(SET_LOCK_TIMEOUT)
+        sent = [request.work(conn) for request in batch]
+        conn.execute("COMMIT", prepare=False)
+    return sent
+
+
+@contextlib.contextmanager
+def _rolled_back_on_error(conn: Connection) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK", prepare=False)
+        raise
