@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -115,6 +116,33 @@ def waiting_for_a_connection(store: PostgresStore) -> bool:
     return not store._writer._queue and store._pool.get_stats().get("requests_waiting") == 1
 
 
+def as_one_batch(
+    store: PostgresStore,
+    first: Callable[[], Any],
+    rest: Sequence[Callable[[], Any]],
+    held_first: Callable[[psycopg.Connection[Any]], Any] = lambda conn: None,
+    at_release: Callable[[], Any] = lambda: None,
+) -> None:
+    """``first`` written while the pool's only connection is held (``held_first`` run on it
+    beforehand), so that the writes of ``rest`` queue behind it; then the connection given
+    back (``at_release`` just before), and the writer runs ``rest`` as one batch."""
+    held = store._pool.getconn()
+    threads = [threading.Thread(target=first)]
+    try:
+        held_first(held)
+        threads[0].start()
+        wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
+        threads += [threading.Thread(target=write) for write in rest]
+        for thread in threads[1:]:
+            thread.start()
+        wait_until(lambda: len(store._writer._queue) == len(rest), 10, "the writes queued")
+        at_release()
+    finally:
+        store._pool.putconn(held)
+    for thread in threads:
+        thread.join(timeout=30)
+
+
 def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: str) -> None:
     # Given a store with one connection and one writer, kept busy while eight claims and one
     # bad write queue up
@@ -133,30 +161,16 @@ def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: s
         except StoreError as exc:
             outcomes["bad"] = exc
 
-    held = store._pool.getconn()  # the writer's next write waits for it
-    given_back = False
     try:
-        busy = threading.Thread(target=claim, args=("first",))
-        busy.start()
-        wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
-        threads = [threading.Thread(target=claim, args=(f"k{i}",)) for i in range(8)]
-        threads.append(threading.Thread(target=bad_write))
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: len(store._writer._queue) == 9, 10, "the writes queued")
         # When the writer is free and runs them as one batch
-        store._pool.putconn(held)
-        given_back = True
-        for thread in [busy, *threads]:
-            thread.join(timeout=30)
+        claims = [functools.partial(claim, f"k{i}") for i in range(8)]
+        as_one_batch(store, functools.partial(claim, "first"), [*claims, bad_write])
         # Then the bad write failed with a store error and every claim was committed
         assert isinstance(outcomes.pop("bad"), StoreError)
         expected = {key: ClaimStatus.ACQUIRED for key in ["first", *(f"k{i}" for i in range(8))]}
         assert outcomes == expected
         assert all(store.get(f"k{i}") is not None for i in range(8))
     finally:
-        if not given_back:
-            store._pool.putconn(held)
         store.close()
 
 
@@ -179,25 +193,11 @@ def test_a_batch_is_one_text_of_prepared_statements(
     def claim(key: str, customer: str | None) -> None:
         claims[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S, customer=customer)
 
-    held = store._pool.getconn()
-    given_back = False
     try:
-        first = threading.Thread(target=claim, args=("k0", None))
-        first.start()
-        wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
-        threads = [
-            threading.Thread(target=claim, args=(f"k{i}", f"c'{i}" if i % 2 else None))
-            for i in range(1, 7)
-        ]
-        for thread in threads:
-            thread.start()
-        wait_until(lambda: len(store._writer._queue) == 6, 10, "the claims queued")
-        monkeypatch.setattr(psycopg.ClientCursor, "execute", noted)
         # When the writer runs them as one batch
-        store._pool.putconn(held)
-        given_back = True
-        for thread in [first, *threads]:
-            thread.join(timeout=30)
+        rest = [functools.partial(claim, f"k{i}", f"c'{i}" if i % 2 else None) for i in range(1, 7)]
+        noting = functools.partial(monkeypatch.setattr, psycopg.ClientCursor, "execute", noted)
+        as_one_batch(store, functools.partial(claim, "k0", None), rest, at_release=noting)
         # Then they went as one text, each an EXECUTE of a prepared statement with its
         # values quoted (a quote in a customer's name included), and each got its own result
         assert len(sent) == 1, sent
@@ -211,8 +211,6 @@ def test_a_batch_is_one_text_of_prepared_statements(
         assert other.status is ClaimStatus.CUSTOMER_BUSY
     finally:
         monkeypatch.undo()
-        if not given_back:
-            store._pool.putconn(held)
         store.close()
 
 
@@ -256,27 +254,15 @@ def test_missing_prepared_statements_turn_the_batches_into_pipelines(
     def claim(key: str) -> None:
         outcomes[key] = store.claim(key, "fp", "w1", LEASE_S, DEAD_S).status
 
-    def one_batch(keys: list[str], before: Callable[[psycopg.Connection[Any]], Any]) -> None:
-        held = store._pool.getconn()
-        before(held)
-        first = threading.Thread(target=claim, args=(keys[0],))
-        try:
-            first.start()
-            wait_until(lambda: waiting_for_a_connection(store), 10, "the writer busy")
-            threads = [threading.Thread(target=claim, args=(key,)) for key in keys[1:]]
-            for thread in threads:
-                thread.start()
-            wait_until(lambda: len(store._writer._queue) == len(threads), 10, "writes queued")
-        finally:
-            store._pool.putconn(held)
-        for thread in [first, *threads]:
-            thread.join(timeout=30)
+    def one_batch(keys: list[str], held_first: Callable[[Any], Any] = lambda conn: None) -> None:
+        writes = [functools.partial(claim, key) for key in keys]
+        as_one_batch(store, writes[0], writes[1:], held_first=held_first)
 
     try:
         with caplog.at_level("INFO", logger="worker.store.pg_batch"):
             # When a batch runs on it, and another batch after that
             one_batch(["a0", "a1", "a2", "a3"], lambda conn: conn.execute("DEALLOCATE ALL"))
-            one_batch(["b0", "b1", "b2", "b3"], lambda conn: None)
+            one_batch(["b0", "b1", "b2", "b3"])
         # Then every claim was committed, the cause was said once, and from then on the
         # batches went as a pipeline, which needs no statement of the worker's own
         expected = [f"{x}{i}" for x in "ab" for i in range(4)]
