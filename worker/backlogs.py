@@ -65,27 +65,23 @@ class BacklogRunner(Consumer):
         self._count_running(partition, 1)
         clear = functools.partial(self._holds.clear_finished, key, own)
         task = functools.partial(self._ride_out, key, clear, None, self._epoch)
-        done = functools.partial(
-            self._after_hold_clear, key, partition, delivery, self._epoch, settle
+        cleared = functools.partial(
+            self._on_hold_cleared, key, partition, delivery, self._epoch, settle
         )
+        done = functools.partial(self._after_hold_clear, delivery, cleared)
         self._pool.submit(key, task, done)
 
     def _after_hold_clear(
         self,
-        key: str,
-        partition: int,
         delivery: Delivery,
-        epoch: int,
-        settle: Callable[[], None],
+        cleared: Callable[[Future[Any]], None],
         future: Future[Any],
     ) -> None:
         # A pool thread. The holder is still in flight: in transit like any outcome, so that
         # a connection lost with this hop queued counts it out (the broker redelivers it).
         with self._in_flight_lock:
             self._in_transit[id(delivery)] = delivery
-        callback = functools.partial(
-            self._on_hold_cleared, key, partition, delivery, epoch, settle, future
-        )
+        callback = functools.partial(cleared, future)
         gone = functools.partial(self._forget, delivery)
         self._on_connection_thread(callback, "hold not cleared", gone)
 

@@ -6,6 +6,7 @@ renewed in time) abandoned the holders whose hold clear was queued; each stayed 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -44,7 +45,10 @@ def holder_whose_clear_ended(
         consumer._epoch += 1
         consumer._running.clear()
     consumer._start_backlog = lambda key: None  # type: ignore[method-assign]
-    consumer._after_hold_clear("alice", PARTITION, delivery, epoch, settle, future)
+    cleared = functools.partial(
+        consumer._on_hold_cleared, "alice", PARTITION, delivery, epoch, settle
+    )
+    consumer._after_hold_clear(delivery, cleared, future)
     return consumer, connection, settled
 
 
