@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from pika.exceptions import AMQPError
 
+from bench.host_speed import HostSpeed
 from bench.measure import RunResult, measure, raw_starter, worker_starter
 from bench.rig import SandboxProcess, postgres_store, reset_sandbox
 from bench.targets import (
@@ -90,14 +91,17 @@ def is_compared(run: tuple[str, float, int, int, str]) -> bool:
 def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
     plan = plan_runs(stores_only)
     sandbox = SandboxProcess()
+    host = HostSpeed()
+    host.start()
     results: list[RunResult] = []
     try:
         for mode, latency_ms, concurrency, processes, store in plan:
-            result = run_one(sandbox, mode, latency_ms, concurrency, processes, budget, store)
+            result = run_one(sandbox, mode, latency_ms, concurrency, processes, budget, store, host)
             if result is not None:
                 results.append(result)
                 print(format_row(result), flush=True)
     finally:
+        host.stop()
         sandbox.stop()
     return results
 
@@ -110,6 +114,7 @@ def run_one(
     processes: int,
     budget: int,
     store: str = SQLITE,
+    host: HostSpeed | None = None,
 ) -> RunResult | None:
     """One measured run; retried once when it broke (e.g. the broker restarted under it)."""
     count = commands_for(latency_ms, concurrency, budget) if mode == "worker" else budget
@@ -127,7 +132,7 @@ def run_one(
                     if mode == "raw"
                     else worker_starter(sandbox, concurrency, processes, store_url)
                 )
-                result = measure(mode, latency_ms, concurrency, count, starter, processes)
+                result = measure(mode, latency_ms, concurrency, count, starter, processes, host)
             return dataclasses.replace(result, store=store)
         except (AMQPError, RuntimeError, WaitTimeoutError, OSError, psycopg.Error) as exc:
             print(f"  run failed (attempt {attempt}): {type(exc).__name__}: {exc}", flush=True)
@@ -144,14 +149,19 @@ def format_row(r: RunResult) -> str:
         f"{r.mode:<7}{r.api_latency_ms:>7.0f}{r.processes:>6}{r.concurrency:>6}{r.commands:>6}"
         f"{r.commands_per_s:>9.1f}{r.paced_per_s:>9.1f}{r.paced_p50_ms:>9.1f}"
         f"{r.paced_p99_ms:>9.1f}{r.burst_p50_ms:>11.0f}{r.peak_rss_mb:>8.1f}"
-        f"{r.cpu_ms_per_command:>8.2f}{r.not_succeeded:>5}{r.steal_pct:>7.0f}  {r.store}"
+        f"{r.cpu_ms_per_command:>8.2f}{r.not_succeeded:>5}{r.steal_pct:>7.0f}"
+        f"{_pct(r.slowest_core_pct):>7}  {r.store}"
     )
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 HEADER = (
     f"{'mode':<7}{'API ms':>7}{'proc':>6}{'conc':>6}{'N':>6}{'cmd/s':>9}"
     f"{'paced/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-    f"{'burst p50':>11}{'RSS MB':>8}{'CPU ms':>8}{'!ok':>5}{'steal%':>7}  store"
+    f"{'burst p50':>11}{'RSS MB':>8}{'CPU ms':>8}{'!ok':>5}{'steal%':>7}{'core%':>7}  store"
 )
 
 
@@ -192,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     print("receipt in a paced phase at half that rate; burst p50 includes queueing;")
     print("CPU ms: the consumer's processes' CPU time per command (start-up included);")
     print("steal%: CPU the hypervisor gave other guests during the run (a VM's cores are")
-    print("that much smaller; compare runs with similar steal).")
+    print("that much smaller; compare runs with similar steal); core%: the slower core's")
+    print("speed through the burst, % of full (a guest sharing it slows it, unseen by steal).")
     targets = postgres_targets(results) if args.stores else check_targets(results)
     for t in targets:
         print(verdict_line(t))
