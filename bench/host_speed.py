@@ -1,18 +1,21 @@
 """How fast each core of the VM ran during a run: the benchmark's control for the host.
 
-On the 2-core VM the benchmark runs on, a core does not always run at one speed: the same
-fixed piece of Python took 0.86-0.91 ms of CPU on a core at full speed and 1.3-1.7 ms on a
-core the host was sharing with another guest, with the machine idle, and each core flips
-between the two by itself within seconds (docs/performance.md, "A core at two speeds"). The
+On the 2-core VM the benchmark runs on, a core does not always run at one speed: with the
+machine idle, the same fixed piece of Python took 1.4-1.8 x as much CPU time on a core the
+host was sharing with another guest as on a core at full speed, and each core flips between
+the two by itself within seconds (docs/performance.md, "A core at two speeds"). The
 kernel's steal counter does not see it (it stayed at 0 %). A run with one core slowed is a
 slower machine: two worker processes, which need both cores, lose more than one, so
 comparing runs without this says more about the host than about the worker.
 
-``python -m bench.host_speed`` times that piece of Python on each core in turn, niced so it
-takes as little as possible from the run, and prints ``<time ns> <core> <CPU seconds>`` per
-sample. ``HostSpeed`` runs it for the whole benchmark and says, for a window of time, each
-core's speed as a percentage of the fastest sample seen (a run of our own processes costs
-the probe ~10 % of that by itself, through the caches: see ``SLOWED_CORE_PCT``).
+``python -m bench.host_speed`` times that piece of Python on each core in turn and prints
+``<time ns> <core> <CPU seconds>`` per sample. The piece is short (~0.1 ms) and the probe
+runs at normal priority, so a loaded machine still schedules it promptly and seldom cuts a
+sample in two: niced, it got 1-12 samples in 3 s under a full load, and those read slow.
+It costs each core ~0.5 %, every run alike. ``HostSpeed`` runs it for the whole benchmark
+and says, for a window of time, each core's median speed as a percentage of the fastest
+sample seen (a run of our own processes costs the probe ~10 % of that by itself, through
+the caches: see ``SLOWED_CORE_PCT``).
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ import threading
 import time
 from typing import IO
 
-CHUNK_ITERATIONS = 20_000  # ~0.9 ms of CPU at full speed here
-SAMPLE_PAUSE_S = 0.04  # between two rounds over the cores
+CHUNK_ITERATIONS = 2_000  # ~0.1 ms of CPU at full speed here
+SAMPLE_PAUSE_S = 0.02  # between two rounds over the cores
 MIN_SAMPLES = 3  # in a window, per core, to say anything about that core
-# A run whose slower core ran below this share of full speed ran on a busy host. Our own
-# load alone took the probe to 86-90 % in runs on a quiet host; a shared core, to 55-65 %.
+# A run whose slower core ran below this share of full speed ran on a busy host. A full load
+# of our own took the probe to 83-90 % of its idle speed; a shared core reads 55-70 %.
 SLOWED_CORE_PCT = 75.0
 
 Sample = tuple[int, int, float]  # (time.time_ns(), core, CPU seconds of one chunk)
@@ -108,7 +111,6 @@ class HostSpeed:
 
 
 def main() -> None:
-    os.nice(19)  # take what nobody else wants: the run's processes come first
     cores = sorted(os.sched_getaffinity(0))
     while True:
         for core in cores:
