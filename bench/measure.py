@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.host_speed import HostSpeed
+from bench.host_speed import HostSpeed, slower_of
 from bench.rig import AMQP_URL, BenchBroker, EventTap, SandboxProcess, create_customer
 from sandbox.rigs import wait_until
 
@@ -53,7 +53,7 @@ class RunResult:
     total_rss_mb: float = 0.0  # the peaks of every process of the consumer, added up
     steal_pct: float = 0.0  # CPU time the hypervisor gave to other guests during the run
     store: str = "sqlite"  # or "postgresql": the idempotency store the worker used
-    # Each core's speed through the burst, % of full (``bench.host_speed``); empty: not probed
+    # Each core's speed around the burst, % of full (``bench.host_speed``); empty: not probed
     core_speed_pct: list[float] = field(default_factory=list)
 
     @property
@@ -170,12 +170,13 @@ def measure(
             for command in burst:
                 broker.publish(command)
             broker.wait_queued(commands)
+            before = host.probe() if host is not None else {}
             ticks_before = cpu_ticks()
             process = start(broker, Path(tmp))
             try:
                 wait_until(lambda: tap.count() >= commands, EVENTS_TIMEOUT_S, "the burst's events")
-                rate, burst_latencies, window = _burst_numbers(broker, tap, burst)
-                speeds = host.speeds_pct(*window) if host is not None else {}
+                rate, burst_latencies = _burst_numbers(broker, tap, burst)
+                cores = slower_of(before, host.probe()) if host is not None else []
                 paced_rate, paced = _paced_phase(broker, tap, run_id, commands, rate)
                 pids = family(process.pid)
                 peaks = [peak_rss_mb(pid) for pid in pids]
@@ -194,14 +195,13 @@ def measure(
         percentile_ms(burst_latencies, 0.5), percentile_ms(burst_latencies, 0.99),
         paced_rate, len(paced), percentile_ms(paced, 0.5), percentile_ms(paced, 0.99),
         max(peaks), tap.not_succeeded, cpu_per_command_ms, processes, sum(peaks), steal_pct,
-        core_speed_pct=list(speeds.values()),
+        core_speed_pct=cores,
     )  # fmt: skip
 
 
 def _burst_numbers(
     broker: BenchBroker, tap: EventTap, burst: list[dict[str, Any]]
-) -> tuple[float, list[int], tuple[int, int]]:
-    """The burst's rate, its latencies, and (first, last) event time in ns."""
+) -> tuple[float, list[int]]:
     received = tap.received_snapshot()
     times = [received[c["idempotency_key"]] for c in burst]
     span_s = (max(times) - min(times)) / 1e9
@@ -209,7 +209,7 @@ def _burst_numbers(
     latencies = [
         received[k] - broker.published_ns[k] for k in (c["idempotency_key"] for c in burst)
     ]
-    return rate, latencies, (min(times), max(times))
+    return rate, latencies
 
 
 def _paced_phase(

@@ -92,7 +92,6 @@ def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
     plan = plan_runs(stores_only)
     sandbox = SandboxProcess()
     host = HostSpeed()
-    host.start()
     results: list[RunResult] = []
     try:
         for mode, latency_ms, concurrency, processes, store in plan:
@@ -101,7 +100,6 @@ def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
                 results.append(result)
                 print(format_row(result), flush=True)
     finally:
-        host.stop()
         sandbox.stop()
     return results
 
@@ -203,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     print("CPU ms: the consumer's processes' CPU time per command (start-up included);")
     print("steal%: CPU the hypervisor gave other guests during the run (a VM's cores are")
     print("that much smaller; compare runs with similar steal); core%: the slower core's")
-    print("speed through the burst, % of full (a guest sharing it slows it, unseen by steal).")
+    print("speed just before and after the burst, % of full (a guest sharing the core slows")
+    print("it by a third or more, unseen by steal; below 80 the verdicts say so).")
     targets = postgres_targets(results) if args.stores else check_targets(results)
     for t in targets:
         print(verdict_line(t))

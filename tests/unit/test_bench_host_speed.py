@@ -1,48 +1,54 @@
-"""The benchmark's control for the host: each core's speed through a run, and the verdicts
+"""The benchmark's control for the host: each core's speed around a run, and the verdicts
 that say when a core ran slowed."""
 
 from __future__ import annotations
 
 import os
 
-from bench.host_speed import MIN_SAMPLES, HostSpeed, core_speeds_pct
+from bench.host_speed import HostSpeed, slower_of, speed_pct
 from bench.measure import RunResult
 from bench.targets import postgres_targets, verdict_line
-from tests.fixtures.wait import wait_until
-
-MS = 1_000_000  # ns
 
 
-def test_each_core_is_judged_by_its_median_in_the_window_against_the_fastest_sample() -> None:
-    # Given core 0 at full speed, core 1 shared (1.6 x the time) in the window, and a core 1
-    # that was faster still before the window, and core 2 with too few samples in it
-    samples = [(0, 1, 0.0008)]
-    samples += [(100 * MS + i, 0, 0.0009) for i in range(MIN_SAMPLES + 2)]
-    samples += [(100 * MS + i, 1, 0.00128) for i in range(MIN_SAMPLES + 2)]
-    samples += [(100 * MS + i, 2, 0.0008) for i in range(MIN_SAMPLES - 1)]
-    samples += [(900 * MS, 1, 0.0008)]
-    # When the window from 50 to 500 ms is judged
-    speeds = core_speeds_pct(samples, 50 * MS, 500 * MS)
-    # Then each core's median counts against the fastest chunk seen at all, out of the window
-    # too, and a core with too few samples says nothing
-    assert speeds == {0: 88.9, 1: 62.5}
-    assert core_speeds_pct([], 0, 1) == {}
+def test_a_core_reads_its_median_against_the_fastest_piece_and_keeps_its_slower_reading() -> None:
+    # Given a core at full speed and one the host shares (1.6 x the time), with an outlier
+    fastest_s = 0.0008
+    full = [0.0008, 0.00082, 0.0008, 0.003]
+    shared = [0.00128, 0.00128, 0.0013]
+    # When each is read, and two probes of the same cores are combined
+    readings = speed_pct(full, fastest_s), speed_pct(shared, fastest_s)
+    combined = slower_of({0: 99.0, 1: 62.5}, {0: 71.0, 1: 97.0})
+    # Then the median ignores the outlier, and each core keeps its slower reading
+    assert readings == (98.8, 62.5)
+    assert combined == [71.0, 62.5]
 
 
-def run_at(per_s: float, procs: int, cores: list[float]) -> RunResult:
+def test_a_probe_times_every_core_and_gives_the_thread_back_all_of_them() -> None:
+    # Given the cores this process may run on
+    cores = os.sched_getaffinity(0)
+    # When the host is probed twice, as a run does
+    host = HostSpeed()
+    first, second = host.probe(0.2), host.probe(0.2)
+    # Then each probe read every core, at no more than full speed, and the affinity is back
+    assert set(first) == set(second) == cores
+    assert all(0 < pct <= 100 for pct in [*first.values(), *second.values()])
+    assert os.sched_getaffinity(0) == cores
+
+
+def run_at(per_s: float, procs: int, cores: list[float], store: str = "postgresql") -> RunResult:
     return RunResult(
         "worker", 0.0, 32, 2000, per_s, 1.0, 1.0, per_s / 2, 100, 55.0, 70.0, 45.0, 0, 2.0,
-        procs, 45.0 * procs, 0.0, "postgresql", cores,
+        procs, 45.0 * procs, 0.0, store, cores,
     )  # fmt: skip
 
 
 def test_a_verdict_names_a_core_that_ran_slowed_in_a_run_it_compares() -> None:
     # Given PostgreSQL runs where the two-process run had one core at 61 % of its speed
-    sqlite = RunResult(
-        "worker", 0.0, 32, 2000, 900.0, 1.0, 1.0, 450.0, 100, 55.0, 70.0, 45.0, 0, 2.0,
-        1, 45.0, 0.0, "sqlite", [97.0, 95.0],
-    )  # fmt: skip
-    results = [sqlite, run_at(800.0, 1, [96.0, 99.0]), run_at(880.0, 2, [61.0, 90.0])]
+    results = [
+        run_at(900.0, 1, [97.0, 95.0], store="sqlite"),
+        run_at(800.0, 1, [96.0, 99.0]),
+        run_at(880.0, 2, [61.0, 90.0]),
+    ]
     # When the PostgreSQL targets are printed
     vs_sqlite, scale = (verdict_line(t) for t in postgres_targets(results))
     # Then the scale verdict says the host was busy, and the other does not
@@ -53,22 +59,3 @@ def test_a_verdict_names_a_core_that_ran_slowed_in_a_run_it_compares() -> None:
     assert (
         vs_sqlite == "  0 ms, c32, PostgreSQL vs SQLite (1 process each): 0.889 (goal >= 0.8) met"
     )
-
-
-def test_the_probe_samples_every_core_and_stops() -> None:
-    # Given the probe started as the benchmark starts it
-    host = HostSpeed()
-    host.start()
-    assert host.running
-    try:
-        # When it has run for a moment
-        cores = set(os.sched_getaffinity(0))
-        wait_until(lambda: {core for _, core, _ in host.samples()} >= cores, 20.0, "samples")
-    finally:
-        host.stop()
-    # Then every core was timed, each chunk took some CPU, and the child is gone
-    samples = host.samples()
-    assert all(seconds > 0 for _, _, seconds in samples)
-    speeds = host.speeds_pct(samples[0][0], samples[-1][0])
-    assert set(speeds) <= cores and all(0 < pct <= 100 for pct in speeds.values())
-    assert not host.running
