@@ -29,7 +29,7 @@ from typing import Any
 import psycopg
 from pika.exceptions import AMQPError
 
-from bench.host_speed import HostSpeed
+from bench.host_speed import CALIBRATE_S, HostSpeed
 from bench.measure import RunResult, measure, raw_starter, worker_starter
 from bench.rig import SandboxProcess, postgres_store, reset_sandbox
 from bench.targets import (
@@ -92,6 +92,7 @@ def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
     plan = plan_runs(stores_only)
     sandbox = SandboxProcess()
     host = HostSpeed()
+    host.probe(CALIBRATE_S)  # full speed, before any run's figure is read against it
     results: list[RunResult] = []
     try:
         for mode, latency_ms, concurrency, processes, store in plan:
