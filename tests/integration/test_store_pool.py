@@ -143,6 +143,19 @@ def as_one_batch(
         thread.join(timeout=30)
 
 
+def statements_noted(cls: Any) -> tuple[list[str], Callable[..., Any]]:
+    """A stand-in for ``cls.execute`` that writes down each statement before sending it,
+    and the list it writes to."""
+    sent: list[str] = []
+    execute = cls.execute
+
+    def noted(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(str(query))
+        return execute(self, query, *args, **kwargs)
+
+    return sent, noted
+
+
 def test_a_failing_write_fails_alone_and_the_rest_of_its_batch_commits(pg_url: str) -> None:
     # Given a store with one connection and one writer, kept busy while eight claims and one
     # bad write queue up
@@ -181,13 +194,7 @@ def test_a_batch_is_one_text_of_prepared_statements(
     store = open_store(pg_url, pool_size=1)
     assert isinstance(store, PostgresStore)
     store.heartbeat("w1")
-    sent: list[str] = []
-    execute = psycopg.ClientCursor.execute
-
-    def noted(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query))
-        return execute(cursor, query, *args, **kwargs)
-
+    sent, noted = statements_noted(psycopg.ClientCursor)
     claims: dict[str, Any] = {}
 
     def claim(key: str, customer: str | None) -> None:
@@ -219,13 +226,7 @@ def test_a_command_costs_the_store_two_statements(
 ) -> None:
     # Given a store, and every statement its connections send written down
     store = open_store(pg_url, pool_size=1)
-    sent: list[str] = []
-    execute = psycopg.Connection.execute
-
-    def noted(conn: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        sent.append(str(query))
-        return execute(conn, query, *args, **kwargs)
-
+    sent, noted = statements_noted(psycopg.Connection)
     try:
         store.heartbeat("w1")
         monkeypatch.setattr(psycopg.Connection, "execute", noted)
