@@ -92,9 +92,9 @@ def run_all(budget: int, stores_only: bool = False) -> list[RunResult]:
     plan = plan_runs(stores_only)
     sandbox = SandboxProcess()
     host = HostSpeed()
-    host.probe(CALIBRATE_S)  # full speed, before any run's figure is read against it
     results: list[RunResult] = []
     try:
+        host.probe(CALIBRATE_S)  # full speed, before any run's figure is read against it
         for mode, latency_ms, concurrency, processes, store in plan:
             result = run_one(sandbox, mode, latency_ms, concurrency, processes, budget, store, host)
             if result is not None:
